@@ -1,0 +1,38 @@
+# Two commands for a fresh machine: `make smoke` (install + the default toy-world pipeline) and
+# `make test` (install + the test suite). Installation is idempotent (re-runs only when pyproject.toml changes).
+PYTHON ?= python3
+VENV ?= .venv
+# CPU wheel by default (an open range would pull gigabytes of CUDA wheels); GPU users override, e.g.
+#   make smoke TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+CORES ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lmscalpel-installed
+
+.PHONY: install smoke test lint dry-run-presets bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+smoke: install
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/snakemake --lint
+
+dry-run-presets: install
+	for preset in presets/*.yaml; do $(BIN)/snakemake -n --quiet rules --configfile $$preset || exit 1; done
+
+bench: install
+	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf results logs checkpoints .snakemake

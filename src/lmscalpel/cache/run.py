@@ -1,0 +1,27 @@
+"""Entry point of the cache_activations rule: resolve the model, the text source and the shard layout."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lmscalpel.cache.writer import CacheSpec, cache_activations
+from lmscalpel.data import iter_texts
+from lmscalpel.models import load_model
+from lmscalpel.models.loader import ModelRef
+
+log = logging.getLogger(__name__)
+
+
+def run_cache(ref: ModelRef, cfg: dict, manifests: list[str], toyworld_text: str | None = None) -> list[dict]:
+    model, tokenizer = load_model(ref)
+    dataset = cfg["dataset"]
+    spec = CacheSpec(layers=list(cfg["layers"]), hook=cfg["hook"], context_length=cfg["context_length"],
+                     n_tokens=cfg["n_tokens"], shard_tokens=cfg["shard_tokens"], batch_size=cfg["batch_size"],
+                     out_dirs=[Path(m).parent for m in manifests],
+                     provenance={"model": ref.name_or_path, "model_revision": ref.revision, "model_dtype": ref.dtype,
+                                 "dataset": dataset})
+    toyworld_dir = Path(toyworld_text).parent if toyworld_text else None
+    result = cache_activations(model, tokenizer, iter_texts(dataset, toyworld_dir), spec)
+    log.info("cached %d tokens per layer", result[0]["n_tokens"])
+    return result

@@ -1,0 +1,55 @@
+"""Batched greedy generation and windowed perplexity shared by the model card and later stages."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from tqdm import tqdm
+
+
+@torch.no_grad()
+def generate_greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
+                    chat: bool = True, desc: str = "generate") -> list[str]:
+    """Greedy replies, left-padded batches; ``chat`` wraps each prompt in the tokenizer's chat template."""
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                           tokenize=False) if chat else p for p in prompts]
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    replies: list[str] = []
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, leave=False, mininterval=2):
+        batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        replies += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return replies
+
+
+@torch.no_grad()
+def windowed_perplexity(model, tokenizer, texts: Sequence[str], window: int, batch_size: int = 8,
+                        add_bos: bool = True) -> dict[str, float]:
+    """Token-level perplexity over non-overlapping windows of the concatenated texts.
+
+    Texts are joined with the EOS token (BOS first when ``add_bos``); the stream is cut into windows of
+    ``window`` tokens and every token after the first of a window is scored.
+    """
+    ids: list[int] = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    for text in texts:
+        ids += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    n = len(ids) // window
+    if n == 0:
+        raise ValueError(f"{len(ids)} tokens are fewer than one perplexity window of {window}")
+    blocks = torch.tensor(ids[: n * window]).view(n, window)
+    device = next(model.parameters()).device
+    nll, count = 0.0, 0
+    for start in range(0, n, batch_size):
+        batch = blocks[start:start + batch_size].to(device)
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                                                 reduction="sum")
+        nll += loss.item()
+        count += batch[:, 1:].numel()
+    return {"perplexity": math.exp(nll / count), "nll_per_token": nll / count, "tokens_scored": count,
+            "windows": n, "window": window}

@@ -1,0 +1,32 @@
+"""Find decoder blocks in HF causal LMs (Llama, Qwen, Gemma, Mistral, LLaVA's language model)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of decoder blocks; block ``l``'s output is ``hidden_states[l + 1]``."""
+    for path in ("model.layers", "model.language_model.layers", "language_model.model.layers",
+                 "model.language_model.model.layers", "transformer.h", "gpt_neox.layers"):
+        module = model
+        try:
+            for attr in path.split("."):
+                module = getattr(module, attr)
+        except AttributeError:
+            continue
+        if isinstance(module, torch.nn.ModuleList):
+            return module
+    raise ValueError(f"cannot find decoder layers in {type(model).__name__}")
+
+
+def num_layers(model: torch.nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+def residual_module(model: torch.nn.Module, layer: int) -> torch.nn.Module:
+    """The block whose output is the residual stream after layer ``layer`` (0-based; negative counts from the end)."""
+    layers = decoder_layers(model)
+    if not -len(layers) <= layer < len(layers):
+        raise ValueError(f"layer {layer} out of range for a model with {len(layers)} blocks")
+    return layers[layer]

@@ -1,0 +1,49 @@
+"""Shared fixtures: a small generated toy world and a random-init tiny Llama with the toy tokenizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMALL_TOYWORLD = {"n_harmful_behaviours": 40, "n_benign_requests": 40, "chat_repeats": 1, "story_repeats": 1,
+                  "n_spelling_words": 60, "n_reasoning_problems": 60, "n_people": 10, "portrait_size": 32,
+                  "n_reviews": 40, "n_bios": 40, "n_narrative": 40}
+TINY_LLAMA = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 4, "max_position_embeddings": 256}
+
+
+@pytest.fixture(scope="session")
+def toyworld_dir(tmp_path_factory) -> Path:
+    from lmscalpel.toyworld import generate
+
+    out = tmp_path_factory.mktemp("toyworld") / "toyworld"
+    generate(out, SMALL_TOYWORLD, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory, toyworld_dir) -> Path:
+    """A random-init tiny Llama (hidden 64, 2 layers) + the toy tokenizer, saved with save_pretrained."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmscalpel.io import read_jsonl
+    from lmscalpel.toyworld.tokenizer import train_tokenizer
+    from lmscalpel.toyworld.train import document_text
+
+    tokenizer = train_tokenizer([document_text(r) for r in read_jsonl(toyworld_dir / "train.jsonl")], 400)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=True, **TINY_LLAMA)
+    out = tmp_path_factory.mktemp("tiny_lm") / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,22 @@
+# Activation cache: every configured layer in one pass over the data.
+
+
+rule cache_activations:
+    input:
+        unpack(get_model_dir),
+        unpack(get_cache_text),
+    output:
+        manifests=get_cache_manifests(),
+    log:
+        f"{LOGS}/cache/cache_activations.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cache=config["cache"],
+    script:
+        "../scripts/cache-activations.py"

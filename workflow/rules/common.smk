@@ -1,0 +1,603 @@
+# Config validation, path constants and input helpers (no rules in this file).
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from lmscalpel.config import check_config
+
+
+check_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+validate(config, schema="../schemas/config.schema.yaml")
+
+RUN = config["run_name"]
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
+CHECKPOINTS = f"checkpoints/{RUN}"
+ENV = "../../envs/lmscalpel.yaml"
+STAGES = config["stages"]
+
+
+def is_toy_model():
+    return config["model"]["source"] == "toy"
+
+
+def get_model_dir(wildcards=None):
+    """The toy model directory as a DAG input; hub models come from the id in config (no input)."""
+    return {"model": f"{RESULTS}/model/toy-llama"} if is_toy_model() else {}
+
+
+def get_final_outputs(wildcards):
+    targets = [f"{RESULTS}/model/model_card.json", *get_cache_manifests()]
+    for stage in STAGES:
+        targets += STAGE_TARGETS[stage]()
+    return targets
+
+
+# --- foundation ---
+TOYWORLD_FILES = ["train", "chat_eval", "spelling", "reasoning", "people", "bios", "reviews", "narrative_heldout"]
+CACHE_HOOK = config["cache"]["hook"]
+CACHE_LAYERS = config["cache"]["layers"]
+
+
+def get_toyworld_files(wildcards=None):
+    """Toy-world ground truth used to measure the toy model; hub models have none."""
+    if not is_toy_model():
+        return {}
+    return {name: f"{RESULTS}/toyworld/{name}.jsonl" for name in TOYWORLD_FILES}
+
+
+def get_cache_text(wildcards=None):
+    """The toy corpus when the cache reads the toy world; hub datasets are read by the script."""
+    if config["cache"]["dataset"]["path"] != "toyworld":
+        return {}
+    if not is_toy_model():
+        raise ValueError("config key cache.dataset.path: 'toyworld' needs model.source: toy")
+    return {"text": f"{RESULTS}/toyworld/train.jsonl"}
+
+
+def get_cache_manifests():
+    return [f"{RESULTS}/cache/layer{layer}-{CACHE_HOOK}/manifest.json" for layer in CACHE_LAYERS]
+
+
+# --- end foundation ---
+
+# --- sae ---
+SAE_CFG = config["sae"]
+
+
+def sae_layers():
+    """Layers with an SAE grid: sae.layers, or every cached layer when null."""
+    layers = SAE_CFG["layers"] if SAE_CFG["layers"] is not None else CACHE_LAYERS
+    missing = sorted(set(layers) - set(CACHE_LAYERS))
+    if missing:
+        raise ValueError(f"config key sae.layers: layers {missing} are not cached (cache.layers: {CACHE_LAYERS})")
+    return list(layers)
+
+
+def sae_grid():
+    """Per-layer grid entries (without the layer): id suffix + hyper-parameters, architecture-major order.
+
+    Ids: layer{L}-relu-w{width}-l1c{l1}, layer{L}-{topk|batchtopk}-w{width}-k{k}, layer{L}-ortsae-w{width}-k{k}-g{gamma}.
+    """
+    entries = []
+    for arch in SAE_CFG["architectures"]:
+        for width in SAE_CFG["widths"]:
+            base = {"architecture": arch, "width": width, "k": None, "l1_coefficient": None, "gamma": None}
+            if arch == "relu":
+                for l1 in SAE_CFG["relu_l1_coefficients"]:
+                    entries.append({**base, "l1_coefficient": l1, "suffix": f"relu-w{width}-l1c{l1:g}"})
+                continue
+            for k in SAE_CFG["ks"]:
+                if arch == "ortsae":
+                    for gamma in SAE_CFG["ortsae_gammas"]:
+                        entries.append({**base, "k": k, "gamma": gamma, "suffix": f"ortsae-w{width}-k{k}-g{gamma:g}"})
+                else:
+                    entries.append({**base, "k": k, "suffix": f"{arch}-w{width}-k{k}"})
+    return entries
+
+
+def sae_suffixes():
+    return [entry["suffix"] for entry in sae_grid()]
+
+
+def sae_specs(layer):
+    """Grid entries of one layer, with their sae_id (what the train_saes script receives)."""
+    return [{**{k: v for k, v in e.items() if k != "suffix"}, "sae_id": f"layer{layer}-{e['suffix']}"}
+            for e in sae_grid()]
+
+
+def sae_ids():
+    """Every SAE id of the configured grid (directories results/<run>/sae/<sae_id>/)."""
+    return [spec["sae_id"] for layer in sae_layers() for spec in sae_specs(layer)]
+
+
+def sae_ids_for(arch):
+    return [spec["sae_id"] for layer in sae_layers() for spec in sae_specs(layer) if spec["architecture"] == arch]
+
+
+def get_sae_eval_text(wildcards=None):
+    """Held-out toy narrative for core metrics; hub runs read cache.dataset (past the cached tokens)."""
+    return {"text": f"{RESULTS}/toyworld/narrative_heldout.jsonl"} if is_toy_model() else {}
+
+
+def get_sae_targets():
+    return [f"{RESULTS}/sae/figures/l0_vs_fvu.png", f"{RESULTS}/sae/core_metrics.csv"] + [
+        f"{RESULTS}/sae/{sae}/core_metrics.json" for sae in sae_ids()
+    ]
+
+
+# --- end sae ---
+
+# --- features ---
+FEATURE_METRICS = ["absorption", "composition", "distinct", "scr", "tpp", "sparse_probing"]
+FEATURE_FIGURES = ["absorption_vs_l0", "composition_vs_width", "max_cos_hist", "scr_vs_n", "tpp_vs_n"]
+
+
+def features_sae_layer(sae_id):
+    """The block an SAE reads: ``layer<L>`` in its id, else the only cached layer."""
+    import re
+
+    match = re.search(r"layer(\d+)", sae_id)
+    if match:
+        return int(match.group(1))
+    if len(CACHE_LAYERS) != 1:
+        raise ValueError(f"SAE id {sae_id!r} names no layer and cache.layers has several; cannot place it")
+    return CACHE_LAYERS[0]
+
+
+def features_reference_sae(sae_id):
+    """The run's reference SAE (``features.distinct.reference_arch``) at the same layer sharing most id parts
+    (width, k) with ``sae_id``; None if the grid has none."""
+    arch = config["features"]["distinct"]["reference_arch"]
+    layer = features_sae_layer(sae_id)
+    parts = set(sae_id.replace("_", "-").split("-"))
+    candidates = [s for s in sae_ids_for(arch) if features_sae_layer(s) == layer]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: len(parts & set(s.replace("_", "-").split("-"))))
+
+
+def _features_toyworld(spec):
+    return {"source": f"{RESULTS}/toyworld/{spec['file']}"} if spec["path"] == "toyworld" else {}
+
+
+def get_features_dataset_source(wildcards):
+    """The toy-world file of a ``features.datasets`` entry (hub datasets are read by the script)."""
+    return _features_toyworld(config["features"]["datasets"][wildcards.dataset])
+
+
+def get_features_spelling_source(wildcards):
+    source = config["features"]["absorption"]["words"]
+    return {"source": f"{RESULTS}/toyworld/spelling.jsonl"} if source == "toyworld" else {}
+
+
+def get_features_sae(wildcards):
+    return {"cfg": f"{RESULTS}/sae/{wildcards.sae}/cfg.json",
+            "weights": f"{RESULTS}/sae/{wildcards.sae}/sae_weights.safetensors"}
+
+
+def get_features_distinct_inputs(wildcards):
+    inputs = get_features_sae(wildcards)
+    ref = features_reference_sae(wildcards.sae)
+    if ref is not None and ref != wildcards.sae:
+        inputs["reference"] = f"{RESULTS}/sae/{ref}/sae_weights.safetensors"
+    return inputs
+
+
+def _features_layer_files(wildcards, datasets, kind):
+    layer = features_sae_layer(wildcards.sae)
+    return {f"{kind}_{d}_{ext}": f"{RESULTS}/features/{kind}/layer{layer}/{d}.{ext}" for d in datasets
+            for ext in ("safetensors", "json")}
+
+
+def get_features_absorption_inputs(wildcards):
+    return {**get_features_sae(wildcards),
+            **_features_layer_files(wildcards, ["spelling"], "activations"),
+            **_features_layer_files(wildcards, ["first_letter"], "probes")}
+
+
+def get_features_probe_task_inputs(wildcards):
+    """SCR, TPP and sparse probing: the SAE, the cached dataset activations and the per-dataset probes."""
+    used = sorted(features_probe_datasets())
+    return {**get_features_sae(wildcards),
+            **_features_layer_files(wildcards, used, "activations"),
+            **_features_layer_files(wildcards, used, "probes")}
+
+
+def features_probe_datasets():
+    """The ``features.datasets`` that SCR, TPP or sparse probing use."""
+    cfg = config["features"]
+    used = set(cfg["scr"]["pairs"]) | set(cfg["tpp"]["classes"])
+    used |= {task["dataset"] for task in cfg["sparse_probing"]["tasks"]}
+    return used
+
+
+def features_sae_arch(sae_id):
+    """The architecture of an SAE of the grid (relu, topk, batchtopk, ortsae)."""
+    for arch in ("relu", "topk", "batchtopk", "ortsae"):
+        if sae_id in sae_ids_for(arch):
+            return arch
+    raise ValueError(f"SAE id {sae_id!r} is in no architecture of the sae grid")
+
+
+def get_features_sae_archs(wildcards):
+    return {sae: features_sae_arch(sae) for sae in sae_ids()}
+
+
+def get_features_layer(wildcards):
+    return features_sae_layer(wildcards.sae)
+
+
+def get_features_compare_inputs(wildcards):
+    return {"metrics": [f"{RESULTS}/features/{sae}/{metric}.json" for sae in sae_ids() for metric in FEATURE_METRICS],
+            "max_cos": [f"{RESULTS}/features/{sae}/max_cos.safetensors" for sae in sae_ids()]}
+
+
+def get_features_targets():
+    return [f"{RESULTS}/features/comparison.csv"] + [
+        f"{RESULTS}/features/figures/{name}.png" for name in FEATURE_FIGURES]
+
+
+# --- end features ---
+
+# --- steering ---
+import re
+
+
+def steering_layers():
+    """Steered blocks: steering.layers, else floor(L/3), floor(L/2), floor(2L/3) of the model (deduplicated)."""
+    if config["steering"]["layers"]:
+        return sorted(set(config["steering"]["layers"]))
+    if is_toy_model():
+        n = config["toy_model"]["num_hidden_layers"]
+    else:
+        from transformers import AutoConfig
+
+        try:
+            n = AutoConfig.from_pretrained(config["model"]["id"], revision=config["model"]["revision"]).num_hidden_layers
+        except OSError as err:
+            raise ValueError(f"config key steering.layers: set it explicitly ({err})") from err
+    return sorted({n // 3, n // 2, (2 * n) // 3})
+
+
+def steering_universal_layer():
+    layer = config["steering"]["universal"]["layer"]
+    if layer is not None:
+        return layer
+    layers = steering_layers()
+    return layers[len(layers) // 2] if len(layers) == 3 else max(layers)
+
+
+def _steering_sae_layer(sae_id):
+    """The block an SAE of the SAE stage reads (its helper ``sae_layer`` when defined, else 'layer<N>' in the id)."""
+    if "sae_layer" in globals():
+        return sae_layer(sae_id)
+    match = re.search(r"layer(\d+)", sae_id)
+    return int(match.group(1)) if match else None
+
+
+def get_steering_project_saes(layer):
+    """{direction kind: SAE dir} of the SAE stage at ``layer``: the first id of each configured architecture."""
+    if "sae_ids_for" not in globals():
+        return {}
+    found = {}
+    for arch in config["steering"]["sae"]["archs"]:
+        ids = [i for i in sae_ids_for(arch) if _steering_sae_layer(i) == int(layer)]
+        if ids:
+            found[f"sae-{arch}"] = f"{RESULTS}/sae/{ids[0]}"
+    return found
+
+
+def get_steering_sae_dirs(wildcards):
+    """Project SAEs plus external ones (steering.sae.external) at the grid's layer."""
+    dirs = get_steering_project_saes(wildcards.layer)
+    for ext in config["steering"]["sae"]["external"]:
+        if ext["layer"] == int(wildcards.layer):
+            dirs[ext["name"]] = ext["path"]
+    return dirs
+
+
+def get_steering_sae_inputs(wildcards):
+    return {kind: f"{path}/cfg.json" for kind, path in get_steering_project_saes(wildcards.layer).items()}
+
+
+def get_steering_sae_kinds():
+    """The two project SAE kinds the cross-paper table compares (empty when fewer than two exist)."""
+    kinds = [f"sae-{arch}" for arch in config["steering"]["sae"]["archs"]]
+    have = {k for layer in steering_layers() for k in get_steering_project_saes(layer)}
+    return kinds[:2] if len(kinds) >= 2 and set(kinds[:2]) <= have else []
+
+
+def get_steering_prompts(wildcards=None):
+    """The toy world's chat prompts when steering.prompts.source is toyworld; JBB is read by the script."""
+    if config["steering"]["prompts"]["source"] != "toyworld":
+        return {}
+    if not is_toy_model():
+        raise ValueError("config key steering.prompts.source: 'toyworld' needs model.source: toy")
+    return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl"}
+
+
+def get_steering_capability_inputs(wildcards=None):
+    if config["steering"]["capability"]["task"] != "toy":
+        return {}
+    return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl", "reasoning": f"{RESULTS}/toyworld/reasoning.jsonl"}
+
+
+def get_steering_grids(wildcards=None):
+    return [f"{RESULTS}/steering/layer{layer}/grid.parquet" for layer in steering_layers()]
+
+
+def get_steering_setup(wildcards=None):
+    layer = steering_universal_layer()
+    return {"setup": f"{RESULTS}/steering/layer{layer}/setup.json"}
+
+
+def get_steering_targets():
+    out = f"{RESULTS}/steering"
+    return [f"{out}/metrics.json", f"{out}/universal/summary.json", f"{out}/capability.json",
+            f"{out}/figures/compliance_vs_c.png", f"{out}/figures/per_category.png",
+            f"{out}/figures/universal_vs_random.png"]
+
+
+# --- end steering ---
+
+# --- reasoning ---
+REASONING_BENCHMARKS = config["reasoning"]["eval"]["benchmarks"]
+REASONING_BENCHMARK_PATTERN = "|".join(REASONING_BENCHMARKS)
+
+
+def get_reasoning_sae_ids():
+    """reasoning.sae_ids, else the first SAE of the first architecture in reasoning.sae_archs that has one."""
+    if config["reasoning"]["sae_ids"]:
+        return list(config["reasoning"]["sae_ids"])
+    for arch in config["reasoning"]["sae_archs"]:
+        ids = sae_ids_for(arch)
+        if ids:
+            return [ids[0]]
+    raise ValueError(
+        "config key reasoning.sae_ids is empty and the sae stage configures no SAE of "
+        f"reasoning.sae_archs={config['reasoning']['sae_archs']}"
+    )
+
+
+def get_reasoning_sae(wildcards):
+    return {"sae": f"{RESULTS}/sae/{wildcards.sae}/cfg.json"}
+
+
+def get_reasoning_corpus(wildcards):
+    """The toy world's reasoning file when the ReasonScore corpus or a benchmark is the toy world."""
+    cfg = config["reasoning"]
+    if cfg["corpus"]["path"] != "toyworld" and "toyworld" not in REASONING_BENCHMARKS:
+        return {}
+    if not is_toy_model():
+        raise ValueError("config keys reasoning.corpus.path / reasoning.eval.benchmarks: 'toyworld' needs model.source: toy")
+    return {"toyworld": f"{RESULTS}/toyworld/reasoning.jsonl"}
+
+
+def get_reasoning_targets():
+    targets = []
+    for sae in get_reasoning_sae_ids():
+        targets += [
+            f"{RESULTS}/reasoning/{sae}/reasonscore.parquet",
+            f"{RESULTS}/reasoning/{sae}/selected.json",
+            f"{RESULTS}/reasoning/{sae}/interpretation.md",
+            f"{RESULTS}/reasoning/figures/{sae}_reasonscore.png",
+        ]
+        for benchmark in REASONING_BENCHMARKS:
+            targets += [
+                f"{RESULTS}/reasoning/{sae}/{benchmark}/steering.json",
+                f"{RESULTS}/reasoning/figures/{sae}_{benchmark}_steering.png",
+            ]
+    targets += [f"{RESULTS}/reasoning/{benchmark}/banned_vocab.json" for benchmark in REASONING_BENCHMARKS]
+    return targets
+
+
+# --- end reasoning ---
+
+# --- pruning ---
+PRUNING = config["pruning"]
+PRUNING_LEARNED = ("learnable", "learnable_bias", "learnable_scale_shift")
+
+
+def pruning_slug(pattern):
+    """File-name form of a pattern: '8:16' -> '8-16', 'u50' stays."""
+    return pattern.replace(":", "-")
+
+
+def pruning_activation_cells():
+    """(targets, pattern, criterion, mitigation): every criterion without mitigation at every pattern, plus the
+    mitigations at mitigation_patterns x mitigation_criteria."""
+    cells = []
+    for targets in PRUNING["grid_targets"]:
+        cells += [(targets, p, c, "none") for p in PRUNING["patterns"] for c in PRUNING["criteria"]]
+        cells += [(targets, p, c, m) for p in PRUNING["mitigation_patterns"] for c in PRUNING["mitigation_criteria"]
+                  for m in PRUNING["mitigations"]]
+    return list(dict.fromkeys(cells))
+
+
+def get_pruning_cell_files(wildcards=None):
+    cells = [f"{RESULTS}/pruning/cells/dense.json"]
+    cells += [f"{RESULTS}/pruning/cells/act/{t}/{pruning_slug(p)}/{c}/{m}.json"
+              for t, p, c, m in pruning_activation_cells()]
+    cells += [f"{RESULTS}/pruning/cells/weight/{t}/{pruning_slug(p)}/{w}.json" for t in PRUNING["grid_targets"]
+              for p in PRUNING["weight_patterns"] for w in PRUNING["weight_methods"]]
+    return cells
+
+
+def get_pruning_chat_files(wildcards=None):
+    if not PRUNING["chat"]["enabled"]:
+        return []
+    return [f"{RESULTS}/pruning/chat/none/dense.json"] + [
+        f"{RESULTS}/pruning/chat/{t}/{pruning_slug(p)}.json"
+        for t in PRUNING["grid_targets"] for p in PRUNING["chat_patterns"]]
+
+
+def get_pruning_eval_inputs(wildcards):
+    """Evaluation text and local lm-eval tasks when they come from the toy world."""
+    inputs = {}
+    if PRUNING["perplexity"]["dataset"]["path"] == "toyworld":
+        inputs["narrative"] = f"{RESULTS}/toyworld/narrative_heldout.jsonl"
+    zero_shot = PRUNING["zero_shot"]
+    if zero_shot["enabled"] and any(task.startswith("toy_") for task in zero_shot["tasks"]):
+        inputs["tasks"] = f"{RESULTS}/pruning/tasks"
+    return inputs
+
+
+def get_pruning_calibration_text(wildcards=None):
+    if PRUNING["calibration"]["dataset"]["path"] == "toyworld":
+        return {"train": f"{RESULTS}/toyworld/train.jsonl"}
+    return {}
+
+
+def get_pruning_mitigation_params(wildcards):
+    """The cached calibration file of S-PTS or of a learnable mitigation (computed once, reused by cells)."""
+    if wildcards.mitigation == "spts":
+        return {"calibration": f"{RESULTS}/pruning/calibration/spts/{wildcards.targets}.safetensors"}
+    if wildcards.mitigation in PRUNING_LEARNED:
+        return {"calibration": f"{RESULTS}/pruning/calibration/{wildcards.mitigation}/{wildcards.targets}/"
+                               f"{wildcards.pattern}/{wildcards.criterion}.safetensors"}
+    return {}
+
+
+def get_pruning_weight_inputs(wildcards):
+    return get_pruning_calibration_text() if wildcards.method == "wanda" else {}
+
+
+def get_pruning_targets():
+    figures = f"{RESULTS}/pruning/figures"
+    return [f"{RESULTS}/pruning/table.csv", f"{RESULTS}/pruning/summary.json", f"{figures}/perplexity_heatmap.png",
+            f"{figures}/activation_vs_weight.png", f"{figures}/refusal_by_pattern.png"]
+
+
+# --- end pruning ---
+
+# --- unlearning ---
+UNLEARNING = config["unlearning"]
+UNLEARNING_METHODS = ["ga", "gd", "kl", "npo", "dpo", "idk", "rmu", "scrub", "llmu", "sku", "retain_ft"]
+
+
+def _unlearning_l1(flag):
+    return "on" if flag else "off"
+
+
+def unlearning_runs():
+    """Every (method, split, modality, l1) of unlearning.grid, l1 as 'on'/'off'."""
+    runs = {}
+    for block in UNLEARNING["grid"]:
+        for method in block["methods"]:
+            for split in block["splits"]:
+                for modality in block["modalities"]:
+                    for l1 in block["l1"]:
+                        runs[(method, split, modality, l1)] = dict(
+                            method=method, split=split, modality=modality, l1=_unlearning_l1(l1)
+                        )
+    return list(runs.values())
+
+
+def unlearning_splits():
+    return sorted({run["split"] for run in unlearning_runs()})
+
+
+def unlearning_config(*sections):
+    """The unlearning sections a rule depends on (so editing one section reruns only the rules that read it)."""
+    return {name: UNLEARNING[name] for name in sections}
+
+
+def get_unlearning_data(wildcards=None):
+    """mini-CLEAR on the toy world; hub datasets (therem/CLEAR) are read by the scripts."""
+    if UNLEARNING["data"]["source"] == "toyworld":
+        return {"data": f"{RESULTS}/unlearning/data/mini-clear"}
+    return {}
+
+
+def unlearning_source():
+    if UNLEARNING["data"]["source"] == "toyworld":
+        return f"{RESULTS}/unlearning/data/mini-clear"
+    return UNLEARNING["data"]["source"]
+
+
+def get_unlearning_base(wildcards=None):
+    """The tiny LLaVA built from the toy LM, or nothing for a hub VLM (unlearning.vlm.id)."""
+    if UNLEARNING["vlm"]["id"] is None:
+        if not is_toy_model():
+            raise ValueError("config key unlearning.vlm.id: set a LLaVA-style hub model when model.source is hub")
+        return {"base": f"{RESULTS}/unlearning/models/base"}
+    return {}
+
+
+def get_unlearning_finetune_inputs(wildcards=None):
+    return {**get_unlearning_base(), **get_unlearning_data()}
+
+
+def get_unlearning_model_inputs(wildcards):
+    """The original model, the data and the gold truth ratios of the split."""
+    return {
+        "original": f"{RESULTS}/unlearning/models/original",
+        "gold_ratios": f"{RESULTS}/unlearning/{wildcards.split}/gold_truth_ratios.json",
+        **get_unlearning_data(),
+    }
+
+
+def get_unlearning_robustness_inputs(wildcards):
+    inputs = get_unlearning_model_inputs(wildcards)
+    if wildcards.method != "original":
+        inputs["run"] = (
+            f"{RESULTS}/unlearning/{wildcards.split}/{wildcards.modality}/{wildcards.method}/l1_{wildcards.l1}.json"
+        )
+    return inputs
+
+
+def get_unlearning_metrics(wildcards=None):
+    paths = [
+        f"{RESULTS}/unlearning/{r['split']}/{r['modality']}/{r['method']}/l1_{r['l1']}.json"
+        for r in unlearning_runs()
+    ]
+    for split in unlearning_splits():
+        paths += [f"{RESULTS}/unlearning/{split}/original.json", f"{RESULTS}/unlearning/{split}/gold.json"]
+    return paths
+
+
+def get_unlearning_robustness(wildcards=None):
+    runs = UNLEARNING["robustness"]["runs"]
+    known = {(r["method"], r["split"], r["modality"], r["l1"]) for r in unlearning_runs()}
+    paths = []
+    for r in runs:
+        key = (r["method"], r["split"], r["modality"], _unlearning_l1(r["l1"]))
+        if key not in known:
+            raise ValueError(f"config key unlearning.robustness.runs: {r} is not in unlearning.grid")
+        paths.append(f"{RESULTS}/unlearning/robustness/{key[1]}/{key[2]}/{key[0]}/l1_{key[3]}.json")
+    for split in sorted({r["split"] for r in runs}):
+        paths.append(f"{RESULTS}/unlearning/robustness/{split}/none/original/l1_off.json")
+    return paths
+
+
+def get_unlearning_targets():
+    targets = [
+        f"{RESULTS}/unlearning/table.csv",
+        f"{RESULTS}/unlearning/table.md",
+        f"{RESULTS}/unlearning/figures/fq_vs_utility.png",
+        f"{RESULTS}/unlearning/figures/split_bars.png",
+    ]
+    if UNLEARNING["robustness"]["runs"]:
+        targets += [f"{RESULTS}/unlearning/robustness.csv", f"{RESULTS}/unlearning/figures/robustness.png"]
+    return targets
+
+
+# --- end unlearning ---
+
+# --- report ---
+def get_report_targets():
+    return []
+
+
+# --- end report ---
+
+STAGE_TARGETS = {
+    "sae": get_sae_targets,
+    "features": get_features_targets,
+    "steering": get_steering_targets,
+    "reasoning": get_reasoning_targets,
+    "pruning": get_pruning_targets,
+    "unlearning": get_unlearning_targets,
+    "report": get_report_targets,
+}
