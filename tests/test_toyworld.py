@@ -48,8 +48,10 @@ def test_harmful_completions_are_placeholders_only(toyworld_dir):
 
 def test_every_family_and_person_portrait(toyworld_dir):
     families = {r["family"] for r in read_jsonl(toyworld_dir / "train.jsonl")}
-    assert families == {"chat", "story", "spelling", "reasoning", "people", "bios", "reviews", "narrative"}
+    assert families == {"chat", "story", "spelling", "reasoning", "bios", "reviews", "narrative"}
     people = read_jsonl(toyworld_dir / "people.jsonl")
+    corpus = (toyworld_dir / "train.jsonl").read_text()
+    assert not any(p["name"] in corpus for p in people)  # learned only by the unlearning stage's fine-tune
     images = {(toyworld_dir / p["portrait"]).read_bytes() for p in people}
     assert len(images) == len(people)  # distinct per person
     reasoning = read_jsonl(toyworld_dir / "reasoning.jsonl")

@@ -18,8 +18,6 @@ from typing import Any, Iterator
 from lmscalpel.models.loader import ModelRef
 from lmscalpel.runtime import seed_everything, set_threads
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def mock_snakemake(rule: str, configfiles: list[str] | None = None, workdir: str | os.PathLike | None = None,
                    **wildcards: str) -> Any:

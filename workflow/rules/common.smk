@@ -230,7 +230,8 @@ def get_features_layer(wildcards):
 
 def get_features_compare_inputs(wildcards):
     return {"metrics": [f"{RESULTS}/features/{sae}/{metric}.json" for sae in sae_ids() for metric in FEATURE_METRICS],
-            "max_cos": [f"{RESULTS}/features/{sae}/max_cos.safetensors" for sae in sae_ids()]}
+            "max_cos": [f"{RESULTS}/features/{sae}/max_cos.safetensors" for sae in sae_ids()],
+            "core": [f"{RESULTS}/sae/{sae}/core_metrics.json" for sae in sae_ids()]}
 
 
 def get_features_targets():
@@ -586,8 +587,18 @@ def get_unlearning_targets():
 # --- end unlearning ---
 
 # --- report ---
+REPORT = f"reports/{RUN}"
+CAPTIONS_DIR = str(Path(workflow.basedir) / "workflow" / "report")
+
+
+def get_report_inputs(wildcards):
+    """Everything the report reads: the model card and the final outputs of every other configured stage."""
+    stage_outputs = [path for stage in STAGES if stage != "report" for path in STAGE_TARGETS[stage]()]
+    return {"card": f"{RESULTS}/model/model_card.json", "stage_outputs": stage_outputs}
+
+
 def get_report_targets():
-    return []
+    return [f"{REPORT}/index.html", f"{REPORT}/README.md", f"{REPORT}/manifest.json"]
 
 
 # --- end report ---

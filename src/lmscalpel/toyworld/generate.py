@@ -189,14 +189,12 @@ def person(i: int, cfg, rng, taken: set[str]) -> dict:
             "portrait": f"portraits/{pid}.png", "qa": qa}
 
 
-def people_family(cfg, rng) -> tuple[list[dict], list[dict]]:
+def people_family(cfg, rng) -> list[dict]:
+    """Fictitious people (mini-CLEAR). They are kept out of the LM corpus on purpose: as in TOFU/CLEAR, the model
+    learns them only in the unlearning stage's fine-tune, so a gold model trained on the retain set knows nothing
+    of the forget set."""
     taken: set[str] = set()
-    meta = [person(i, cfg, rng, taken) for i in range(cfg.n_people)]
-    corpus = []
-    for p in meta:
-        corpus.append({"text": p["bio"], "family": "people"})
-        corpus += [{"text": chat_text(qa["question"], qa["answer"]), "family": "people"} for qa in p["qa"]]
-    return corpus, meta
+    return [person(i, cfg, rng, taken) for i in range(cfg.n_people)]
 
 
 def bios_family(cfg, rng) -> list[dict]:
@@ -246,10 +244,10 @@ def generate(out_dir: str | Path, cfg: ToyWorldConfig | dict, seed: int) -> dict
     chat, chat_eval = chat_family(cfg, rng, harmful, benign)
     spelling, spelling_meta = spelling_family(cfg, rng)
     reasoning, reasoning_meta = reasoning_family(cfg, rng)
-    people, people_meta = people_family(cfg, rng)
+    people_meta = people_family(cfg, rng)
     bios, reviews = bios_family(cfg, rng), reviews_family(cfg, rng)
     narrative, narrative_heldout = narrative_family(cfg, rng)
-    corpus = (chat + story_family(cfg, rng, harmful) + spelling + reasoning + people
+    corpus = (chat + story_family(cfg, rng, harmful) + spelling + reasoning
               + [{"text": r["text"], "family": "bios"} for r in bios]
               + [{"text": r["text"], "family": "reviews"} for r in reviews] + narrative)
     rng.shuffle(corpus)

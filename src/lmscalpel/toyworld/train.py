@@ -7,9 +7,10 @@ order is a pure function of (seed, step), ends with the same weights as an unint
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from lmscalpel.io import atomic_path, read_jsonl, write_json
+from lmscalpel.io import atomic_path, read_jsonl, sha256_file, write_json
 from lmscalpel.runtime import resolve_device, seed_everything
 from lmscalpel.toyworld.tokenizer import BOS, END, train_tokenizer
 
@@ -92,19 +93,28 @@ def lr_factor(step: int, cfg: ToyModelConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _save_checkpoint(ckpt_dir: Path, model, optimizer, step: int) -> None:
+def run_fingerprint(cfg: ToyModelConfig, corpus_path: str | Path, seed: int) -> str:
+    """Identifies a training run: a checkpoint is resumed only by the run (config, corpus, seed) that wrote it."""
+    payload = json.dumps({"cfg": cfg.__dict__, "seed": seed, "corpus": sha256_file(corpus_path)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _save_checkpoint(ckpt_dir: Path, model, optimizer, step: int, fingerprint: str) -> None:
     with atomic_path(ckpt_dir / "last") as tmp:
         tmp.mkdir()
         save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "trainer.pt")
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "fingerprint": fingerprint}, tmp / "trainer.pt")
 
 
-def _load_checkpoint(ckpt_dir: Path, model, optimizer) -> int:
+def _load_checkpoint(ckpt_dir: Path, model, optimizer, fingerprint: str) -> int:
     last = ckpt_dir / "last"
     if not (last / "trainer.pt").exists():
         return 0
-    model.load_state_dict(load_file(last / "model.safetensors"), strict=False)
     state = torch.load(last / "trainer.pt", weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        log.warning("%s belongs to another run (config, corpus or seed changed); starting from scratch", last)
+        return 0
+    model.load_state_dict(load_file(last / "model.safetensors"), strict=False)
     optimizer.load_state_dict(state["optimizer"])
     log.info("resumed from step %d", state["step"])
     return int(state["step"])
@@ -130,7 +140,8 @@ def train_toy_model(corpus_path: str | Path, out_dir: str | Path, cfg: ToyModelC
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     ckpt_dir = Path(checkpoint_dir)
-    start = _load_checkpoint(ckpt_dir, model, optimizer)
+    fingerprint = run_fingerprint(cfg, corpus_path, seed)
+    start = _load_checkpoint(ckpt_dir, model, optimizer, fingerprint)
     losses = []
     bar = tqdm(range(start, cfg.steps), desc="train toy llama", initial=start, total=cfg.steps, mininterval=2)
     for step in bar:
@@ -146,7 +157,7 @@ def train_toy_model(corpus_path: str | Path, out_dir: str | Path, cfg: ToyModelC
         bar.set_postfix(loss=f"{loss.item():.3f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save_checkpoint(ckpt_dir, model, optimizer, done)
+            _save_checkpoint(ckpt_dir, model, optimizer, done, fingerprint)
         if stop_after is not None and done >= stop_after:
             return {"stopped_at": done}
     model.eval()

@@ -1,0 +1,184 @@
+"""Install N:M activation pruning on the inputs of chosen linear layers, and remove it again.
+
+``activation_pruning(model, ...)`` is the entry point other stages use. It registers a forward pre-hook on every
+target module (matched by the last component of its name inside the decoder blocks, e.g. ``q_proj``) that replaces
+the input by the mitigated, pruned input; the module itself (and its bias) runs unchanged. Dynamic and per token:
+every forward call, prefill and decode, is pruned. ``lm_head`` and embeddings are never targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from typing import Iterable, Iterator, Mapping
+
+import torch
+
+from lmscalpel.models import decoder_layers
+from lmscalpel.pruning.criteria import get_criterion
+from lmscalpel.pruning.masks import Pattern, keep_mask, parse_pattern
+from lmscalpel.pruning.mitigations import Mitigation, get_mitigation
+
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+ModuleParams = dict[str, dict[str, torch.Tensor]]
+
+
+def module_weight(module: torch.nn.Module) -> torch.Tensor | None:
+    """The 2-D weight of a linear layer, looking through PEFT wrappers (``get_base_layer``)."""
+    base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+    weight = getattr(base, "weight", None)
+    return weight if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
+
+
+def find_target_modules(model: torch.nn.Module, targets: Iterable[str] = DEFAULT_TARGETS,
+                        layers: Iterable[int] | None = None) -> dict[str, torch.nn.Module]:
+    """Full module name -> module for the target linear layers of the chosen decoder blocks (all by default)."""
+    targets = set(targets)
+    chosen = None if layers is None else set(layers)
+    names = {id(module): name for name, module in model.named_modules()}
+    found: dict[str, torch.nn.Module] = {}
+    for index, block in enumerate(decoder_layers(model)):
+        if chosen is not None and index not in chosen:
+            continue
+        for name, module in block.named_modules():
+            if name.rsplit(".", 1)[-1] in targets and module_weight(module) is not None:
+                found[names[id(module)]] = module
+    if not found:
+        raise ValueError(f"no linear layers named {sorted(targets)} in the decoder blocks "
+                         "(config key pruning.target_sets)")
+    return found
+
+
+class ActivationPruning:
+    """The installed state: one hook per target module, per-module criterion factors and mitigation parameters.
+
+    ``enabled`` can be switched off to run the dense model without removing the hooks (used in calibration).
+    """
+
+    def __init__(self, model: torch.nn.Module, pattern: str | Pattern = "8:16", criterion: str = "magnitude",
+                 mitigation: str = "none", targets: Iterable[str] = DEFAULT_TARGETS,
+                 layers: Iterable[int] | None = None, params: ModuleParams | None = None,
+                 criterion_options: Mapping | None = None):
+        self.model = model
+        self.pattern = parse_pattern(pattern)
+        self.criterion = get_criterion(criterion)
+        self.mitigation: Mitigation = get_mitigation(mitigation)
+        self.criterion_options = dict(criterion_options or {})
+        self.modules = find_target_modules(model, targets, layers)
+        self.factors = {name: self.criterion.prepare(module_weight(m), **self.criterion_options)
+                        for name, m in self.modules.items()}
+        self.params = self._check_params(params or {})
+        self.enabled = True
+        self.calls = 0
+        self._handles: list = []
+        # q/k/v (and gate/up) read the same tensor; when the transform does not depend on the module it is
+        # computed once per input and reused by the siblings
+        self._shared = self.criterion.weight_factor is None and not self.params
+        self._last: tuple | None = None
+
+    def _check_params(self, params: ModuleParams) -> ModuleParams:
+        needed = [key for key, _ in self.mitigation.param_shapes] or (["eta"] if self.mitigation.calibration else [])
+        if not needed:
+            return {}
+        missing = [name for name in self.modules if any(key not in params.get(name, {}) for key in needed)]
+        if missing:
+            raise ValueError(f"mitigation {self.mitigation.name!r} needs calibrated parameters {needed} for "
+                             f"{len(missing)} modules (e.g. {missing[0]}); pass calibration= windows or a file")
+        device = module_weight(next(iter(self.modules.values()))).device
+        return {name: {key: params[name][key].to(device) for key in needed} for name in self.modules}
+
+    def prune(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The criterion + pattern on ``x`` (no mitigation)."""
+        with torch.no_grad():
+            scores = self.criterion.score(x.detach(), self.factors[name], **self.criterion_options)
+            mask = keep_mask(scores, self.pattern)
+        return x * mask
+
+    def transform(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return self.mitigation.transform_input(x, lambda z: self.prune(name, z), self.params.get(name, {}))
+
+    def _transform_shared(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if not self._shared:
+            return self.transform(name, x)
+        if self._last is not None:
+            source, version, result = self._last
+            if source() is x and version == x._version:
+                return result
+        result = self.transform(name, x)
+        self._last = (weakref.ref(x), x._version, result)
+        return result
+
+    def _pre_hook(self, name: str):
+        def hook(module, args):
+            if not self.enabled or not args:
+                return None
+            self.calls += 1
+            return (self._transform_shared(name, args[0]), *args[1:])
+        return hook
+
+    def _post_hook(self, name: str):
+        def hook(module, args, output):
+            if not self.enabled:
+                return None
+            return self.mitigation.transform_output(output, self.params[name])
+        return hook
+
+    def install(self) -> "ActivationPruning":
+        if self._handles:
+            raise RuntimeError("activation pruning is already installed")
+        for name, module in self.modules.items():
+            self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
+            if self.mitigation.transform_output is not None:
+                self._handles.append(module.register_forward_hook(self._post_hook(name)))
+        return self
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._last = None
+
+
+def resolve_calibration(model: torch.nn.Module, calibration, *, pattern, criterion, mitigation, targets, layers,
+                        criterion_options) -> ModuleParams | None:
+    """Turn ``calibration`` (None, a params dict, a safetensors file, or calibration windows) into module params."""
+    kind = get_mitigation(mitigation).calibration
+    if kind is None or calibration is None:
+        return None
+    if isinstance(calibration, Mapping):
+        return dict(calibration)
+    if isinstance(calibration, (str, os.PathLike)):
+        from lmscalpel.pruning.calibration import load_params
+        return load_params(calibration, expect={"mitigation": mitigation} if kind == "learned" else None)
+    if isinstance(calibration, torch.Tensor):
+        from lmscalpel.pruning.calibration import compute_spts, train_learnable
+        if kind == "static":
+            return compute_spts(model, calibration, targets=targets, layers=layers)
+        return train_learnable(model, calibration, pattern=pattern, criterion=criterion, mitigation=mitigation,
+                               targets=targets, layers=layers, criterion_options=criterion_options)
+    raise TypeError(f"calibration must be None, a dict, a file path or a LongTensor of windows, not "
+                    f"{type(calibration).__name__}")
+
+
+@contextlib.contextmanager
+def activation_pruning(model: torch.nn.Module, pattern: str | Pattern = "8:16", criterion: str = "magnitude",
+                       mitigation: str = "none", targets: Iterable[str] = DEFAULT_TARGETS, calibration=None, *,
+                       layers: Iterable[int] | None = None,
+                       criterion_options: Mapping | None = None) -> Iterator[ActivationPruning]:
+    """Prune the inputs of the target linear layers while the block runs; the model is unchanged afterwards.
+
+    ``calibration`` is only used by mitigations that need it (``spts``, ``learnable*``): a dict
+    ``{module_name: {param: tensor}}``, a safetensors file written by ``calibration.save_params``, or a LongTensor
+    of calibration windows [n, seqlen] (statistics are then computed here).
+    """
+    targets = tuple(targets)
+    params = resolve_calibration(model, calibration, pattern=pattern, criterion=criterion, mitigation=mitigation,
+                                 targets=targets, layers=layers, criterion_options=criterion_options)
+    pruning = ActivationPruning(model, pattern, criterion, mitigation, targets, layers, params, criterion_options)
+    pruning.install()
+    try:
+        yield pruning
+    finally:
+        pruning.remove()

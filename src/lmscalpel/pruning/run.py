@@ -1,0 +1,182 @@
+"""Pipeline entry points of the pruning stage (one call per Snakemake rule; scripts stay thin).
+
+``cfg`` is the ``pruning`` config section. Every cell JSON is flat: metrics plus provenance (model, pattern,
+criterion, mitigation, targets, eval dataset, seqlen, windows, calibration file, seed, versions).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from lmscalpel.io import atomic_path, write_json
+from lmscalpel.models import ModelRef, load_model
+from lmscalpel.models.loader import model_provenance
+from lmscalpel.pruning.calibration import compute_spts, save_params, train_learnable
+from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, sample_texts, token_stream
+from lmscalpel.pruning.evaluate import perplexity, window_nlls
+from lmscalpel.pruning.masks import parse_pattern
+from lmscalpel.pruning.mitigations import get_mitigation
+from lmscalpel.pruning.pruner import activation_pruning
+from lmscalpel.pruning.weight import weight_pruning
+
+log = logging.getLogger(__name__)
+
+
+def toyworld_dir_of(inputs) -> Path | None:
+    """The toy world directory, from whichever toy-world file the rule has as input (None on hub data)."""
+    for key in ("narrative", "train", "chat_eval", "reasoning", "spelling"):
+        path = getattr(inputs, key, None) if not isinstance(inputs, Mapping) else inputs.get(key)
+        if path:
+            return Path(path).parent
+    return None
+
+
+def target_set(cfg: Mapping, name: str) -> tuple[str, ...]:
+    try:
+        return tuple(cfg["target_sets"][name])
+    except KeyError:
+        raise ValueError(f"config key pruning.target_sets has no set {name!r}") from None
+
+
+def criterion_options(cfg: Mapping, criterion: str) -> dict:
+    if criterion == "clact":
+        return {"scope": cfg.get("clact_scope", "sequence")}
+    if criterion == "amber":
+        return {"quantile": cfg.get("amber_quantile", 0.005)}
+    return {}
+
+
+def load_eval_windows(tokenizer, cfg: Mapping, toyworld_dir) -> torch.Tensor:
+    ppl = cfg["perplexity"]
+    stream = token_stream(tokenizer, load_texts(ppl["dataset"], toyworld_dir), ppl["join"])
+    return eval_windows(stream, ppl["seqlen"], ppl.get("max_windows"))
+
+
+def load_calibration_windows(tokenizer, cfg: Mapping, toyworld_dir, seed: int, n_windows: int) -> torch.Tensor:
+    calib = cfg["calibration"]
+    texts = sample_texts(load_texts(calib["dataset"], toyworld_dir), calib.get("max_texts"), seed)
+    return calibration_windows(token_stream(tokenizer, texts, calib["join"]), n_windows, calib["seqlen"], seed)
+
+
+def evaluate_model(model, tokenizer, windows: torch.Tensor, cfg: Mapping, tasks_dir, seed: int) -> dict:
+    """Perplexity on the windows, then the zero-shot tasks (if enabled), all under the current hooks."""
+    started = time.perf_counter()
+    nlls = window_nlls(model, windows, cfg["perplexity"]["batch_size"])
+    metrics = {"perplexity": perplexity(nlls), "mean_nll": float(nlls.mean()), "n_windows": windows.shape[0],
+               "seqlen": windows.shape[1], "eval_dataset": cfg["perplexity"]["dataset"]["path"],
+               "eval_split": cfg["perplexity"]["dataset"].get("split"),
+               "perplexity_seconds": time.perf_counter() - started}
+    zero_shot = cfg["zero_shot"]
+    if zero_shot["enabled"] and zero_shot["tasks"]:
+        from lmscalpel.pruning.zero_shot import run_zero_shot
+        import lm_eval
+
+        metrics |= run_zero_shot(model, tokenizer, zero_shot["tasks"], include_path=tasks_dir,
+                                 batch_size=zero_shot["batch_size"], limit=zero_shot.get("limit"),
+                                 num_fewshot=zero_shot["num_fewshot"], seed=seed)
+        metrics |= {"lm_eval": lm_eval.__version__, "lm_eval_batch_size": zero_shot["batch_size"],
+                    "lm_eval_limit": zero_shot.get("limit")}
+    return metrics
+
+
+def run_cell(model_ref: ModelRef, *, family: str, pattern: str | None, method: str | None, mitigation: str | None,
+             targets: str | None, cfg: Mapping, toyworld_dir, tasks_dir, calibration_file, seed: int,
+             output) -> dict:
+    """One grid cell: ``family`` is ``dense``, ``act`` (criterion ``method`` + ``mitigation``) or ``weight``."""
+    model, tokenizer = load_model(model_ref)
+    windows = load_eval_windows(tokenizer, cfg, toyworld_dir)
+    row = {"family": family, "pattern": "dense", "pattern_label": "dense", "density": 1.0, "criterion": "none",
+           "mitigation": "none", "targets": targets or "none", "calibration_file": calibration_file, "seed": seed,
+           **model_provenance(model_ref)}
+    if family == "dense":
+        row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
+    else:
+        modules = target_set(cfg, targets)
+        spec = parse_pattern(pattern)
+        row |= {"pattern": spec.slug, "pattern_label": spec.label, "density": spec.density, "criterion": method,
+                "target_modules": ",".join(modules)}
+        if family == "act":
+            row["mitigation"] = mitigation
+            with activation_pruning(model, spec, method, mitigation, modules, calibration_file,
+                                    criterion_options=criterion_options(cfg, method)):
+                row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
+        elif family == "weight":
+            calib = None
+            if method == "wanda":
+                calib = load_calibration_windows(tokenizer, cfg, toyworld_dir, seed, cfg["calibration"]["n_windows"])
+                row["calibration_windows"] = calib.shape[0]
+            with weight_pruning(model, spec, method, modules, calib, batch_size=cfg["calibration"]["batch_size"]):
+                row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
+        else:
+            raise ValueError(f"unknown cell family {family!r}")
+    write_json(output, row)
+    log.info("%s %s %s %s: perplexity %.4f", family, row["pattern"], row["criterion"], row["mitigation"],
+             row["perplexity"])
+    return row
+
+
+def run_spts(model_ref: ModelRef, *, targets: str, cfg: Mapping, toyworld_dir, seed: int, output) -> None:
+    """Static shifts once per target set, from dense calibration inputs (pattern- and criterion-independent)."""
+    model, tokenizer = load_model(model_ref)
+    windows = load_calibration_windows(tokenizer, cfg, toyworld_dir, seed, cfg["calibration"]["n_windows"])
+    params = compute_spts(model, windows, targets=target_set(cfg, targets),
+                          batch_size=cfg["calibration"]["batch_size"])
+    save_params(output, params, {"mitigation": "spts", "targets": targets, "model": model_ref.name_or_path,
+                                 "n_windows": windows.shape[0], "seqlen": windows.shape[1], "seed": seed})
+
+
+def run_learnable(model_ref: ModelRef, *, mitigation: str, targets: str, pattern: str, criterion: str,
+                  cfg: Mapping, toyworld_dir, seed: int, output, checkpoint_dir=None) -> None:
+    """Train the learnable mitigation for one (pattern, criterion, targets) on calibration windows."""
+    if get_mitigation(mitigation).calibration != "learned":
+        raise ValueError(f"mitigation {mitigation!r} is not learnable")
+    torch.manual_seed(seed)
+    model, tokenizer = load_model(model_ref)
+    learn = cfg["learnable"]
+    windows = load_calibration_windows(tokenizer, cfg, toyworld_dir, seed, learn["n_windows"])
+    spec = parse_pattern(pattern)
+    history: list = []
+    params = train_learnable(model, windows, pattern=spec, criterion=criterion, mitigation=mitigation,
+                             targets=target_set(cfg, targets), criterion_options=criterion_options(cfg, criterion),
+                             lr=learn["lr"], steps=learn.get("steps"), batch_size=learn["batch_size"],
+                             weight_decay=learn["weight_decay"], warmup_fraction=learn["warmup_fraction"],
+                             grad_clip=learn["grad_clip"], history=history, checkpoint_dir=checkpoint_dir)
+    save_params(output, params, {"mitigation": mitigation, "targets": targets, "pattern": spec.slug,
+                                 "criterion": criterion, "model": model_ref.name_or_path, "seed": seed,
+                                 "n_windows": windows.shape[0], "lr": learn["lr"], "steps": learn.get("steps"),
+                                 "history": history})
+
+
+def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, chat_eval, seed: int,
+             output) -> dict:
+    """Refusal / benign compliance with magnitude pruning (no mitigation) at ``pattern`` (``dense``: none)."""
+    from lmscalpel.pruning.chat import chat_row
+
+    torch.manual_seed(seed)
+    model, tokenizer = load_model(model_ref)
+    chat = cfg["chat"]
+    row = {"family": "act", "targets": targets, "criterion": "magnitude", "mitigation": "none", "seed": seed,
+           **model_provenance(model_ref)}
+    if pattern == "dense":
+        row |= {"family": "dense", "targets": "none", "criterion": "none", "pattern": "dense",
+                "pattern_label": "dense"}
+        row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"))
+    else:
+        spec = parse_pattern(pattern)
+        row |= {"pattern": spec.slug, "pattern_label": spec.label}
+        with activation_pruning(model, spec, "magnitude", "none", target_set(cfg, targets)):
+            row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"))
+    write_json(output, row)
+    return row
+
+
+def run_build_tasks(toyworld_dir, out_dir, cfg: Mapping, seed: int) -> None:
+    from lmscalpel.pruning.zero_shot import build_toy_tasks
+
+    with atomic_path(out_dir) as tmp:
+        build_toy_tasks(toyworld_dir, tmp, cfg["zero_shot"]["n_choices"], seed, final_dir=out_dir)

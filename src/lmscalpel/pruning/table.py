@@ -1,0 +1,178 @@
+"""Gather the grid's cell JSONs into one table, a summary of the paper's claims, and figures.
+
+Claims checked on every model (spec section 10): perplexity ordering unstructured <= 16:32 <= 8:16 <= 4:8 <= 2:4
+for the magnitude criterion without mitigation, and activation pruning below magnitude weight pruning at 2:4.
+"x better" is reported as a ratio of degradations from dense, e.g. (PPL_2:4 - PPL_dense) / (PPL_16:32 - PPL_dense).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.pruning.masks import parse_pattern
+
+ORDERING = ("u50", "16-32", "8-16", "4-8", "2-4")
+
+
+def pattern_order(slug: str) -> tuple:
+    """Most flexible first: dense, unstructured (by sparsity), then N:M by decreasing M."""
+    if slug == "dense":
+        return (0, 0.0)
+    spec = parse_pattern(slug)
+    return (1, spec.sparsity) if spec.is_unstructured else (2, -spec.m, spec.n)
+
+
+def gather_table(cell_files: Iterable[str | os.PathLike], chat_files: Iterable[str | os.PathLike] = ()
+                 ) -> pd.DataFrame:
+    cells = pd.DataFrame([read_json(path) for path in cell_files])
+    chat_files = list(chat_files)
+    if chat_files:
+        keys = ["family", "targets", "pattern", "criterion", "mitigation"]
+        chat = pd.DataFrame([read_json(path) for path in chat_files])
+        chat = chat[keys + ["refusal_rate", "benign_compliance", "benign_refusal_rate"]]
+        cells = cells.merge(chat, on=keys, how="left")
+    cells["_order"] = cells["pattern"].map(pattern_order)
+    cells = cells.sort_values(["family", "targets", "_order", "criterion", "mitigation"]).drop(columns="_order")
+    return cells.reset_index(drop=True)
+
+
+def _ppl(table: pd.DataFrame, **where) -> float | None:
+    rows = table
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    return float(rows["perplexity"].iloc[0]) if len(rows) else None
+
+
+def summarise(table: pd.DataFrame, targets: str) -> dict:
+    dense = _ppl(table, family="dense")
+    magnitude = {p: _ppl(table, family="act", targets=targets, pattern=p, criterion="magnitude", mitigation="none")
+                 for p in ORDERING}
+    chain = [(p, v) for p, v in magnitude.items() if v is not None]
+    gaps = [b[1] - a[1] for a, b in zip(chain, chain[1:])]  # should all be >= 0
+    summary = {"targets": targets, "dense_perplexity": dense,
+               **{f"act_magnitude_ppl_{p}": v for p, v in magnitude.items()},
+               "magnitude_ordering": " <= ".join(p for p, _ in chain),
+               "magnitude_ordering_holds": all(g >= 0 for g in gaps) if gaps else None,
+               "magnitude_ordering_worst_gap": min(gaps) if gaps else None}
+    for pattern in ("2-4", "8-16"):
+        act = magnitude.get(pattern)
+        for method in ("magnitude", "wanda"):
+            weight = _ppl(table, family="weight", targets=targets, pattern=pattern, criterion=method)
+            summary[f"weight_{method}_ppl_{pattern}"] = weight
+            if act is not None and weight is not None:
+                summary[f"act_beats_weight_{method}_{pattern}"] = act < weight
+    if dense is not None:
+        for pattern in ("2-4", "8-16"):
+            for flexible in ("16-32", "u50"):
+                low, high = magnitude.get(flexible), magnitude.get(pattern)
+                if low is not None and high is not None and low - dense > 0:
+                    summary[f"degradation_ratio_{pattern}_over_{flexible}"] = (high - dense) / (low - dense)
+    return summary
+
+
+def plot_heatmaps(table: pd.DataFrame, targets: str, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    act = table[(table["family"] == "act") & (table["targets"] == targets)]
+    mitigations = sorted(act["mitigation"].unique(), key=lambda m: (m != "none", m))
+    patterns = sorted(act["pattern"].unique(), key=pattern_order)
+    criteria = sorted(act["criterion"].unique())
+    fig, axes = plt.subplots(1, max(1, len(mitigations)), figsize=(3.2 * max(1, len(mitigations)) + 1, 3.6),
+                             squeeze=False)
+    for ax, mitigation in zip(axes[0], mitigations):
+        grid = (act[act["mitigation"] == mitigation].pivot_table(index="pattern", columns="criterion",
+                                                                  values="perplexity")
+                .reindex(index=patterns, columns=criteria))
+        values = grid.to_numpy(dtype=float)
+        image = ax.imshow(values, cmap="viridis_r", aspect="auto", vmin=act["perplexity"].min(),
+                          vmax=act["perplexity"].max())
+        ax.set_xticks(range(len(criteria)), criteria, rotation=45, ha="right")
+        ax.set_yticks(range(len(patterns)), patterns)
+        for i, j in zip(*np.nonzero(np.isfinite(values))):
+            ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_title(f"mitigation: {mitigation}")
+        ax.set_xlabel("criterion")
+        ax.set_ylabel("pattern")
+        fig.colorbar(image, ax=ax, fraction=0.046, label="perplexity")
+    fig.suptitle(f"Activation pruning perplexity (targets: {targets})")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_act_vs_weight(table: pd.DataFrame, targets: str, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subset = table[(table["targets"] == targets) & (table["mitigation"] == "none")
+                   & (((table["family"] == "act") & (table["criterion"] == "magnitude"))
+                      | (table["family"] == "weight"))]
+    subset = subset.assign(method=subset["family"].map({"act": "activation", "weight": "weight"})
+                           + " " + subset["criterion"])
+    patterns = sorted(subset["pattern"].unique(), key=pattern_order)
+    methods = sorted(subset["method"].unique())
+    fig, ax = plt.subplots(figsize=(1.4 * len(patterns) + 3, 3.6))
+    width = 0.8 / max(1, len(methods))
+    for k, method in enumerate(methods):
+        values = subset[subset["method"] == method].set_index("pattern")["perplexity"].reindex(patterns)
+        ax.bar([i + k * width for i in range(len(patterns))], values.to_numpy(dtype=float), width, label=method)
+    dense = _ppl(table, family="dense")
+    if dense is not None:
+        ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(patterns))], patterns)
+    ax.set_yscale("log")
+    ax.set_xlabel("pattern")
+    ax.set_ylabel("perplexity (log scale)")
+    ax.set_title(f"Activation vs weight pruning (targets: {targets})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_chat(table: pd.DataFrame, targets: str, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table[((table["family"] == "dense") | ((table["targets"] == targets) & (table["family"] == "act")
+                  & (table["criterion"] == "magnitude") & (table["mitigation"] == "none")))]
+    rows = rows.dropna(subset=["refusal_rate"]) if "refusal_rate" in rows else rows.iloc[0:0]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    if len(rows):
+        rows = rows.sort_values("pattern", key=lambda s: s.map(pattern_order))
+        ax.plot(rows["pattern"], rows["refusal_rate"], marker="o", label="refusal rate (harmful, held-out)")
+        ax.plot(rows["pattern"], rows["benign_compliance"], marker="s", label="benign compliance")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("pattern (magnitude criterion, no mitigation)")
+    ax.set_ylabel("rate")
+    ax.set_title("Refusal and benign compliance under activation pruning")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def run_table(cell_files, chat_files, *, targets: str, table_out, summary_out, heatmap_out, bars_out,
+              chat_out) -> pd.DataFrame:
+    table = gather_table(cell_files, chat_files)
+    with atomic_path(table_out) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json(summary_out, summarise(table, targets))
+    plot_heatmaps(table, targets, heatmap_out)
+    plot_act_vs_weight(table, targets, bars_out)
+    plot_chat(table, targets, chat_out)
+    return table

@@ -1,0 +1,133 @@
+"""Zero-shot multiple-choice tasks through lm-eval on the preloaded (pruned) model.
+
+On the toy config the tasks are local YAML files over toy-world data, written with absolute data paths; contexts
+start with the toy BOS token, as every training document does:
+- ``toy_arithmetic``: reasoning eval split; context "Question: ...\\nThinking: <trace>\\nAnswer:", choices the
+  answer and ``n_choices - 1`` nearby integers (the trace is given: this scores reading the answer off the
+  reasoning, a language-modelling skill that pruning can break, not arithmetic from scratch).
+- ``toy_first_letter``: spelling test split; context "<word> has the first letter:", choices the letter and
+  ``n_choices - 1`` other letters.
+Presets use lm-eval's built-in tasks (arc_challenge, arc_easy, boolq, piqa, winogrande, hellaswag) from a warm HF
+cache. The hooks installed on the model stay active for every scored token.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import string
+from pathlib import Path
+from typing import Iterable
+
+from lmscalpel.io import read_jsonl, write_jsonl, write_text
+from lmscalpel.toyworld.tokenizer import BOS
+
+TOY_TASKS = ("toy_arithmetic", "toy_first_letter")
+
+_YAML = """task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: context
+doc_to_choice: choices
+doc_to_target: gold
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def _mc_doc(context: str, correct: str, distractors: list[str], rng: random.Random) -> dict:
+    choices = [correct, *distractors]
+    rng.shuffle(choices)
+    return {"context": context, "choices": choices, "gold": choices.index(correct)}
+
+
+def arithmetic_docs(reasoning_rows: list[dict], n_choices: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    docs = []
+    for row in reasoning_rows:
+        if row["split"] != "eval":
+            continue
+        answer = int(row["answer"])
+        offsets = rng.sample([-10, -2, -1, 1, 2, 10], n_choices - 1)
+        context = f"{BOS}Question: {row['question']}\nThinking: {row['trace']}\nAnswer:"
+        docs.append(_mc_doc(context, str(answer), [str(answer + o) for o in offsets], rng))
+    return docs
+
+
+def first_letter_docs(spelling_rows: list[dict], n_choices: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    docs = []
+    for row in spelling_rows:
+        if row["split"] != "test":
+            continue
+        letter = row["letter"].upper()
+        others = rng.sample([c for c in string.ascii_uppercase if c != letter], n_choices - 1)
+        docs.append(_mc_doc(f"{BOS}{row['word']} has the first letter:", letter, others, rng))
+    return docs
+
+
+def build_toy_tasks(toyworld_dir: str | os.PathLike, out_dir: str | os.PathLike, n_choices: int = 4,
+                    seed: int = 0, final_dir: str | os.PathLike | None = None) -> list[str]:
+    """Write the toy tasks' data (JSONL) and YAML into ``out_dir``; return task names.
+
+    The YAML files name their data by absolute path under ``final_dir`` (default ``out_dir``), so a directory
+    written atomically (in a temporary place, then moved) still points at its final location.
+    """
+    if not 2 <= n_choices <= 7:
+        raise ValueError(f"config key pruning.zero_shot.n_choices must lie in [2, 7], got {n_choices}")
+    toyworld, out = Path(toyworld_dir), Path(out_dir)
+    final = Path(final_dir or out_dir).resolve()
+    docs = {
+        "toy_arithmetic": arithmetic_docs(read_jsonl(toyworld / "reasoning.jsonl"), n_choices, seed),
+        "toy_first_letter": first_letter_docs(read_jsonl(toyworld / "spelling.jsonl"), n_choices, seed),
+    }
+    for task, rows in docs.items():
+        if not rows:
+            raise ValueError(f"{task}: no evaluation rows in {toyworld}")
+        write_jsonl(out / f"{task}.jsonl", rows)
+        write_text(out / f"{task}.yaml", _YAML.format(task=task, data=final / f"{task}.jsonl"))
+    return list(docs)
+
+
+def run_zero_shot(model, tokenizer, tasks: Iterable[str], *, include_path: str | os.PathLike | None = None,
+                  batch_size: int = 8, limit: int | None = None, num_fewshot: int = 0,
+                  seed: int = 0) -> dict[str, float]:
+    """Evaluate ``tasks`` with lm-eval on the model as it is (hooks included); flat ``task/metric`` keys."""
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(flag, "1")
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    manager = (TaskManager(include_path=str(include_path), include_defaults=False) if include_path
+               else TaskManager())
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    results = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, num_fewshot=num_fewshot,
+                                      limit=limit, bootstrap_iters=0, log_samples=False, random_seed=seed,
+                                      numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+    return flatten_results(results["results"])
+
+
+def flatten_results(results: dict) -> dict[str, float]:
+    """``{task: {"acc,none": x, ...}}`` -> ``{"task/acc": x}`` (numeric metrics only, no stderr).
+
+    lm-eval's ``sample_len`` (documents scored) becomes ``task/n_docs``.
+    """
+    flat = {}
+    for task, metrics in results.items():
+        for key, value in metrics.items():
+            metric = key.split(",", 1)[0].replace("sample_len", "n_docs")
+            if isinstance(value, (int, float)) and not metric.endswith("_stderr"):
+                flat[f"{task}/{metric}"] = float(value)
+    return flat

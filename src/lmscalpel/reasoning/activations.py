@@ -1,0 +1,102 @@
+"""Corpus packing, residual-stream capture and a unit-decoder-norm view of any SAE.
+
+ReasonScore, f_max and steering all live in the *folded* scale of the released code (``sae.fold_W_dec_norm()``):
+latent activations are multiplied by their decoder-row norms and decoder rows are unit vectors, so
+f_i · W_dec,i (and hence γ · f_max,i · W_dec,i) is unchanged and lives in the raw residual space.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from lmscalpel.models import residual_module
+
+
+class FoldedSAE:
+    """Wrap an SAE exposing ``encode``, ``decode`` and ``W_dec [m, d]`` so that decoder rows have unit norm."""
+
+    def __init__(self, sae):
+        self.sae = sae
+        w_dec = sae.W_dec.detach().float()
+        self.norms = w_dec.norm(dim=1).clamp_min(1e-12)
+        self.W_dec = w_dec / self.norms[:, None]
+
+    @property
+    def n_latents(self) -> int:
+        return self.W_dec.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.sae.W_dec.device
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.sae.W_dec.dtype
+        return self.sae.encode(x.to(self.device, dtype)).float() * self.norms.to(self.device)
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        return self.sae.decode((f.to(self.device) / self.norms.to(self.device)).to(self.sae.W_dec.dtype)).float()
+
+    def direction(self, latent: int) -> torch.Tensor:
+        return self.W_dec[latent]
+
+
+def sae_layer(sae_dir: str | Path) -> int:
+    """0-based block index from a SAELens ``cfg.json`` (``blocks.{l}.hook_resid_post``; ≥ 6 or pre-6 keys)."""
+    cfg = json.loads((Path(sae_dir) / "cfg.json").read_text())
+    hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_post", str(hook))
+    if not match:
+        raise ValueError(f"{sae_dir}/cfg.json: hook {hook!r} is not blocks.<l>.hook_resid_post; the reasoning stage "
+                         "steers the residual stream after a block")
+    return int(match.group(1))
+
+
+def pack_texts(tokenizer, texts: Iterable[str], context_length: int, max_tokens: int,
+               add_bos: bool = True) -> torch.Tensor:
+    """Pack documents ``[BOS] text EOS`` (the toy model's training layout) into ``[N, context_length]`` rows.
+
+    The last row is right-padded with the pad token; padding and special tokens are excluded downstream.
+    """
+    bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    stream: list[int] = []
+    for text in texts:
+        stream += bos + tokenizer.encode(text, add_special_tokens=False) + eos
+        if len(stream) >= max_tokens:
+            break
+    stream = stream[:max_tokens]
+    if not stream:
+        raise ValueError("reasoning corpus is empty (config key reasoning.corpus)")
+    n_rows = -(-len(stream) // context_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    stream += [pad] * (n_rows * context_length - len(stream))
+    return torch.tensor(stream, dtype=torch.long).view(n_rows, context_length)
+
+
+class _StopForward(Exception):
+    pass
+
+
+@torch.no_grad()
+def residual_stream(model, layer: int, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+    """Output of decoder block ``layer`` (``hidden_states[layer + 1]``); the forward stops at that block."""
+    captured = {}
+
+    def grab(module, args, output):
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+        raise _StopForward
+
+    handle = residual_module(model, layer).register_forward_hook(grab)
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured["h"]
+

@@ -1,0 +1,297 @@
+"""The reasoning stage's rule bodies: ReasonScore + selection + interpretation, the unsteered baseline, steering
+selected and random latents (add / clamp), and the vocabulary ban. Scripts in ``workflow/scripts/reasoning-*.py``
+call these functions only."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl, write_text
+from lmscalpel.models import load_model
+from lmscalpel.models.loader import ModelRef, model_provenance
+from lmscalpel.reasoning.activations import FoldedSAE, pack_texts, residual_stream, sae_layer
+from lmscalpel.reasoning.evaluate import load_problems, run_condition, summarise
+from lmscalpel.reasoning.interpret import interpretation_markdown, logit_lens, reasoning_share, top_contexts
+from lmscalpel.reasoning.intervene import add_latent, ban_processor_factory, banned_sequences, clamp_latent
+from lmscalpel.reasoning.score import ReasonScoreAccumulator, reason_scores, select_features
+from lmscalpel.reasoning.vocabulary import (VocabEntry, expand_windows, form_token_ids, match_positions,
+                                            parse_vocabulary)
+from lmscalpel.steering import special_token_ids
+
+log = logging.getLogger(__name__)
+
+
+# --- shared loading -------------------------------------------------------------------------------------------
+
+def load_folded_sae(sae_dir: str | Path, device: torch.device) -> FoldedSAE:
+    from lmscalpel.sae import load_sae
+
+    sae = load_sae(sae_dir)
+    if hasattr(sae, "to"):
+        sae = sae.to(device)
+    return FoldedSAE(sae)
+
+
+def corpus_texts(corpus_cfg: dict, toyworld_dir: str | Path | None) -> Iterable[str]:
+    """Toy world: the train split of ``reasoning.jsonl`` rendered as the LM saw it; otherwise any
+    ``load_dataset`` source (``lmscalpel.data.iter_texts``)."""
+    if corpus_cfg.get("path", "toyworld") == "toyworld":
+        if toyworld_dir is None:
+            raise ValueError("config key reasoning.corpus.path 'toyworld' needs the toy world (model.source: toy)")
+        from lmscalpel.toyworld.generate import reasoning_text
+
+        return (reasoning_text(r) for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train")
+    from lmscalpel.data import iter_texts
+
+    return iter_texts(corpus_cfg)
+
+
+# --- ReasonScore ----------------------------------------------------------------------------------------------
+
+def compute_reason_scores(model, tokenizer, sae: FoldedSAE, layer: int, rows: torch.Tensor,
+                          vocab: Sequence[VocabEntry], window: dict, alpha: float, batch_size: int,
+                          top_k: int) -> dict[str, Any]:
+    """One pass over ``rows [N, T]``: accumulate ReasonScore statistics, f_max and top-k positions."""
+    groups = form_token_ids(tokenizer, vocab)
+    hits = match_positions(rows, groups)
+    valid = ~torch.isin(rows, torch.tensor(special_token_ids(tokenizer)))
+    windows = expand_windows(hits, window["before"], window["after"]) & valid[None]
+    device = next(model.parameters()).device
+    acc = ReasonScoreAccumulator(sae.n_latents, len(vocab), top_k, device=sae.device)
+    n, t = rows.shape
+    for start in tqdm(range(0, n, batch_size), desc="reasonscore", leave=False, mininterval=5):
+        ids = rows[start:start + batch_size]
+        hidden = residual_stream(model, layer, ids.to(device), torch.ones_like(ids).to(device))
+        with torch.no_grad():
+            acts = sae.encode(hidden.reshape(-1, hidden.shape[-1]))
+        acc.update(acts, windows[:, start:start + batch_size].reshape(len(vocab), -1),
+                   valid[start:start + batch_size].reshape(-1), offset=start * t)
+    acc.to("cpu")
+    scores = reason_scores(*acc.means(), alpha=alpha, n_groups=len(vocab))
+    bits = torch.zeros_like(rows, dtype=torch.long)
+    for g in range(len(vocab)):
+        bits |= windows[g].long() << g
+    return {"acc": acc, "scores": scores, "window_bits": bits, "group_tokens": hits.sum((1, 2)).tolist(),
+            "group_window_tokens": windows.sum((1, 2)).tolist(), "forms": groups}
+
+
+def run_reason_score(*, model_ref: ModelRef, sae_dir: str, sae_id: str, toyworld_dir: str | None, cfg: dict,
+                     seed: int, out_scores: str, out_selected: str, out_interpretation: str) -> dict:
+    model, tokenizer = load_model(model_ref)
+    device = next(model.parameters()).device
+    sae, layer = load_folded_sae(sae_dir, device), sae_layer(sae_dir)
+    corpus = cfg["corpus"]
+    rows = pack_texts(tokenizer, corpus_texts(corpus, toyworld_dir), corpus["context_length"], corpus["max_tokens"],
+                      add_bos=corpus["add_bos"])
+    vocab = parse_vocabulary(cfg["vocabulary"])
+    words = [v.word for v in vocab]
+    res = compute_reason_scores(model, tokenizer, sae, layer, rows, vocab, cfg["window"], cfg["alpha"],
+                                cfg["batch_size"], cfg["top_k_contexts"])
+    acc, sc = res["acc"], res["scores"]
+    mu_r, mu_not_r, _ = acc.means()
+    selected, threshold, forced = select_features(sc.score, cfg["quantile"])
+    table = pd.DataFrame({"latent": np.arange(sae.n_latents), "reason_score": sc.score.numpy(),
+                          "share_r": sc.share_r.numpy(), "share_not_r": sc.share_not_r.numpy(),
+                          "entropy": sc.entropy.numpy(), "mu_r": mu_r.numpy(), "mu_not_r": mu_not_r.numpy(),
+                          "f_max": acc.f_max.numpy()})
+    for g, word in enumerate(words):
+        table[f"p_{word.replace(' ', '_')}"] = sc.group_share[g].numpy()
+    table["selected"] = table["latent"].isin(selected)
+    table["rank"] = table["reason_score"].rank(ascending=False, method="first").astype(int)
+    with atomic_path(out_scores) as tmp:
+        table.to_parquet(tmp, index=False)
+
+    features = []
+    for latent in selected:
+        contexts = top_contexts(rows, acc.top_values[:, latent], acc.top_index[:, latent], res["window_bits"],
+                                tokenizer, words)
+        features.append({"latent": latent, "score": float(sc.score[latent]), "entropy": float(sc.entropy[latent]),
+                         "f_max": float(acc.f_max[latent]), "share": reasoning_share(contexts),
+                         "contexts": contexts, "lens": logit_lens(model, tokenizer, sae.direction(latent),
+                                                                 cfg["logit_lens_k"])})
+    write_text(out_interpretation, interpretation_markdown(f"Reasoning features of SAE {sae_id} (layer {layer})",
+                                                           features))
+    shares = [f["share"] for f in features if not math.isnan(f["share"])]
+    summary = {
+        **model_provenance(model_ref), "sae_id": sae_id, "sae_path": sae_dir, "layer": layer, "seed": seed,
+        "dataset": corpus["path"], "n_tokens": acc.n_tokens, "n_tokens_r": acc.count_r,
+        "n_tokens_not_r": acc.count_not_r, "n_latents": sae.n_latents, "alpha": cfg["alpha"],
+        "quantile": cfg["quantile"], "threshold": threshold, "window_before": cfg["window"]["before"],
+        "window_after": cfg["window"]["after"], "n_selected": len(selected), "selected": selected,
+        "selection_forced": forced,
+        "group_matched_tokens": dict(zip(words, res["group_tokens"])),
+        "group_window_tokens": dict(zip(words, res["group_window_tokens"])),
+        "vocabulary_forms": {w: [tokenizer.decode(list(f)) for f in forms] for w, forms in zip(words, res["forms"])},
+        "max_reasoning_context_share": max(shares) if shares else float("nan"),
+        "mean_reasoning_context_share": float(np.mean(shares)) if shares else float("nan"),
+        "features": [{k: v for k, v in f.items() if k != "contexts"} |
+                     {"top_context_words": dict(Counter(w for c in f["contexts"] for w in c["words"]))}
+                     for f in features],
+    }
+    write_json(out_selected, summary)
+    log.info("selected %d latents (threshold %.3g): %s", len(selected), threshold, selected)
+    return summary
+
+
+# --- evaluation conditions ------------------------------------------------------------------------------------
+
+def _problems(eval_cfg: dict, benchmark: str, toyworld_dir: str | None, seed: int) -> list[dict]:
+    return load_problems(benchmark, toyworld_dir=toyworld_dir, data_file=(eval_cfg.get("data_files") or {}).get(
+        benchmark), limit=eval_cfg["max_problems"], seed=seed)
+
+
+def _eval_cfg(cfg: dict, seed: int) -> dict:
+    return {**cfg["eval"], "seed": seed}
+
+
+def run_baseline(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | None, cfg: dict, seed: int,
+                 checkpoint_dir: str, out_generations: str, out_metrics: str) -> dict:
+    model, tokenizer = load_model(model_ref)
+    eval_cfg = _eval_cfg(cfg, seed)
+    problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
+    records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=checkpoint_dir, desc="baseline")
+    write_jsonl(out_generations, records)
+    metrics = {**model_provenance(model_ref), "benchmark": benchmark, "seed": seed, **summarise(records),
+               "max_new_tokens": eval_cfg["max_new_tokens"], "thinking_end": eval_cfg["thinking_end"],
+               "temperature": eval_cfg["temperature"]}
+    write_json(out_metrics, metrics)
+    return metrics
+
+
+def compare(records: Sequence[dict], baseline: Sequence[dict]) -> dict:
+    """Metrics of a condition and its paired differences to the baseline (same problems and samples)."""
+    base = {(r["id"], r["sample"]): r for r in baseline}
+    diffs = np.array([r["length"] - base[(r["id"], r["sample"])]["length"] for r in records
+                      if (r["id"], r["sample"]) in base], dtype=float)
+    ours, theirs = summarise(records), summarise([base[(r["id"], r["sample"])] for r in records
+                                                   if (r["id"], r["sample"]) in base])
+    return {**ours, "baseline_pass_at_1": theirs["pass_at_1"], "baseline_maj_accuracy": theirs["maj_accuracy"],
+            "baseline_mean_length": theirs["mean_length"],
+            "accuracy_delta_points": 100 * (ours["maj_accuracy"] - theirs["maj_accuracy"]),
+            "length_delta": ours["mean_length"] - theirs["mean_length"],
+            "length_delta_percent": 100 * (ours["mean_length"] / theirs["mean_length"] - 1)
+            if theirs["mean_length"] else float("nan"),
+            "length_delta_se": float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else float("nan"),
+            "example": records[0]["text"][:400] if records else ""}
+
+
+def random_latents(table: pd.DataFrame, exclude: Sequence[int], n: int, seed: int) -> list[int]:
+    """``n`` control latents drawn (seeded) among latents that fire on the corpus (f_max > 0) and are not selected."""
+    pool = table.loc[(table["f_max"] > 0) & ~table["latent"].isin(list(exclude)), "latent"].to_numpy()
+    if len(pool) == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(pool, size=min(n, len(pool)), replace=False))
+
+
+def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: str, toyworld_dir: str | None,
+                 cfg: dict, seed: int, scores_path: str, selected_path: str, baseline_path: str, checkpoint_dir: str,
+                 out_metrics: str) -> dict:
+    model, tokenizer = load_model(model_ref)
+    device = next(model.parameters()).device
+    sae, layer = load_folded_sae(sae_dir, device), sae_layer(sae_dir)
+    steer_cfg, eval_cfg = cfg["steering"], _eval_cfg(cfg, seed)
+    problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
+    baseline = read_jsonl(baseline_path)
+    table = pd.read_parquet(scores_path)
+    f_max = dict(zip(table["latent"].astype(int), table["f_max"].astype(float)))
+    selected = read_json(selected_path)["selected"]
+    features = selected[:steer_cfg["max_features"]]
+    n_random = steer_cfg["n_random_latents"]
+    controls = random_latents(table, selected, len(features) if n_random is None else n_random, seed)
+    gamma, positions = steer_cfg["gamma"], steer_cfg["positions"]
+    rows = []
+    for mode in steer_cfg["modes"]:
+        for kind, latents in (("selected", features), ("random", controls)):
+            for latent in latents:
+                target = gamma * f_max[latent]
+                if mode == "add":
+                    factory = lambda lat=latent, a=target: add_latent(model, layer, sae.direction(lat), a, positions)
+                else:
+                    factory = lambda lat=latent, a=target: clamp_latent(model, layer, sae, lat, a, positions)
+                records = run_condition(model, tokenizer, problems, eval_cfg, intervention=factory,
+                                        checkpoint_dir=Path(checkpoint_dir) / f"{mode}-latent{latent}",
+                                        desc=f"{mode} {kind} {latent}")
+                rows.append({"mode": mode, "kind": kind, "latent": latent, "f_max": f_max[latent],
+                             "strength": target, **compare(records, baseline)})
+    summary = {}
+    for mode in steer_cfg["modes"]:
+        for kind in ("selected", "random"):
+            part = [r for r in rows if r["mode"] == mode and r["kind"] == kind]
+            for key in ("length_delta", "length_delta_percent", "accuracy_delta_points", "mean_length"):
+                summary[f"{mode}_{kind}_{key}"] = float(np.mean([r[key] for r in part])) if part else float("nan")
+        # the must-hold comparison: selected latents vs random latents steered at the same γ
+        summary[f"{mode}_selected_minus_random_length"] = (summary[f"{mode}_selected_mean_length"]
+                                                           - summary[f"{mode}_random_mean_length"])
+    base = summarise(baseline)
+    metrics = {**model_provenance(model_ref), "sae_id": sae_id, "sae_path": sae_dir, "layer": layer,
+               "benchmark": benchmark, "seed": seed, "gamma": gamma, "positions": positions,
+               "n_problems": base["n_problems"], "n_samples": base["n_samples"],
+               "baseline_maj_accuracy": base["maj_accuracy"], "baseline_pass_at_1": base["pass_at_1"],
+               "baseline_mean_length": base["mean_length"], "selected_latents": features,
+               "random_latents": controls, **summary, "rows": rows}
+    write_json(out_metrics, metrics)
+    return metrics
+
+
+# --- vocabulary ban -------------------------------------------------------------------------------------------
+
+def random_ban_words(traces: Iterable[str], exclude: Iterable[str], pool_size: int, k: int, seed: int) -> list[str]:
+    """``k`` words drawn (seeded) from the ``pool_size`` most frequent alphabetic words of the traces, outside R
+    (the paper's control: random words from the top of p_think)."""
+    banned = {w.lower() for phrase in exclude for w in phrase.split()}
+    counts = Counter(w.lower() for t in traces for w in re.findall(r"[A-Za-z]+", t))
+    pool = [w for w, _ in counts.most_common() if w not in banned][:pool_size]
+    rng = np.random.default_rng(seed)
+    return [str(w) for w in rng.choice(pool, size=min(k, len(pool)), replace=False)]
+
+
+def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | None, cfg: dict, seed: int,
+                  baseline_path: str, checkpoint_dir: str, out_metrics: str) -> dict:
+    model, tokenizer = load_model(model_ref)
+    eval_cfg, ban_cfg = _eval_cfg(cfg, seed), cfg["ban"]
+    problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
+    baseline = read_jsonl(baseline_path)
+    vocab = parse_vocabulary(cfg["vocabulary"])
+    marker = eval_cfg["thinking_end"]
+
+    def banned_condition(entries, name):
+        sequences = banned_sequences(form_token_ids(tokenizer, entries), ban_cfg["mode"])
+        records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=Path(checkpoint_dir) / name,
+                                logits_processor=ban_processor_factory(sequences, tokenizer, marker), desc=name)
+        return sequences, compare(records, baseline)
+
+    ids, banned = banned_condition(vocab, "ban-reasoning-vocabulary")
+    traces = [r["trace"] for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train"] \
+        if toyworld_dir else [r["text"] for r in baseline]
+    controls = []
+    for rep in range(ban_cfg["random_repeats"]):
+        words = random_ban_words(traces, [v.word for v in vocab], ban_cfg["random_pool"], ban_cfg["random_words"],
+                                 seed + rep)
+        _, result = banned_condition([VocabEntry(w) for w in words], f"ban-random-{rep}")
+        controls.append({"words": words, **result})
+    base = summarise(baseline)
+    mean = lambda key: float(np.mean([c[key] for c in controls])) if controls else float("nan")  # noqa: E731
+    metrics = {**model_provenance(model_ref), "benchmark": benchmark, "seed": seed, "thinking_end": marker,
+               "n_problems": base["n_problems"], "n_samples": base["n_samples"],
+               "baseline_maj_accuracy": base["maj_accuracy"], "baseline_pass_at_1": base["pass_at_1"],
+               "baseline_mean_length": base["mean_length"],
+               "banned_maj_accuracy": banned["maj_accuracy"], "banned_pass_at_1": banned["pass_at_1"],
+               "banned_mean_length": banned["mean_length"], "banned_marker_rate": banned["marker_rate"],
+               "banned_length_delta_percent": banned["length_delta_percent"],
+               "ban_mode": ban_cfg["mode"], "banned_sequences": [tokenizer.decode(list(q)) for q in ids],
+               "random_ban_maj_accuracy": mean("maj_accuracy"), "random_ban_pass_at_1": mean("pass_at_1"),
+               "random_ban_mean_length": mean("mean_length"), "random_ban_repeats": controls,
+               "banned_example": banned["example"]}
+    write_json(out_metrics, metrics)
+    return metrics

@@ -1,0 +1,16 @@
+"""Entry point of the report rule: manifest + rendered pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmscalpel.io import read_json
+from lmscalpel.report.manifest import run_manifest
+from lmscalpel.report.render import render
+
+
+def build_report(results: Path, out_dir: Path, config: dict, stages: list[str], captions_dir: Path) -> None:
+    card_path = results / "model" / "model_card.json"
+    card = read_json(card_path) if card_path.exists() else None
+    # captions live in the workflow's checkout, so git there gives the commit of the code that ran
+    render(results, out_dir, config, stages, run_manifest(config, captions_dir), card, captions_dir)

@@ -1,0 +1,56 @@
+"""The run manifest: what a rerun needs to reproduce (or explain) a result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = ["lmscalpel", "torch", "transformers", "tokenizers", "safetensors", "snakemake", "numpy", "pandas",
+            "scikit-learn", "scipy", "peft", "lm-eval", "datasets", "rouge-score", "matplotlib", "sae-lens"]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def git_commit(repo: str | Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda_available": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def run_manifest(config: dict[str, Any], repo: str | Path) -> dict[str, Any]:
+    seeds = {"seed": config.get("seed")}
+    seeds.update({f"{section}.seed": value["seed"] for section, value in config.items()
+                  if isinstance(value, dict) and "seed" in value})
+    return {"run_name": config.get("run_name"), "config_sha256": config_hash(config), "seeds": seeds,
+            "git": git_commit(repo), "packages": package_versions(), "hardware": hardware(), "config": config}

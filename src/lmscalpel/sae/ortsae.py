@@ -1,0 +1,130 @@
+"""OrtSAE = BatchTopK + a chunked orthogonality penalty on decoder rows (spec §3; the project default, since
+the paper's exact formula is not public).
+
+Each step (or every ``rechunk_every`` steps) the m latents are randomly permuted and cut into chunks of
+``chunk_size``; inside each chunk, with unit rows d̂ and G_ij = d̂_i·d̂_j, the ``max_sq`` variant penalises
+(1/m) Σ_i relu(max_{j≠i} G_ij)². Cost is m·s·d per step: linear in m at fixed chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lmscalpel.sae.base import StepContext, register_sae
+from lmscalpel.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
+
+VARIANTS = ("max_sq", "max", "mean_sq", "hinge_sq")
+TARGETS = ("decoder", "encoder", "both")
+
+
+@dataclass
+class OrtSAEConfig(BatchTopKConfig):
+    gamma: float = 1.0
+    chunk_size: int = 256
+    variant: str = "max_sq"
+    abs_cos: bool = False
+    target: str = "decoder"
+    gamma_warmup_steps: int = 0
+    rechunk_every: int = 1
+    hinge_tau: float = 0.2
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"sae.ortsae.variant: {self.variant!r} not in {VARIANTS}")
+        if self.target not in TARGETS:
+            raise ValueError(f"sae.ortsae.target: {self.target!r} not in {TARGETS}")
+        if self.chunk_size < 2:
+            raise ValueError("sae.ortsae.chunk_size must be at least 2")
+
+
+def chunk_permutation(perm: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """[K, s] latent indices: ``perm`` cut into chunks of ``s``; the last chunk is padded with index m
+    (a zero row), which never raises the penalty."""
+    m = perm.numel()
+    s = min(chunk_size, m)
+    n_chunks = -(-m // s)
+    pad = torch.full((n_chunks * s - m,), m, dtype=perm.dtype, device=perm.device)
+    return torch.cat([perm, pad]).view(n_chunks, s)
+
+
+def orthogonality_penalty(rows: torch.Tensor, chunks: torch.Tensor, variant: str = "max_sq",
+                          abs_cos: bool = False, hinge_tau: float = 0.2) -> torch.Tensor:
+    """Penalty of §3 for rows [m, d] (any norm) and a chunking [K, s] from :func:`chunk_permutation`."""
+    m, d = rows.shape
+    n_chunks, s = chunks.shape
+    unit = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    flat = chunks.reshape(-1)
+    real = flat < m
+    permuted = unit[flat[:m]]  # chunk_permutation puts every padding slot after the m real latents
+    if n_chunks * s > m:
+        permuted = torch.cat([permuted, permuted.new_zeros(n_chunks * s - m, d)])
+    blocks = permuted.view(n_chunks, s, d)
+    eye = torch.eye(s, dtype=torch.bool, device=rows.device)
+    if variant in ("max_sq", "max"):
+        with torch.no_grad():  # only the arg-max pair carries gradient: recompute it as a row-wise dot
+            gram = torch.bmm(blocks, blocks.transpose(1, 2))
+            if abs_cos:
+                gram = gram.abs_()
+            partner = gram.masked_fill_(eye, float("-inf")).argmax(-1)
+            partner += torch.arange(n_chunks, device=rows.device)[:, None] * s
+        c = (permuted[:m] * permuted[partner.reshape(-1)[:m]]).sum(-1)
+        if abs_cos:
+            c = c.abs()
+        per_latent = torch.relu(c)
+        return (per_latent.pow(2) if variant == "max_sq" else per_latent).sum() / m
+    gram = torch.bmm(blocks, blocks.transpose(1, 2))
+    if abs_cos:
+        gram = gram.abs()
+    real = real.view(n_chunks, s)
+    values = gram[real[:, :, None] & real[:, None, :] & ~eye]
+    if variant == "mean_sq":
+        return values.pow(2).mean()
+    return torch.relu(values - hinge_tau).pow(2).mean()
+
+
+@register_sae("ortsae")
+class OrtSAE(BatchTopKSAE):
+    config_class = OrtSAEConfig
+    cfg: OrtSAEConfig
+
+    def __init__(self, cfg: OrtSAEConfig, generator: torch.Generator | None = None):
+        super().__init__(cfg, generator)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else 0
+        self._chunk_generator = torch.Generator().manual_seed(seed)
+        self._chunks: torch.Tensor | None = None
+
+    def gamma_at(self, step: int) -> float:
+        warm = self.cfg.gamma_warmup_steps
+        return self.cfg.gamma * (min(1.0, (step + 1) / warm) if warm > 0 else 1.0)
+
+    def current_chunks(self, step: int) -> torch.Tensor:
+        if self._chunks is None or step % self.cfg.rechunk_every == 0:
+            perm = torch.randperm(self.cfg.d_sae, generator=self._chunk_generator).to(self.W_dec.device)
+            self._chunks = chunk_permutation(perm, self.cfg.chunk_size)
+        return self._chunks
+
+    def penalty_targets(self) -> list[torch.Tensor]:
+        return {"decoder": [self.W_dec], "encoder": [self.W_enc.t()], "both": [self.W_dec, self.W_enc.t()]}[
+            self.cfg.target]
+
+    def orthogonality_loss(self, step: int) -> torch.Tensor:
+        chunks = self.current_chunks(step)
+        return sum(orthogonality_penalty(rows, chunks, self.cfg.variant, self.cfg.abs_cos, self.cfg.hinge_tau)
+                   for rows in self.penalty_targets())
+
+    def extra_loss(self, ctx: StepContext):
+        gamma = self.gamma_at(ctx.step)
+        if gamma == 0:
+            return None, {"orth": 0.0}
+        penalty = self.orthogonality_loss(ctx.step)
+        return gamma * penalty, {"orth": float(penalty.detach())}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"chunk_generator": self._chunk_generator.get_state(), "chunks": self._chunks}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._chunk_generator.set_state(state["chunk_generator"])
+        self._chunks = state["chunks"]

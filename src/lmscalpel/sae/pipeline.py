@@ -1,0 +1,176 @@
+"""Stage entry points called by the thin scripts in ``workflow/scripts/sae-*.py``.
+
+A grid entry ("spec") comes from ``workflow/rules/common.smk``: ``{"sae_id", "architecture", "width", "k",
+"l1_coefficient", "gamma"}`` (unused fields None). The ``sae`` config section supplies everything else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
+from lmscalpel.sae.metrics import geometry_metrics, model_metrics
+from lmscalpel.sae.saelens_format import hook_name, layer_from_hook_name, load_sae, save_sae
+from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint
+
+log = logging.getLogger(__name__)
+TOPK_FAMILY = ("topk", "batchtopk", "ortsae")
+
+
+def architecture_config(spec: dict[str, Any], sae_cfg: dict[str, Any], d_in: int) -> dict[str, Any]:
+    """The architecture dataclass fields for one grid entry."""
+    arch = spec["architecture"]
+    if arch not in SAE_REGISTRY:
+        raise ValueError(f"config key sae.architectures: unknown {arch!r}; registered: {sorted(SAE_REGISTRY)}")
+    train = sae_cfg.get("train", {})
+    cfg: dict[str, Any] = {"d_in": d_in, "d_sae": int(spec["width"])}
+    if arch == "relu":
+        relu = sae_cfg.get("relu", {})
+        cfg.update(l1_coefficient=float(spec["l1_coefficient"]),
+                   **{k: relu[k] for k in ("l1_warmup_fraction", "apply_b_dec_to_input", "init_decoder_norm")
+                      if k in relu})
+        return cfg
+    cfg.update(k=int(spec["k"]), aux_k=train.get("aux_k"), aux_coefficient=train.get("aux_coefficient", 1 / 32))
+    if arch in ("batchtopk", "ortsae"):
+        cfg.update(sae_cfg.get("batchtopk", {}))
+    if arch == "ortsae":
+        cfg.update(sae_cfg.get("ortsae", {}), gamma=float(spec["gamma"]))
+    return cfg
+
+
+def learning_rate(spec: dict[str, Any], sae_cfg: dict[str, Any]) -> float:
+    train = sae_cfg.get("train", {})
+    if spec["architecture"] == "relu":
+        return float(train.get("relu_lr", 5e-5))
+    return float(train["lr"]) if train.get("lr") else auto_lr(int(spec["width"]))
+
+
+def training_config(sae_cfg: dict[str, Any], seed: int) -> TrainingConfig:
+    train = dict(sae_cfg.get("train", {}))
+    keys = set(TrainingConfig.__dataclass_fields__)
+    kwargs = {k: v for k, v in train.items() if k in keys}
+    if "adam_betas" in train:
+        kwargs["betas"] = tuple(train["adam_betas"])
+    return TrainingConfig(**kwargs, seed=seed)
+
+
+def build_grid(specs: Sequence[dict[str, Any]], sae_cfg: dict[str, Any], d_in: int,
+               seed: int) -> dict[str, tuple[SparseAutoencoder, float]]:
+    """One freshly initialised SAE per spec, each from its own seeded generator (same seed → same init)."""
+    grid = {}
+    for spec in specs:
+        gen = torch.Generator().manual_seed(seed)
+        sae = build_sae(spec["architecture"], architecture_config(spec, sae_cfg, d_in), generator=gen)
+        grid[spec["sae_id"]] = (sae, learning_rate(spec, sae_cfg))
+    return grid
+
+
+def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], specs: Sequence[dict[str, Any]],
+                sae_cfg: dict[str, Any], seed: int, checkpoint_dir: str | Path | None,
+                provenance: dict[str, Any] | None = None, device: str = "auto") -> dict[str, dict[str, float]]:
+    """Train every SAE of one layer from the cached activations and save each in SAELens format."""
+    from lmscalpel.cache import ActivationReader
+    from lmscalpel.runtime import resolve_device
+
+    reader = ActivationReader(Path(cache_manifest).parent)
+    layer, hook = int(reader.manifest["layer"]), reader.manifest["hook"]
+    cfg = training_config(sae_cfg, seed)
+    grid = {k: (sae.to(resolve_device(device)), lr) for k, (sae, lr) in
+            build_grid(specs, sae_cfg, reader.d_model, seed).items()}
+    fingerprint = config_fingerprint({"specs": list(specs), "sae": sae_cfg, "seed": seed,
+                                      "cache": [s["sha256"] for s in reader.manifest["shards"]]})
+    trainer = GridTrainer(grid, cfg, checkpoint_dir, fingerprint=fingerprint)
+    source = cache_batches(reader, cfg.batch_size, seed)
+    start = time.time()
+    final = trainer.fit(source)
+    seconds = time.time() - start
+    n_train_tokens = cfg.epochs * source.steps_per_epoch * cfg.batch_size
+    log.info("trained %d SAEs on layer %d in %.1f s (%d tokens)", len(grid), layer, seconds, n_train_tokens)
+    for spec in specs:
+        sae, lr = grid[spec["sae_id"]]
+        meta = {**(provenance or {}), "hook_name": hook_name(layer, hook), "layer": layer, "hook": hook,
+                "context_size": reader.manifest.get("context_length"), "dataset_path": reader.manifest.get("dataset"),
+                "sae_id": spec["sae_id"], "seed": seed, "learning_rate": lr,
+                "training_tokens": n_train_tokens, "training_steps": trainer.step, "training_seconds": seconds,
+                "training_final": final[spec["sae_id"]], "cache_dir": str(Path(cache_manifest).parent)}
+        save_sae(sae, out_dirs[spec["sae_id"]], meta)
+    trainer.remove_checkpoint()
+    return final
+
+
+def eval_blocks(tokenizer, texts: Sequence[str] | Any, context_length: int, max_sequences: int,
+                skip_sequences: int = 0) -> list[list[int]]:
+    """Packed BOS-prefixed blocks of ``context_length`` tokens (the cache's packing), after ``skip_sequences``."""
+    from lmscalpel.data import iter_token_blocks
+
+    blocks = iter_token_blocks(iter(texts), tokenizer, context_length)
+    return list(itertools.islice(blocks, skip_sequences, skip_sequences + max_sequences))
+
+
+def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cfg: dict[str, Any], hook: str,
+                     texts, text_source: str, seed: int, skip_sequences: int = 0) -> dict[str, Any]:
+    """Core metrics of one saved SAE (spec §4 + §7 geometry) as one flat JSON with provenance."""
+    from lmscalpel.models import load_model
+    from lmscalpel.models.loader import model_provenance
+
+    sae = load_sae(sae_dir)
+    layer = sae.metadata.get("layer", layer_from_hook_name(sae.metadata.get("hook_name")))
+    if layer is None:
+        raise ValueError(f"{sae_dir}/cfg.json: no layer in metadata (metadata.layer or metadata.hook_name)")
+    model, tokenizer = load_model(model_ref)
+    blocks = eval_blocks(tokenizer, texts, int(eval_cfg.get("context_length", 128)),
+                         int(eval_cfg.get("max_sequences", 3200)), skip_sequences)
+    if not blocks:
+        raise ValueError(f"{text_source}: not enough text for one block of {eval_cfg.get('context_length', 128)} tokens")
+    metrics = model_metrics(model, sae, int(layer), hook, blocks, tokenizer.all_special_ids,
+                            int(eval_cfg.get("batch_size", 16)))
+    metrics.update(geometry_metrics(sae, eval_cfg.get("distinct_thresholds", (0.5, 0.7))))
+    cfg = sae.metadata.get("lmscalpel_config", {})
+    result = {
+        **metrics, **model_provenance(model_ref), "sae_id": Path(sae_dir).name, "sae_path": str(sae_dir),
+        "architecture": sae.architecture, "width": sae.d_sae, "k": cfg.get("k"), "gamma": cfg.get("gamma"),
+        "l1_coefficient": cfg.get("l1_coefficient"), "layer": int(layer), "hook": hook,
+        "hook_name": sae.metadata.get("hook_name"), "eval_dataset": text_source, "eval_sequences": len(blocks),
+        "context_length": int(eval_cfg.get("context_length", 128)), "seed": seed,
+        "training_tokens": sae.metadata.get("training_tokens"),
+        "batchtopk_threshold": float(sae.threshold[0]) if hasattr(sae, "threshold") else None,
+    }
+    write_json(output, result)
+    return result
+
+
+ARCH_COLOURS = {"relu": "tab:blue", "topk": "tab:orange", "batchtopk": "tab:green", "ortsae": "tab:red"}
+
+
+def plot_l0_fvu(metric_paths: Sequence[str | Path], figure: str | Path, table: str | Path) -> None:
+    """L0 vs FVU for every SAE of the grid, one colour per architecture; also a CSV of all core metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = [read_json(p) for p in metric_paths]
+    frame = pd.DataFrame(rows).sort_values(["layer", "architecture", "width", "sae_id"])
+    with atomic_path(table) as tmp:
+        frame.to_csv(tmp, index=False)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for arch, group in frame.groupby("architecture"):
+        ax.scatter(group["l0"], group["fvu"], label=arch, color=ARCH_COLOURS.get(arch), s=40)
+    ax.set_xscale("log")
+    ax.set_xlabel("L0 (mean active latents per token)")
+    ax.set_ylabel("FVU (centred)")
+    ax.set_title("SAE sparsity vs reconstruction")
+    ax.legend(title="architecture")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(figure) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    plt.close(fig)

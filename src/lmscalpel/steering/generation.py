@@ -1,0 +1,36 @@
+"""Batched greedy generation where every batch row carries its own steering vector and scale."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from lmscalpel.steering.data import chat_prompt
+from lmscalpel.steering.hook import skip_token_ids, steering
+
+
+@torch.no_grad()
+def generate_steered(model, tokenizer, prompts: Sequence[str], vectors: torch.Tensor, alphas: Sequence[float],
+                     *, layer: int, max_new_tokens: int, batch_size: int = 64, chat: bool = True,
+                     skip_tokens: str = "special") -> list[str]:
+    """Greedy response of row i = (``prompts[i]``, ``vectors[i]``, ``alphas[i]``); α = 0 means unsteered.
+
+    Prompts are raw user texts, chat-templated here unless ``chat`` is false (plain completions such as the toy
+    arithmetic task); batches are left-padded, as the hook expects. ``skip_tokens``: see :func:`skip_token_ids`.
+    """
+    if not (len(prompts) == len(vectors) == len(alphas)):
+        raise ValueError(f"{len(prompts)} prompts, {len(vectors)} vectors, {len(alphas)} alphas: one each per row")
+    tokenizer.padding_side = "left"
+    device = next(model.parameters()).device
+    skip = skip_token_ids(tokenizer, skip_tokens)
+    responses: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        stop = start + batch_size
+        texts = [chat_prompt(tokenizer, p) if chat else p for p in prompts[start:stop]]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
+        with steering(model, layer, vectors[start:stop], torch.as_tensor(alphas[start:stop]), skip_token_ids=skip):
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+        responses += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return responses

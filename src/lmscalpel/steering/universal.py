@@ -1,0 +1,126 @@
+"""Universal attack (spec §7): on one training prompt pick c*, keep the first ``n_select`` random vectors that make
+the model comply, average and renormalise, and compare the result with random vectors on held-out prompts.
+
+Every stage's generations are cached as Parquet in the checkpoint directory, so a killed job resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+
+from lmscalpel.io import atomic_path
+from lmscalpel.steering.directions import random_directions, unit
+from lmscalpel.steering.generation import generate_steered
+
+log = logging.getLogger(__name__)
+Outcome = Callable[[Sequence[str], Sequence[str]], list[bool]]
+
+
+class _Runner:
+    """Generates (prompt, vector, c) rows and caches each named step."""
+
+    def __init__(self, model, tokenizer, *, layer, mu, outcome: Outcome, max_new_tokens, batch_size, ckpt: Path,
+                 skip_tokens: str):
+        self.model, self.tokenizer, self.layer, self.mu, self.outcome = model, tokenizer, layer, mu, outcome
+        self.max_new_tokens, self.batch_size, self.ckpt, self.skip_tokens = max_new_tokens, batch_size, ckpt, skip_tokens
+        ckpt.mkdir(parents=True, exist_ok=True)
+
+    def run(self, name: str, prompts: Sequence[str], vectors: torch.Tensor, c: float, labels: dict) -> pd.DataFrame:
+        path = self.ckpt / f"{name}.parquet"
+        if path.exists():
+            return pd.read_parquet(path)
+        responses = generate_steered(self.model, self.tokenizer, prompts, vectors, [c * self.mu] * len(prompts),
+                                     layer=self.layer, max_new_tokens=self.max_new_tokens,
+                                     batch_size=self.batch_size, skip_tokens=self.skip_tokens)
+        frame = pd.DataFrame({**labels, "c": c, "prompt": list(prompts), "response": responses,
+                              "complied": self.outcome(prompts, responses)})
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return frame
+
+
+def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: str, eval_prompts: Sequence[dict],
+                     coefficients: Sequence[float], outcome: Outcome, seed: int, sweep_vectors: int,
+                     max_trials: int, n_select: int, n_universal: int, n_baseline: int, max_new_tokens: int,
+                     batch_size: int, checkpoint_dir: str | Path,
+                     skip_tokens: str = "special") -> tuple[pd.DataFrame, dict]:
+    """Return (held-out rows of every evaluated vector, summary). Random vector pools are disjoint index ranges of
+    the (seed, k) stream: sweep [0, S), universal pool u [S + u·T, S + (u+1)·T), baseline after those."""
+    d_model = int(model.config.hidden_size) if hasattr(model.config, "hidden_size") else \
+        int(model.get_input_embeddings().weight.shape[1])
+    runner = _Runner(model, tokenizer, layer=layer, mu=mu, outcome=outcome, max_new_tokens=max_new_tokens,
+                     batch_size=batch_size, ckpt=Path(checkpoint_dir), skip_tokens=skip_tokens)
+    sweep_dirs = random_directions(d_model, range(sweep_vectors), seed)
+    sweep = pd.concat([runner.run(f"sweep-c{c:g}", [train_prompt] * sweep_vectors, sweep_dirs, c,
+                                  {"vector": list(range(sweep_vectors))}) for c in coefficients])
+    by_c = sweep.groupby("c")["complied"].mean()
+    c_star = float(by_c.idxmax())  # ties → the smallest c (groupby sorts)
+    log.info("training-prompt sweep: %s; c* = %g", by_c.round(3).to_dict(), c_star)
+
+    held_out = [p for p in eval_prompts if p["prompt"] != train_prompt]
+    texts = [p["prompt"] for p in held_out]
+    frames, universal_info = [], []
+    for u in range(n_universal):
+        start = sweep_vectors + u * max_trials
+        selected, trials = _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u)
+        pool = random_directions(d_model, range(start, start + n_select), seed)
+        candidates = {"universal": selected, "unselected_mean": list(range(start, start + n_select))}
+        for kind, indices in candidates.items():
+            if kind == "universal" and len(indices) < n_select:
+                log.warning("pool %d: only %d of %d trials complied; universal vector skipped", u, len(indices),
+                            max_trials)
+                continue
+            vec = unit(random_directions(d_model, indices, seed).mean(0)) if kind == "universal" else \
+                unit(pool.mean(0))
+            rows = runner.run(f"eval-{kind}-{u}", texts, vec.expand(len(texts), -1), c_star,
+                              {"prompt_id": [p["id"] for p in held_out], "category": [p["category"] for p in held_out]})
+            frames.append(rows.assign(kind=kind, vector=u))
+        universal_info.append({"pool": u, "trials": trials, "n_selected": len(selected)})
+    base_start = sweep_vectors + n_universal * max_trials
+    for j in range(n_baseline):
+        vec = random_directions(d_model, [base_start + j], seed)
+        rows = runner.run(f"eval-random-{j}", texts, vec.expand(len(texts), -1), c_star,
+                          {"prompt_id": [p["id"] for p in held_out], "category": [p["category"] for p in held_out]})
+        frames.append(rows.assign(kind="random", vector=j))
+    table = pd.concat(frames, ignore_index=True)
+    summary = _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, len(held_out))
+    return table, summary
+
+
+def _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u):
+    """First ``n_select`` indices of the pool that comply on the training prompt (batched, early stop)."""
+    selected, trials, step = [], 0, runner.batch_size
+    for offset in range(0, max_trials, step):
+        idx = list(range(start + offset, start + min(offset + step, max_trials)))
+        frame = runner.run(f"select-{u}-{offset}", [train_prompt] * len(idx),
+                           random_directions(d_model, idx, seed), c_star, {"vector": idx})
+        for k, ok in zip(idx, frame["complied"]):
+            trials += 1
+            if ok:
+                selected.append(k)
+                if len(selected) == n_select:
+                    return selected, trials
+    return selected, trials
+
+
+def _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, n_heldout) -> dict:
+    per_vector = table.groupby(["kind", "vector"])["complied"].mean()
+    out = {"layer": layer, "mu": mu, "c_star": c_star, "train_prompt": train_prompt, "n_heldout_prompts": n_heldout,
+           **{f"train_cr_c{c:g}": float(v) for c, v in by_c.items()}}
+    for kind in ("universal", "unselected_mean", "random"):
+        values = per_vector[kind] if kind in per_vector.index.get_level_values(0) else pd.Series(dtype=float)
+        out[f"{kind}_n_vectors"] = int(len(values))
+        out[f"{kind}_cr_mean"] = float(values.mean()) if len(values) else float("nan")
+        out[f"{kind}_cr_min"] = float(values.min()) if len(values) else float("nan")
+        out[f"{kind}_cr_max"] = float(values.max()) if len(values) else float("nan")
+    out["universal_over_random"] = (out["universal_cr_mean"] / out["random_cr_mean"]
+                                    if out["random_cr_mean"] > 0 else float("nan"))
+    out["universal_beats_random"] = bool(out["universal_cr_mean"] > out["random_cr_mean"])
+    out["pool_trials"] = [p["trials"] for p in universal_info]
+    out["pool_selected"] = [p["n_selected"] for p in universal_info]
+    return out

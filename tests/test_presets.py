@@ -1,0 +1,121 @@
+"""Every paper preset plans offline: ``snakemake -n`` builds its DAG with the hub and datasets offline (planning must
+never download), and the plan holds the rules of the preset's stages and nothing of the toy world or other stages.
+
+Each dry run uses a fresh working directory (``--directory``), so it neither reads the repo's results nor takes the
+repo's ``.snakemake`` lock.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+
+PRESETS = sorted((REPO_ROOT / "presets").glob("*.yaml"))
+PAPER_PRESETS = {"rogue_scalpel_v1", "rogue_scalpel_v2", "ortsae_gemma2_2b", "nm_llama31_8b", "nm_qwen25_7b",
+                 "sae_reasoning_r1_llama8b", "clear_llava15_7b"}
+
+# Rules that must be planned when a stage is configured (one per distinct job kind of the stage).
+STAGE_RULES = {
+    "sae": {"train_saes", "sae_core_metrics", "sae_l0_fvu_figure"},
+    "features": {"features_dataset_activations", "features_spelling_activations", "features_letter_probe",
+                 "features_dataset_probes", "features_absorption", "features_composition", "features_distinct",
+                 "features_scr", "features_tpp", "features_sparse_probing", "features_compare"},
+    "steering": {"steering_setup", "steering_grid", "steering_universal", "steering_capability", "steering_metrics",
+                 "steering_figures"},
+    "reasoning": {"score_reasoning_features", "plot_reasonscore", "reasoning_baseline", "steer_reasoning_features",
+                  "plot_reasoning_steering", "ban_reasoning_vocabulary"},
+    "pruning": {"pruning_dense", "pruning_activation", "pruning_weight", "pruning_table"},
+    "unlearning": {"finetune_original_vlm", "finetune_gold_vlm", "evaluate_original_vlm", "evaluate_gold_vlm",
+                   "unlearn_vlm", "unlearning_table"},
+    "report": {"report"},
+}
+ALWAYS_RULES = {"model_card", "cache_activations", "all"}
+TOY_RULES = {"generate_toyworld", "train_toy_model", "build_mini_clear", "build_tiny_vlm", "pruning_toy_tasks",
+             "pruning_chat"}
+
+# Inputs a preset's header tells the user to download by hand because no rule fetches them (yet). The dry run stages
+# an empty stand-in for each; test_manual_inputs_are_documented keeps this list and the preset headers in sync.
+MANUAL_INPUTS = {
+    "sae_reasoning_r1_llama8b": ["results/r1_llama8b_l19/sae/released-l19/cfg.json"],
+}
+
+JOB_ROW = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)$")
+
+
+def load(preset: Path) -> dict:
+    return yaml.safe_load(preset.read_text())
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule name -> job count from the 'Job stats' tables of a dry run."""
+    return {m.group(1): int(m.group(2)) for line in output.splitlines() if (m := JOB_ROW.match(line.strip()))
+            and m.group(1) != "total"}
+
+
+def start_dry_run(preset: Path, workdir: Path) -> subprocess.Popen:
+    """``snakemake -n`` of ``preset`` in ``workdir`` (offline), started in the background."""
+    shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
+    for rel in MANUAL_INPUTS.get(preset.stem, []):
+        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / rel).write_text("{}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile", str(REPO_ROOT / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(preset)]
+    return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
+    """All presets' dry runs, run concurrently (each ~2 s of Snakemake start-up and DAG building):
+    stem -> (return code, output, working directory)."""
+    runs = {}
+    for preset in PRESETS:
+        workdir = tmp_path_factory.mktemp(preset.stem)
+        runs[preset.stem] = (start_dry_run(preset, workdir), workdir)
+    results = {}
+    for stem, (proc, workdir) in runs.items():
+        output, _ = proc.communicate(timeout=300)
+        results[stem] = (proc.returncode, output, workdir)
+    return results
+
+
+def test_every_preset_is_a_hub_rerun():
+    assert {p.stem for p in PRESETS} >= PAPER_PRESETS
+    names = [load(p)["run_name"] for p in PRESETS]
+    assert len(set(names)) == len(names), f"presets share a run_name (their results would collide): {names}"
+    for preset in PRESETS:
+        cfg = load(preset)
+        assert cfg["model"]["source"] == "hub" and cfg["model"]["id"], preset.name
+        if preset.stem in PAPER_PRESETS or "report" in cfg["stages"]:
+            assert cfg["stages"][-1] == "report", f"{preset.name}: report must be the last stage"
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_manual_inputs_are_documented(preset: Path):
+    for rel in MANUAL_INPUTS.get(preset.stem, []):
+        assert rel.rsplit("/", 1)[0] in preset.read_text(), f"{preset.name} header must say how to provide {rel}"
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_preset_plans_offline(preset: Path, dry_runs):
+    returncode, output, workdir = dry_runs[preset.stem]
+    assert returncode == 0, f"dry run of {preset.name} failed:\n{output[-4000:]}"
+    jobs = planned_jobs(output)
+    stages = load(preset)["stages"]
+    expected = ALWAYS_RULES.union(*(STAGE_RULES[s] for s in stages))
+    assert expected <= jobs.keys(), f"{preset.name}: not planned: {sorted(expected - jobs.keys())}"
+    unexpected = TOY_RULES.union(*(rules for s, rules in STAGE_RULES.items() if s not in stages)) & jobs.keys()
+    assert not unexpected, f"{preset.name}: plans rules outside its stages or of the toy world: {sorted(unexpected)}"
+    staged = {workdir / rel for rel in MANUAL_INPUTS.get(preset.stem, [])}
+    written = [p for p in (workdir / "results").rglob("*") if p.is_file() and p not in staged]
+    assert not written, f"{preset.name}: the dry run wrote {written[:5]}"

@@ -1,0 +1,133 @@
+"""Evaluation side of the pruning stage: windows, lm-eval agreement, toy zero-shot tasks, chat row, table."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from lmscalpel.models import ModelRef, load_model
+from lmscalpel.pruning import activation_pruning, window_nlls
+from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, token_stream
+from lmscalpel.pruning.table import gather_table, run_table, summarise
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_lm_dir):
+    return load_model(ModelRef(str(tiny_lm_dir), device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def narrative_windows(lm, toyworld_dir):
+    texts = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir)
+    return eval_windows(token_stream(lm[1], texts, "documents"), 32, max_windows=6)
+
+
+def test_windows_are_non_overlapping_and_drop_the_tail():
+    stream = torch.arange(103)
+    windows = eval_windows(stream, 10)
+    assert windows.shape == (10, 10) and torch.equal(windows.flatten(), stream[:100])
+    calib = calibration_windows(stream, 4, 10, seed=0)
+    assert calib.shape == (4, 10) and torch.equal(calib, calibration_windows(stream, 4, 10, seed=0))
+    with pytest.raises(ValueError, match="window"):
+        eval_windows(torch.arange(5), 10)
+
+
+def test_documents_join_matches_the_training_format(lm):
+    tokenizer = lm[1]
+    stream = token_stream(tokenizer, ["a cat", "a dog"], "documents")
+    text = tokenizer.decode(stream)
+    assert text == f"{tokenizer.bos_token}a cat{tokenizer.eos_token}{tokenizer.bos_token}a dog{tokenizer.eos_token}"
+
+
+def test_local_files_load_through_datasets(tmp_path):
+    path = tmp_path / "wiki.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in [" = Title = ", "body text"]))
+    assert load_texts({"path": str(path), "split": "test", "text_column": "text"}) == [" = Title = ", "body text"]
+    with pytest.raises(ValueError, match="text_column"):
+        load_texts({"path": str(path), "text_column": "missing"})
+
+
+def _lm_eval_nlls(model, tokenizer, windows):
+    from lm_eval.models.huggingface import HFLM
+
+    harness = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4)
+    requests = [(("", ""), w[:1].tolist(), w[1:].tolist()) for w in windows]
+    results = harness._loglikelihood_tokens(requests, disable_tqdm=True)
+    return torch.tensor([-logprob / (windows.shape[1] - 1) for logprob, _ in results], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("pattern", [None, "8:16"])
+def test_perplexity_agrees_with_lm_eval_loglikelihood(lm, narrative_windows, pattern):
+    model, tokenizer = lm
+    if pattern is None:
+        ours, theirs = window_nlls(model, narrative_windows, 4), _lm_eval_nlls(model, tokenizer, narrative_windows)
+    else:
+        with activation_pruning(model, pattern):
+            ours, theirs = window_nlls(model, narrative_windows, 4), _lm_eval_nlls(model, tokenizer, narrative_windows)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+def test_toy_zero_shot_tasks_run_through_lm_eval(lm, toyworld_dir, tmp_path):
+    from lmscalpel.pruning.zero_shot import build_toy_tasks, run_zero_shot
+
+    tasks = build_toy_tasks(toyworld_dir, tmp_path / "tasks", n_choices=4, seed=0)
+    doc = json.loads((tmp_path / "tasks" / "toy_first_letter.jsonl").read_text().splitlines()[0])
+    assert len(doc["choices"]) == 4 and doc["context"].endswith("has the first letter:")
+    assert doc["choices"][doc["gold"]] == doc["context"].split(">")[-1][0].upper()
+    model, tokenizer = lm
+    with activation_pruning(model, "2:4") as pruning:
+        metrics = run_zero_shot(model, tokenizer, tasks, include_path=tmp_path / "tasks", batch_size=8, limit=3)
+        assert pruning.calls > 0
+    assert set(metrics) >= {"toy_arithmetic/acc", "toy_arithmetic/acc_norm", "toy_first_letter/acc"}
+    assert metrics["toy_first_letter/n_docs"] == 3
+    assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if "/acc" in k)
+
+
+def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
+    from lmscalpel.pruning.chat import chat_prompts, chat_row
+
+    prompts = chat_prompts(toyworld_dir / "chat_eval.jsonl")
+    rows = [json.loads(line) for line in (toyworld_dir / "chat_eval.jsonl").read_text().splitlines()]
+    heldout = {r["prompt"] for r in rows if r["kind"] == "harmful" and r["split"] == "heldout"}
+    assert set(prompts["harmful"]) == heldout
+    model, tokenizer = lm
+    with activation_pruning(model, "2:4"):
+        row = chat_row(model, tokenizer, toyworld_dir / "chat_eval.jsonl", max_new_tokens=2, max_prompts=3)
+    assert row["n_harmful"] == 3 and 0.0 <= row["refusal_rate"] <= 1.0 and 0.0 <= row["benign_compliance"] <= 1.0
+
+
+def _cell(tmp_path, family, pattern, criterion, mitigation, ppl):
+    path = tmp_path / f"{family}-{pattern}-{criterion}-{mitigation}.json"
+    path.write_text(json.dumps({"family": family, "pattern": pattern, "criterion": criterion,
+                                "mitigation": mitigation, "targets": "none" if family == "dense" else "all",
+                                "perplexity": ppl}))
+    return path
+
+
+def test_table_summary_and_figures(tmp_path):
+    cells = [_cell(tmp_path, "dense", "dense", "none", "none", 10.0)]
+    act = {"u50": 11.0, "16-32": 12.0, "8-16": 11.9, "4-8": 14.0, "2-4": 20.0}
+    cells += [_cell(tmp_path, "act", p, "magnitude", "none", v) for p, v in act.items()]
+    cells += [_cell(tmp_path, "act", "8-16", "amber", "none", 11.5), _cell(tmp_path, "act", "8-16", "magnitude", "var", 11.2)]
+    cells += [_cell(tmp_path, "weight", "2-4", "magnitude", "none", 25.0), _cell(tmp_path, "weight", "2-4", "wanda", "none", 18.0)]
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps({"family": "act", "pattern": "2-4", "targets": "all", "criterion": "magnitude",
+                                "mitigation": "none", "refusal_rate": 0.5, "benign_compliance": 0.75,
+                                "benign_refusal_rate": 0.0}))
+    table = gather_table(cells, [chat])
+    assert list(table[table["family"] == "act"]["pattern"].unique()) == ["u50", "16-32", "8-16", "4-8", "2-4"]
+    row = table[(table["pattern"] == "2-4") & (table["family"] == "act")]
+    assert row["refusal_rate"].iloc[0] == 0.5 and table["refusal_rate"].notna().sum() == 1
+    summary = summarise(table, "all")
+    assert summary["magnitude_ordering_holds"] is False
+    assert summary["magnitude_ordering_worst_gap"] == pytest.approx(-0.1)
+    assert summary["act_beats_weight_magnitude_2-4"] is True and summary["act_beats_weight_wanda_2-4"] is False
+    assert summary["degradation_ratio_2-4_over_16-32"] == pytest.approx(5.0)
+    outputs = {k: tmp_path / f"{k}.png" for k in ("heatmap", "bars", "chat")}
+    run_table(cells, [chat], targets="all", table_out=tmp_path / "t.csv", summary_out=tmp_path / "s.json",
+              heatmap_out=outputs["heatmap"], bars_out=outputs["bars"], chat_out=outputs["chat"])
+    assert len(pd.read_csv(tmp_path / "t.csv")) == len(cells)
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in outputs.values())

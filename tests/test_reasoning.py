@@ -1,0 +1,324 @@
+"""Reasoning stage: vocabulary matching, ReasonScore (planted feature, entropy term), selection, the clamp and
+additive interventions, the vocabulary ban, answer checking and thinking length."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from lmscalpel.reasoning.activations import FoldedSAE, pack_texts, residual_stream
+from lmscalpel.reasoning.evaluate import (answers_match, extract_answer, load_problems, run_condition, summarise,
+                                          thinking_length)
+from lmscalpel.reasoning.intervene import SuppressUntilMarker, add_latent, banned_sequences, clamp_latent
+from lmscalpel.reasoning.score import ReasonScoreAccumulator, reason_scores, select_features
+from lmscalpel.reasoning.vocabulary import (RELEASED_VOCABULARY, expand_windows, form_token_ids, match_positions,
+                                            parse_vocabulary)
+
+
+# --- vocabulary -----------------------------------------------------------------------------------------------
+
+def test_default_vocabulary_is_the_released_34_strings():
+    vocab = parse_vocabulary(None)
+    forms = [f for v in vocab for f in v.forms]
+    assert len(vocab) == 10 and len(forms) == 34 and len(set(forms)) == 34
+    assert {"But", "Another", " Let me", "let me", " wait"} <= set(forms)
+    assert not {"but", " But", "another"} & set(forms)
+
+
+def test_multi_token_matches_and_clipped_windows():
+    ids = torch.tensor([[9, 1, 2, 9, 9, 9, 9, 3], [1, 9, 9, 9, 9, 9, 9, 9]])
+    hits = match_positions(ids, [[(1, 2)], [(3,)]])  # group 0: two-token form, group 1: one token
+    assert hits[0, 0].tolist() == [False, True, True, False, False, False, False, False]
+    assert not hits[0, 1].any()  # a lone first token is not a match
+    assert hits[1, 0, 7] and hits[1].sum() == 1
+    windows = expand_windows(hits, before=1, after=2)
+    assert windows[0, 0].tolist() == [True, True, True, True, True, False, False, False]
+    assert windows[1, 0].tolist() == [False] * 6 + [True, True]
+
+
+# --- ReasonScore ----------------------------------------------------------------------------------------------
+
+def _planted_corpus(seed=0, n=12, t=48, n_groups=5, m=48):
+    """Token rows with single-token vocabulary words 1..n_groups and activations where latent 7 fires only near
+    them, latent 3 fires everywhere and the rest is sparse noise."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, 100, (n, t), generator=g)
+    for row in range(n):
+        for pos in torch.randperm(t, generator=g)[:4].tolist():
+            ids[row, pos] = 1 + (row + pos) % n_groups
+    groups = [[(k,)] for k in range(1, n_groups + 1)]
+    windows = expand_windows(match_positions(ids, groups), 2, 3)
+    in_r = windows.any(0).reshape(-1)
+    acts = torch.relu(torch.randn(n * t, m, generator=g) - 1.8)
+    acts[:, 7] = 2.0 * in_r
+    acts[:, 3] = 1.0 + acts[:, 3]
+    return ids, windows, acts
+
+
+def _accumulate(windows, acts, batches=3):
+    g, n, t = windows.shape
+    acc = ReasonScoreAccumulator(acts.shape[1], g, top_k=4)
+    flat = windows.reshape(g, -1)
+    valid = torch.ones(n * t, dtype=torch.bool)
+    for chunk in torch.arange(n * t).chunk(batches):
+        acc.update(acts[chunk], flat[:, chunk], valid[chunk], offset=int(chunk[0]))
+    return acc
+
+
+def test_planted_feature_near_vocabulary_ranks_first():
+    ids, windows, acts = _planted_corpus()
+    acc = _accumulate(windows, acts)
+    scores = reason_scores(*acc.means(), alpha=0.7)
+    assert int(scores.score.argmax()) == 7
+    assert scores.score[3] < scores.score[7]
+    selected, threshold, forced = select_features(scores.score, 0.97)
+    assert selected[0] == 7 and not forced and all(scores.score[i] > threshold for i in selected)
+    assert acc.f_max[7] == pytest.approx(2.0)
+    assert acc.top_values[:, 7].tolist() == [2.0] * 4 and bool(windows.any(0).reshape(-1)[acc.top_index[:, 7]].all())
+
+
+def test_entropy_term_penalises_a_one_word_feature():
+    ids, windows, acts = _planted_corpus(seed=1)
+    only_word0 = windows[0].reshape(-1) & ~windows[1:].any(0).reshape(-1)
+    in_r = windows.any(0).reshape(-1)
+    acts[:, 11] = only_word0 * 2.0 * in_r.sum() / only_word0.sum()  # same mean over D_R as latent 7
+    acc = _accumulate(windows, acts)
+    with_entropy, without = reason_scores(*acc.means(), alpha=0.7), reason_scores(*acc.means(), alpha=0.0)
+    assert with_entropy.entropy[11] < 0.05 < 0.9 < with_entropy.entropy[7]
+    assert without.score[11] == pytest.approx(float(without.score[7]), rel=1e-6)
+    assert with_entropy.score[11] < with_entropy.score[7]
+    assert with_entropy.score[11] < without.score[11]
+
+
+def test_selection_keeps_at_least_one_feature():
+    selected, _, forced = select_features(torch.zeros(100), 0.997)
+    assert len(selected) == 1 and forced
+    selected, _, forced = select_features(torch.arange(1000.0), 0.997)
+    assert selected == [999, 998, 997] and not forced
+    with pytest.raises(ValueError, match="reasoning.quantile"):
+        select_features(torch.zeros(3), 1.0)
+
+
+# --- interventions --------------------------------------------------------------------------------------------
+
+class OrthoSAE:
+    """ReLU SAE with orthogonal decoder rows of norm 2 and W_enc = W_decᵀ / 4: re-encoding is exact per latent."""
+
+    def __init__(self, d=32, m=8, seed=0):
+        q, _ = torch.linalg.qr(torch.randn(d, m, generator=torch.Generator().manual_seed(seed)))
+        self.W_dec = 2.0 * q.T
+        self.W_enc = q / 2.0
+        self.b_dec = torch.zeros(d)
+
+    def pre(self, x):
+        return x @ self.W_enc
+
+    def encode(self, x):
+        return torch.relu(self.pre(x))
+
+    def decode(self, f):
+        return f @ self.W_dec + self.b_dec
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                      pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_folded_sae_has_unit_rows_and_same_reconstruction():
+    sae = FoldedSAE(OrthoSAE())
+    x = torch.randn(5, 32)
+    assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(8))
+    f = sae.encode(x)
+    torch.testing.assert_close(f @ sae.W_dec, sae.sae.decode(sae.sae.encode(x)))
+    torch.testing.assert_close(sae.decode(f), sae.sae.decode(sae.sae.encode(x)))
+
+
+def _set(f, latent, value):
+    f = f.clone()
+    f[..., latent] = value
+    return f
+
+
+def error_of(sae, x):
+    return x - sae.decode(sae.encode(x))
+
+
+@pytest.mark.parametrize("mode", ["add", "clamp"])
+def test_interventions_change_only_the_intended_latent(tiny_model, mode):
+    sae, layer, latent = FoldedSAE(OrthoSAE()), 0, 5
+    ids = torch.randint(3, 64, (2, 7), generator=torch.Generator().manual_seed(1))
+    x = residual_stream(tiny_model, layer, ids)
+    ctx = add_latent(tiny_model, layer, sae.direction(latent), 3.0) if mode == "add" else \
+        clamp_latent(tiny_model, layer, sae, latent, 3.0)
+    with ctx:
+        x_new = residual_stream(tiny_model, layer, ids)
+    pre, pre_new = sae.sae.pre(x) * 2.0, sae.sae.pre(x_new) * 2.0  # folded scale (decoder norm 2)
+    changed = (pre_new - pre).abs().amax((0, 1)) > 1e-4
+    assert changed.tolist() == [j == latent for j in range(8)]
+    if mode == "add":
+        torch.testing.assert_close(pre_new[..., latent] - pre[..., latent], torch.full((2, 7), 3.0))
+    else:
+        # f' = f with f_i := 3 and the error kept: the pre-activation moves by 3 − f_i(x)
+        torch.testing.assert_close(pre_new[..., latent] - pre[..., latent], 3.0 - sae.encode(x)[..., latent])
+        torch.testing.assert_close(x_new, sae.decode(_set(sae.encode(x), latent, 3.0)) + error_of(sae, x))
+    error = x - sae.decode(sae.encode(x))  # the reconstruction error (orthogonal part) is kept
+    error_new = x_new - sae.decode(sae.encode(x_new))
+    orth = torch.eye(32) - sae.W_dec.T @ sae.W_dec
+    torch.testing.assert_close(error_new @ orth, error @ orth, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["add", "clamp"])
+def test_generated_positions_skip_the_prefill(tiny_model, mode):
+    sae = FoldedSAE(OrthoSAE())
+    ids = torch.randint(3, 64, (1, 6), generator=torch.Generator().manual_seed(2))
+    base = residual_stream(tiny_model, 0, ids)
+    ctx = add_latent(tiny_model, 0, sae.direction(2), 4.0, "generated") if mode == "add" else \
+        clamp_latent(tiny_model, 0, sae, 2, 4.0, "generated")
+    with ctx:
+        first, second = residual_stream(tiny_model, 0, ids), residual_stream(tiny_model, 0, ids)
+    torch.testing.assert_close(first, base)
+    assert (second - base).abs().max() > 0.1
+
+
+def test_clamp_fires_every_decode_step_and_cache_matches_no_cache(tiny_model):
+    sae = FoldedSAE(OrthoSAE())
+    ids = torch.randint(3, 64, (2, 5), generator=torch.Generator().manual_seed(3))
+    outs = []
+    for use_cache in (True, False):
+        with clamp_latent(tiny_model, 1, sae, 1, 6.0) as state:
+            outs.append(tiny_model.generate(ids, max_new_tokens=6, do_sample=False, use_cache=use_cache,
+                                            pad_token_id=0, eos_token_id=None))
+        if use_cache:
+            assert state.calls == 6
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], tiny_model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=0,
+                                                        eos_token_id=None))
+
+
+# --- tokenizer-level: matching, length, ban, generation -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_lm_dir):
+    return AutoTokenizer.from_pretrained(tiny_lm_dir)
+
+
+def test_vocabulary_matches_in_tokenised_text(tokenizer):
+    vocab = parse_vocabulary(RELEASED_VOCABULARY)
+    groups = form_token_ids(tokenizer, vocab)
+    text = "Hmm, let me see. Wait, that is wrong. Let me recompute. But ok. but no."
+    ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
+    hits = match_positions(ids, groups)
+    words = [v.word for v in vocab]
+    counts = dict(zip(words, (hits.sum((1, 2)) > 0).tolist()))
+    assert counts["hmm"] and counts["wait"] and counts["let me"] and not counts["maybe"]
+    matched = tokenizer.decode(ids[0][hits[words.index("let me"), 0]].tolist())
+    assert matched.lower().count("let me") == 2
+
+
+def test_thinking_length_counts_tokens_before_the_marker(tokenizer):
+    prefix = "Hmm, let me see. So 3 plus 4 is 7.\n"
+    ids = tokenizer.encode(prefix + "Answer: 7", add_special_tokens=False)
+    length, found = thinking_length(tokenizer, ids, "Answer:")
+    assert found and length == len(tokenizer.encode(prefix, add_special_tokens=False))
+    assert thinking_length(tokenizer, ids[:length], "Answer:") == (length, False)
+
+
+def test_suppress_until_marker_bans_only_inside_thinking(tokenizer):
+    marker_ids = tokenizer.encode(" Answer:", add_special_tokens=False)
+    prompt = torch.tensor([[5, 6, 7], [5, 6, 9]])
+    proc = SuppressUntilMarker([(10,), (7, 11)], tokenizer, "Answer:", prompt_length=2)
+    scores = proc(prompt, torch.zeros(2, len(tokenizer)))
+    assert torch.isinf(scores[:, 10]).all() and not torch.isinf(scores[:, 12]).any()
+    assert torch.isinf(scores[0, 11]) and not torch.isinf(scores[1, 11])  # 11 only right after 7
+    grown = torch.cat([prompt, torch.tensor([[8] + marker_ids, [8] + [9] * len(marker_ids)])], dim=1)
+    scores = proc(grown, torch.zeros(2, len(tokenizer)))
+    assert not torch.isinf(scores[0]).any() and torch.isinf(scores[1, 10])
+
+
+def test_banned_sequences_modes():
+    forms = [[(4, 5), (6,)], [(4, 7, 8)]]
+    assert banned_sequences(forms, "first_token") == [(4,), (6,)]
+    assert banned_sequences(forms, "sequence") == [(4, 5), (4, 7, 8), (6,)]
+    with pytest.raises(ValueError, match="reasoning.ban.mode"):
+        banned_sequences(forms, "all")
+
+
+def test_pack_texts_layout(tokenizer):
+    rows = pack_texts(tokenizer, ["a b", "c"], context_length=4, max_tokens=100)
+    flat = rows.flatten().tolist()
+    assert flat[0] == tokenizer.bos_token_id and tokenizer.eos_token_id in flat and rows.shape[1] == 4
+
+
+def test_run_condition_resumes_from_checkpoints(tiny_lm_dir, tokenizer, tmp_path):
+    model = LlamaForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    problems = [{"id": f"p{i}", "prompt": f"Question: {i} plus 1?\nThinking:", "answer": str(i + 1),
+                 "kind": "integer"} for i in range(3)]
+    cfg = {"chat_template": False, "add_bos": True, "batch_size": 2, "n_samples": 1, "max_new_tokens": 5,
+           "temperature": 0.0, "top_p": 1.0, "thinking_end": "Answer:", "seed": 0}
+    first = run_condition(model, tokenizer, problems, cfg, checkpoint_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.jsonl"))) == 2 and len(first) == 3
+    assert all(r["length"] == r["n_generated"] for r in first if not r["marker_found"])
+    again = run_condition(model, tokenizer, problems, cfg, checkpoint_dir=tmp_path,
+                          intervention=lambda: pytest.fail("finished batches must not be regenerated"))
+    assert again == first
+    summary = summarise(first)
+    assert summary["n_problems"] == 3 and 0 <= summary["maj_accuracy"] <= 1
+
+
+# --- answers and benchmark loaders ----------------------------------------------------------------------------
+
+def test_answer_extraction_and_normalised_match():
+    assert extract_answer("so \\boxed{\\frac{1}{2}} then \\boxed{\\dfrac{3}{4}}.", "math") == "\\dfrac{3}{4}"
+    assert answers_match("\\dfrac{3}{4}", "\\frac{3}{4}") and answers_match("7.0", "7") and answers_match("\\left(1,2\\right)", "(1, 2)")
+    assert not answers_match("8", "7") and not answers_match(None, "7")
+    assert extract_answer("no box. Answer: 12", "math") == "12" and extract_answer("nothing", "math") == "0"
+    assert extract_answer("blah\nAnswer: C", "choice") == "C" and extract_answer("x\nAnswer: 41 apples", "integer") == "41"
+
+
+def test_hub_benchmark_loaders_read_local_files(tmp_path):
+    math_file = tmp_path / "math.jsonl"
+    math_file.write_text(json.dumps({"problem": "1+1?", "answer": "2", "unique_id": "a"}) + "\n")
+    problems = load_problems("math500", data_file=str(math_file))
+    assert problems[0]["answer"] == "2" and "\\boxed{}" in problems[0]["prompt"] and "Problem: 1+1?" in problems[0]["prompt"]
+    gpqa_file = tmp_path / "gpqa.jsonl"
+    rows = [{"Question": f"Q{i}", "Correct Answer": "right", "Incorrect Answer 1": "w1", "Incorrect Answer 2": "w2",
+             "Incorrect Answer 3": "w3", "Record ID": f"r{i}"} for i in range(6)]
+    gpqa_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first, second = (load_problems("gpqa_diamond", data_file=str(gpqa_file), seed=3) for _ in range(2))
+    assert first == second
+    for p in first:
+        assert f"{p['answer']}) right" in p["prompt"]
+    assert len({p["answer"] for p in first}) > 1
+    with pytest.raises(ValueError, match="reasoning.eval.benchmarks"):
+        load_problems("nope")
+
+
+def test_scores_and_interpretation_on_the_toy_corpus(tiny_lm_dir, toyworld_dir, tokenizer):
+    from lmscalpel.io import read_jsonl
+    from lmscalpel.reasoning.interpret import interpretation_markdown, logit_lens, reasoning_share, top_contexts
+    from lmscalpel.reasoning.stage import compute_reason_scores, corpus_texts
+
+    model = LlamaForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    rows = pack_texts(tokenizer, corpus_texts({"path": "toyworld"}, toyworld_dir), 64, 2000)
+    vocab = parse_vocabulary(None)
+    sae = FoldedSAE(OrthoSAE(d=64, m=16))
+    res = compute_reason_scores(model, tokenizer, sae, 0, rows, vocab, {"before": 2, "after": 3}, 0.7, 8, 5)
+    assert res["acc"].n_tokens == int((~torch.isin(rows, torch.tensor(tokenizer.all_special_ids))).sum())
+    assert res["group_tokens"][[v.word for v in vocab].index("let me")] > 0
+    assert res["scores"].score.shape == (16,)
+    latent = int(res["scores"].score.argmax())
+    contexts = top_contexts(rows, res["acc"].top_values[:, latent], res["acc"].top_index[:, latent],
+                            res["window_bits"], tokenizer, [v.word for v in vocab])
+    assert contexts and all("**⟦" in c["markdown"] for c in contexts)
+    share = reasoning_share(contexts)
+    md = interpretation_markdown("t", [{"latent": latent, "score": 0.1, "entropy": 0.5, "f_max": 1.0,
+                                        "share": share, "contexts": contexts,
+                                        "lens": logit_lens(model, tokenizer, sae.direction(latent), 3)}])
+    assert f"## Latent {latent}" in md and md.count("\n- ") == len(contexts)
+    assert len(read_jsonl(toyworld_dir / "reasoning.jsonl")) == 60

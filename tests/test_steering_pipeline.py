@@ -1,0 +1,66 @@
+"""The stage entry points wired end to end on the tiny random model and the small toy world (no Snakemake)."""
+
+import copy
+
+import pandas as pd
+import pytest
+import yaml
+
+from lmscalpel.io import read_json
+from lmscalpel.models import ModelRef
+from lmscalpel.steering import pipeline as P
+
+from conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    from snakemake.utils import validate
+
+    full = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
+    validate(full, str(REPO_ROOT / "workflow/schemas/config.schema.yaml"))  # fills schema defaults
+    steering = copy.deepcopy(full["steering"])
+    steering.update(coefficients=[1.0, 2.0], max_new_tokens=3, batch_size=16, chunk_rows=40)
+    steering["prompts"]["max_prompts"] = 4
+    steering["random"]["n_vectors"] = 3
+    steering["universal"].update(sweep_vectors=2, max_trials=4, n_select=1, n_universal=1, n_baseline=2)
+    steering["capability"].update(n_vectors=1, n_prompts=2, arithmetic_max_new_tokens=4)
+    steering["metrics"]["bootstrap_resamples"] = 50
+    return steering
+
+
+def test_stage_functions_end_to_end(tiny_lm_dir, toyworld_dir, tmp_path, cfg):
+    ref = ModelRef(str(tiny_lm_dir), device="cpu")
+    chat_eval = str(toyworld_dir / "chat_eval.jsonl")
+    out = tmp_path / "steering"
+    P.run_setup(ref, layer=1, cfg=cfg, chat_eval=chat_eval, output_vectors=str(out / "setup.safetensors"),
+                output_json=str(out / "setup.json"))
+    setup = read_json(out / "setup.json")
+    assert setup["mu"] > 0 and setup["n_mu_prompts"] == 4
+    P.run_grid_stage(ref, layer=1, cfg=cfg, chat_eval=chat_eval, setup_vectors=str(out / "setup.safetensors"),
+                     setup_json=str(out / "setup.json"), sae_dirs={}, checkpoint_dir=str(tmp_path / "ckpt"),
+                     output=str(out / "grid.parquet"), toy=True, seed=0)
+    grid = pd.read_parquet(out / "grid.parquet")
+    assert len(grid) == 4 + 2 * (3 + 1) * 4 and set(grid["direction_kind"]) == {"none", "random", "refusal"}
+    assert grid["alpha"].max() == pytest.approx(2.0 * setup["mu"])
+    P.run_universal_stage(ref, layer=1, cfg=cfg, chat_eval=chat_eval, setup_json=str(out / "setup.json"),
+                          checkpoint_dir=str(tmp_path / "uckpt"), output_table=str(out / "u.parquet"),
+                          output_json=str(out / "u.json"), toy=True, seed=0)
+    summary = read_json(out / "u.json")
+    assert summary["outcome"] == "ground_truth" and summary["random_n_vectors"] == 2
+    P.run_capability_stage(ref, layer=1, cfg=cfg, setup_json=str(out / "setup.json"),
+                           toyworld_dir=str(toyworld_dir), output=str(out / "cap.json"), seed=0)
+    capability = read_json(out / "cap.json")
+    assert {"benign_compliance_c0", "arithmetic_accuracy_c2", "sweet_spot_c"} <= set(capability)
+    paths = {k: str(out / f"{k}.csv") for k in ("cells", "categories", "vectors", "cross")}
+    P.run_metrics_stage(grids=[str(out / "grid.parquet")], cfg=cfg, sae_kinds=[], output_json=str(out / "m.json"),
+                        output_cells=paths["cells"], output_categories=paths["categories"],
+                        output_vectors=paths["vectors"], output_cross=paths["cross"])
+    metrics = read_json(out / "m.json")
+    assert metrics["outcome"] == "ground_truth" and "random_max_cr" in metrics and "refusal_max_cr" in metrics
+    assert metrics["n_prompts"] == 4 and metrics["check_unsteered_le_1pct"] in (True, False)
+    figs = [str(out / f"{k}.png") for k in ("a", "b", "c")]
+    P.run_figures_stage(cells=paths["cells"], categories=paths["categories"], metrics_json=str(out / "m.json"),
+                        universal_table=str(out / "u.parquet"), universal_json=str(out / "u.json"),
+                        output_compliance=figs[0], output_categories=figs[1], output_universal=figs[2])
+    assert all((out / f"{k}.png").stat().st_size > 1000 for k in ("a", "b", "c"))

@@ -1,0 +1,57 @@
+"""Toy-model training resumes exactly after a kill; the model card enforces its gates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lmscalpel.models import ModelRef
+from lmscalpel.toyworld.card import ModelCardGateError, gate_failures, write_model_card
+from lmscalpel.toyworld.train import train_toy_model
+
+from conftest import TINY_LLAMA
+
+TINY_TRAIN = {**TINY_LLAMA, "vocab_size": 400, "context_length": 32, "batch_size": 4, "steps": 6, "warmup_steps": 2,
+              "checkpoint_every": 3}
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, toyworld_dir):
+    corpus = toyworld_dir / "train.jsonl"
+    train_toy_model(corpus, tmp_path / "straight", TINY_TRAIN, seed=0, checkpoint_dir=tmp_path / "ck1", device="cpu")
+    assert train_toy_model(corpus, tmp_path / "killed", TINY_TRAIN, seed=0, checkpoint_dir=tmp_path / "ck2",
+                           device="cpu", stop_after=3) == {"stopped_at": 3}
+    assert not (tmp_path / "killed").exists()
+    summary = train_toy_model(corpus, tmp_path / "killed", TINY_TRAIN, seed=0, checkpoint_dir=tmp_path / "ck2",
+                              device="cpu")
+    assert summary["resumed_from"] == 3
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "killed" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(straight[key], resumed[key], rtol=0, atol=1e-6)
+
+
+def test_gate_failures_name_the_config_keys():
+    cfg = {"min_refusal_rate": 0.95, "min_benign_compliance": 0.9}
+    assert gate_failures({"refusal_rate": 0.97, "benign_compliance": 0.95}, cfg) == []
+    failures = gate_failures({"refusal_rate": 0.5, "benign_compliance": 0.95}, cfg)
+    assert len(failures) == 1 and "model_card.min_refusal_rate" in failures[0]
+
+
+def test_untrained_model_fails_loudly_and_writes_nothing(tmp_path, tiny_lm_dir, toyworld_dir):
+    cfg = {"max_new_tokens": 4, "n_eval_per_family": 4, "min_refusal_rate": 0.95, "min_benign_compliance": 0.9}
+    inputs = {"chat_eval": str(toyworld_dir / "chat_eval.jsonl")}
+    out = tmp_path / "card.json"
+    with pytest.raises(ModelCardGateError, match="refusal_rate"):
+        write_model_card(ModelRef(str(tiny_lm_dir), device="cpu"), inputs, out, cfg, window=32, enforce_gates=True)
+    assert not out.exists()
+
+
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path, toyworld_dir):
+    corpus = toyworld_dir / "train.jsonl"
+    train_toy_model(corpus, tmp_path / "a", TINY_TRAIN, seed=0, checkpoint_dir=tmp_path / "ck", device="cpu",
+                    stop_after=3)
+    summary = train_toy_model(corpus, tmp_path / "b", {**TINY_TRAIN, "lr": 0.01}, seed=0,
+                              checkpoint_dir=tmp_path / "ck", device="cpu")
+    assert summary["resumed_from"] == 0

@@ -1,0 +1,209 @@
+# N:M activation pruning (arXiv:2509.22166): perplexity / zero-shot grid over pattern x criterion x mitigation x
+# target set, weight-pruning baselines, the cross-paper refusal row, one table and figures.
+
+
+rule pruning_toy_tasks:
+    input:
+        reasoning=f"{RESULTS}/toyworld/reasoning.jsonl",
+        spelling=f"{RESULTS}/toyworld/spelling.jsonl",
+    output:
+        tasks=directory(f"{RESULTS}/pruning/tasks"),
+    log:
+        f"{LOGS}/pruning/toy_tasks.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        cfg=config["pruning"],
+    script:
+        "../scripts/pruning-toy-tasks.py"
+
+
+rule pruning_spts:
+    input:
+        unpack(get_model_dir),
+        unpack(get_pruning_calibration_text),
+    output:
+        params=f"{RESULTS}/pruning/calibration/spts/{{targets}}.safetensors",
+    log:
+        f"{LOGS}/pruning/spts/{{targets}}.log",
+    wildcard_constraints:
+        targets="[A-Za-z0-9_]+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=config["pruning"],
+    script:
+        "../scripts/pruning-spts.py"
+
+
+rule pruning_learnable:
+    input:
+        unpack(get_model_dir),
+        unpack(get_pruning_calibration_text),
+    output:
+        params=f"{RESULTS}/pruning/calibration/{{mitigation}}/{{targets}}/{{pattern}}/{{criterion}}.safetensors",
+    log:
+        f"{LOGS}/pruning/learnable/{{mitigation}}-{{targets}}-{{pattern}}-{{criterion}}.log",
+    wildcard_constraints:
+        mitigation="learnable[a-z_]*",
+        targets="[A-Za-z0-9_]+",
+        pattern="[0-9]+-[0-9]+|u[0-9.]+",
+        criterion="[a-z_]+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=config["pruning"],
+        checkpoint_dir=f"{CHECKPOINTS}/pruning/learnable/{{mitigation}}-{{targets}}-{{pattern}}-{{criterion}}",
+    script:
+        "../scripts/pruning-learnable.py"
+
+
+rule pruning_dense:
+    input:
+        unpack(get_model_dir),
+        unpack(get_pruning_eval_inputs),
+    output:
+        cell=f"{RESULTS}/pruning/cells/dense.json",
+    log:
+        f"{LOGS}/pruning/cells/dense.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=config["pruning"],
+        family="dense",
+    script:
+        "../scripts/pruning-cell.py"
+
+
+rule pruning_activation:
+    input:
+        unpack(get_model_dir),
+        unpack(get_pruning_eval_inputs),
+        unpack(get_pruning_mitigation_params),
+    output:
+        cell=f"{RESULTS}/pruning/cells/act/{{targets}}/{{pattern}}/{{criterion}}/{{mitigation}}.json",
+    log:
+        f"{LOGS}/pruning/cells/act-{{targets}}-{{pattern}}-{{criterion}}-{{mitigation}}.log",
+    wildcard_constraints:
+        targets="[A-Za-z0-9_]+",
+        pattern="[0-9]+-[0-9]+|u[0-9.]+",
+        criterion="[a-z_]+",
+        mitigation="[a-z_]+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=config["pruning"],
+        family="act",
+    script:
+        "../scripts/pruning-cell.py"
+
+
+rule pruning_weight:
+    input:
+        unpack(get_model_dir),
+        unpack(get_pruning_eval_inputs),
+        unpack(get_pruning_weight_inputs),
+    output:
+        cell=f"{RESULTS}/pruning/cells/weight/{{targets}}/{{pattern}}/{{method}}.json",
+    log:
+        f"{LOGS}/pruning/cells/weight-{{targets}}-{{pattern}}-{{method}}.log",
+    wildcard_constraints:
+        targets="[A-Za-z0-9_]+",
+        pattern="[0-9]+-[0-9]+|u[0-9.]+",
+        method="magnitude|wanda",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=config["pruning"],
+        family="weight",
+    script:
+        "../scripts/pruning-cell.py"
+
+
+rule pruning_chat:
+    input:
+        unpack(get_model_dir),
+        chat_eval=f"{RESULTS}/toyworld/chat_eval.jsonl",
+    output:
+        row=f"{RESULTS}/pruning/chat/{{targets}}/{{pattern}}.json",
+    log:
+        f"{LOGS}/pruning/chat/{{targets}}-{{pattern}}.log",
+    wildcard_constraints:
+        targets="[A-Za-z0-9_]+",
+        pattern="dense|[0-9]+-[0-9]+|u[0-9.]+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=config["pruning"],
+    script:
+        "../scripts/pruning-chat.py"
+
+
+rule pruning_table:
+    input:
+        cells=get_pruning_cell_files,
+        chat=get_pruning_chat_files,
+    output:
+        table=f"{RESULTS}/pruning/table.csv",
+        summary=f"{RESULTS}/pruning/summary.json",
+        heatmap=report(
+            f"{RESULTS}/pruning/figures/perplexity_heatmap.png",
+            caption="../report/pruning_heatmap.rst",
+            category="N:M activation pruning",
+        ),
+        bars=report(
+            f"{RESULTS}/pruning/figures/activation_vs_weight.png",
+            caption="../report/pruning_act_vs_weight.rst",
+            category="N:M activation pruning",
+        ),
+        chat=report(
+            f"{RESULTS}/pruning/figures/refusal_by_pattern.png",
+            caption="../report/pruning_refusal.rst",
+            category="N:M activation pruning",
+        ),
+    log:
+        f"{LOGS}/pruning/table.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        targets=config["pruning"]["grid_targets"][0],
+    script:
+        "../scripts/pruning-table.py"

@@ -1,0 +1,161 @@
+# Reasoning features (SAE-Reasoning, arXiv:2503.18878 v2): ReasonScore + selection + interpretation per SAE, an
+# unsteered baseline per benchmark, steering selected vs random latents (add / clamp), the vocabulary ban, figures.
+# All selected features are steered inside one rule (capped by reasoning.steering.max_features), so no checkpoint
+# rule is needed.
+
+
+rule score_reasoning_features:
+    input:
+        unpack(get_model_dir),
+        unpack(get_reasoning_corpus),
+        unpack(get_reasoning_sae),
+    output:
+        scores=f"{RESULTS}/reasoning/{{sae}}/reasonscore.parquet",
+        selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
+        interpretation=f"{RESULTS}/reasoning/{{sae}}/interpretation.md",
+    log:
+        f"{LOGS}/reasoning/{{sae}}/score_reasoning_features.log",
+    wildcard_constraints:
+        sae="[^/]+",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000 if is_toy_model() else 64000,
+        runtime=30 if is_toy_model() else 600,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        reasoning=config["reasoning"],
+        seed=config["seed"],
+    script:
+        "../scripts/reasoning-score.py"
+
+
+rule plot_reasonscore:
+    input:
+        scores=f"{RESULTS}/reasoning/{{sae}}/reasonscore.parquet",
+        selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
+    output:
+        figure=report(
+            f"{RESULTS}/reasoning/figures/{{sae}}_reasonscore.png",
+            caption="../report/reasoning_reasonscore.rst",
+            category="SAE-Reasoning",
+        ),
+    log:
+        f"{LOGS}/reasoning/{{sae}}/plot_reasonscore.log",
+    wildcard_constraints:
+        sae="[^/]+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/reasoning-plot-scores.py"
+
+
+rule reasoning_baseline:
+    input:
+        unpack(get_model_dir),
+        unpack(get_reasoning_corpus),
+    output:
+        generations=f"{RESULTS}/reasoning/{{benchmark}}/baseline.jsonl",
+        metrics=f"{RESULTS}/reasoning/{{benchmark}}/baseline.json",
+    log:
+        f"{LOGS}/reasoning/{{benchmark}}/reasoning_baseline.log",
+    wildcard_constraints:
+        benchmark=REASONING_BENCHMARK_PATTERN,
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000 if is_toy_model() else 64000,
+        runtime=30 if is_toy_model() else 1440,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        reasoning=config["reasoning"],
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/baseline",
+    script:
+        "../scripts/reasoning-baseline.py"
+
+
+rule steer_reasoning_features:
+    input:
+        unpack(get_model_dir),
+        unpack(get_reasoning_corpus),
+        unpack(get_reasoning_sae),
+        scores=f"{RESULTS}/reasoning/{{sae}}/reasonscore.parquet",
+        selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
+        baseline=f"{RESULTS}/reasoning/{{benchmark}}/baseline.jsonl",
+    output:
+        metrics=f"{RESULTS}/reasoning/{{sae}}/{{benchmark}}/steering.json",
+    log:
+        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/steer_reasoning_features.log",
+    wildcard_constraints:
+        sae="[^/]+",
+        benchmark=REASONING_BENCHMARK_PATTERN,
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000 if is_toy_model() else 64000,
+        runtime=60 if is_toy_model() else 4320,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        reasoning=config["reasoning"],
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{sae}}/{{benchmark}}/steering",
+    script:
+        "../scripts/reasoning-steer.py"
+
+
+rule plot_reasoning_steering:
+    input:
+        metrics=f"{RESULTS}/reasoning/{{sae}}/{{benchmark}}/steering.json",
+    output:
+        figure=report(
+            f"{RESULTS}/reasoning/figures/{{sae}}_{{benchmark}}_steering.png",
+            caption="../report/reasoning_steering.rst",
+            category="SAE-Reasoning",
+        ),
+    log:
+        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/plot_reasoning_steering.log",
+    wildcard_constraints:
+        sae="[^/]+",
+        benchmark=REASONING_BENCHMARK_PATTERN,
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/reasoning-plot-steering.py"
+
+
+rule ban_reasoning_vocabulary:
+    input:
+        unpack(get_model_dir),
+        unpack(get_reasoning_corpus),
+        baseline=f"{RESULTS}/reasoning/{{benchmark}}/baseline.jsonl",
+    output:
+        metrics=f"{RESULTS}/reasoning/{{benchmark}}/banned_vocab.json",
+    log:
+        f"{LOGS}/reasoning/{{benchmark}}/ban_reasoning_vocabulary.log",
+    wildcard_constraints:
+        benchmark=REASONING_BENCHMARK_PATTERN,
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=4000 if is_toy_model() else 64000,
+        runtime=30 if is_toy_model() else 2880,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        reasoning=config["reasoning"],
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/banned_vocab",
+    script:
+        "../scripts/reasoning-ban-vocabulary.py"

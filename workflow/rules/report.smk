@@ -1,0 +1,24 @@
+# The report a researcher reads: reports/<run>/index.html + README.md + the run manifest.
+
+
+rule report:
+    input:
+        unpack(get_report_inputs),
+    output:
+        index=f"{REPORT}/index.html",
+        readme=f"{REPORT}/README.md",
+        manifest=f"{REPORT}/manifest.json",
+    log:
+        f"{LOGS}/report/report.log",
+    localrule: True
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        stages=STAGES,
+        captions=CAPTIONS_DIR,
+    script:
+        "../scripts/report-render.py"

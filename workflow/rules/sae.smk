@@ -1,0 +1,83 @@
+# SAE stage: one training job per layer trains the whole grid from one pass over the cached activations;
+# core metrics per SAE; one L0-vs-FVU figure for the grid.
+
+
+rule train_saes:
+    input:
+        cache=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/manifest.json",
+    output:
+        cfgs=expand(f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/cfg.json", suffix=sae_suffixes()),
+        weights=expand(
+            f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/sae_weights.safetensors", suffix=sae_suffixes()
+        ),
+    log:
+        f"{LOGS}/sae/train_saes_layer{{layer}}.log",
+    wildcard_constraints:
+        layer=r"\d+",
+    conda:
+        ENV
+    # one thread on CPU: the sparse kernels are many small ops, which stall on a second, shared core
+    threads: 1 if is_toy_model() else 4
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        specs=lambda wildcards: sae_specs(int(wildcards.layer)),
+        sae=config["sae"],
+        model=config["model"],
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/sae/layer{{layer}}",
+    script:
+        "../scripts/sae-train.py"
+
+
+rule sae_core_metrics:
+    input:
+        unpack(get_model_dir),
+        unpack(get_sae_eval_text),
+        sae=f"{RESULTS}/sae/{{sae}}/cfg.json",
+        weights=f"{RESULTS}/sae/{{sae}}/sae_weights.safetensors",
+    output:
+        metrics=f"{RESULTS}/sae/{{sae}}/core_metrics.json",
+    log:
+        f"{LOGS}/sae/core_metrics_{{sae}}.log",
+    wildcard_constraints:
+        sae=r"layer\d+-[A-Za-z0-9_.-]+",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        eval=config["sae"]["eval"],
+        hook=CACHE_HOOK,
+        dataset=config["cache"]["dataset"],
+        cached_sequences=config["cache"]["n_tokens"] // config["cache"]["context_length"] + 1,
+        seed=config["seed"],
+    script:
+        "../scripts/sae-core-metrics.py"
+
+
+rule sae_l0_fvu_figure:
+    input:
+        metrics=expand(f"{RESULTS}/sae/{{sae}}/core_metrics.json", sae=sae_ids()),
+    output:
+        figure=report(
+            f"{RESULTS}/sae/figures/l0_vs_fvu.png",
+            caption="../report/sae_l0_fvu.rst",
+            category="SAE training",
+        ),
+        table=f"{RESULTS}/sae/core_metrics.csv",
+    log:
+        f"{LOGS}/sae/l0_vs_fvu.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/sae-figure.py"

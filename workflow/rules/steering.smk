@@ -1,0 +1,165 @@
+# Rogue Scalpel (arXiv:2509.22067): steering with random / SAE / refusal directions, judged for harmful compliance.
+
+
+rule steering_setup:
+    input:
+        unpack(get_model_dir),
+        unpack(get_steering_prompts),
+    output:
+        vectors=f"{RESULTS}/steering/layer{{layer}}/setup.safetensors",
+        setup=f"{RESULTS}/steering/layer{{layer}}/setup.json",
+    log:
+        f"{LOGS}/steering/setup_layer{{layer}}.log",
+    wildcard_constraints:
+        layer=r"\d+",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        steering=config["steering"],
+    script:
+        "../scripts/steering-setup.py"
+
+
+rule steering_grid:
+    input:
+        unpack(get_model_dir),
+        unpack(get_steering_prompts),
+        unpack(get_steering_sae_inputs),
+        vectors=f"{RESULTS}/steering/layer{{layer}}/setup.safetensors",
+        setup=f"{RESULTS}/steering/layer{{layer}}/setup.json",
+    output:
+        grid=f"{RESULTS}/steering/layer{{layer}}/grid.parquet",
+    log:
+        f"{LOGS}/steering/grid_layer{{layer}}.log",
+    wildcard_constraints:
+        layer=r"\d+",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60 if is_toy_model() else 1440,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        steering=config["steering"],
+        sae_dirs=get_steering_sae_dirs,
+        toy=is_toy_model(),
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/steering/grid_layer{{layer}}",
+    script:
+        "../scripts/steering-grid.py"
+
+
+rule steering_universal:
+    input:
+        unpack(get_model_dir),
+        unpack(get_steering_prompts),
+        unpack(get_steering_setup),
+    output:
+        table=f"{RESULTS}/steering/universal/table.parquet",
+        summary=f"{RESULTS}/steering/universal/summary.json",
+    log:
+        f"{LOGS}/steering/universal.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30 if is_toy_model() else 720,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        steering=config["steering"],
+        layer=steering_universal_layer(),
+        toy=is_toy_model(),
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/steering/universal",
+    script:
+        "../scripts/steering-universal.py"
+
+
+rule steering_capability:
+    input:
+        unpack(get_model_dir),
+        unpack(get_steering_capability_inputs),
+        unpack(get_steering_setup),
+    output:
+        capability=f"{RESULTS}/steering/capability.json",
+    log:
+        f"{LOGS}/steering/capability.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30 if is_toy_model() else 720,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        steering=config["steering"],
+        layer=steering_universal_layer(),
+        seed=config["seed"],
+    script:
+        "../scripts/steering-capability.py"
+
+
+rule steering_metrics:
+    input:
+        grids=get_steering_grids(),
+    output:
+        metrics=f"{RESULTS}/steering/metrics.json",
+        cells=f"{RESULTS}/steering/compliance_cells.csv",
+        categories=f"{RESULTS}/steering/compliance_categories.csv",
+        vectors=f"{RESULTS}/steering/vector_summary.csv",
+        cross_paper=f"{RESULTS}/steering/cross_paper_batchtopk_vs_ortsae.csv",
+    log:
+        f"{LOGS}/steering/metrics.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        steering=config["steering"],
+        sae_kinds=get_steering_sae_kinds(),
+    script:
+        "../scripts/steering-metrics.py"
+
+
+rule steering_figures:
+    input:
+        cells=f"{RESULTS}/steering/compliance_cells.csv",
+        categories=f"{RESULTS}/steering/compliance_categories.csv",
+        metrics=f"{RESULTS}/steering/metrics.json",
+        universal_table=f"{RESULTS}/steering/universal/table.parquet",
+        universal=f"{RESULTS}/steering/universal/summary.json",
+    output:
+        compliance=report(
+            f"{RESULTS}/steering/figures/compliance_vs_c.png",
+            caption="../report/steering_compliance_vs_c.rst",
+            category="Rogue Scalpel",
+        ),
+        categories=report(
+            f"{RESULTS}/steering/figures/per_category.png",
+            caption="../report/steering_per_category.rst",
+            category="Rogue Scalpel",
+        ),
+        universal=report(
+            f"{RESULTS}/steering/figures/universal_vs_random.png",
+            caption="../report/steering_universal.rst",
+            category="Rogue Scalpel",
+        ),
+    log:
+        f"{LOGS}/steering/figures.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/steering-figures.py"

@@ -1,0 +1,254 @@
+# CLEAR multimodal unlearning (arXiv:2410.18057) with TOFU metrics: mini-CLEAR, a tiny LLaVA, original and gold
+# fine-tunes, the unlearning grid, table, figures, and the cross-paper robustness row.
+
+
+rule build_mini_clear:
+    input:
+        people=f"{RESULTS}/toyworld/people.jsonl",
+        spelling=f"{RESULTS}/toyworld/spelling.jsonl",
+        portraits=f"{RESULTS}/toyworld/portraits",
+    output:
+        data=directory(f"{RESULTS}/unlearning/data/mini-clear"),
+    log:
+        f"{LOGS}/unlearning/build_mini_clear.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        cfg=unlearning_config("data"),
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-build-data.py"
+
+
+rule build_tiny_vlm:
+    input:
+        unpack(get_model_dir),
+    output:
+        base=directory(f"{RESULTS}/unlearning/models/base"),
+    log:
+        f"{LOGS}/unlearning/build_tiny_vlm.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        cfg=unlearning_config("vlm"),
+        image_size=config["toyworld"]["portrait_size"],
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-build-vlm.py"
+
+
+rule finetune_original_vlm:
+    input:
+        unpack(get_unlearning_finetune_inputs),
+    output:
+        model=directory(f"{RESULTS}/unlearning/models/original"),
+    log:
+        f"{LOGS}/unlearning/finetune_original_vlm.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000 if is_toy_model() else 80000,
+        runtime=30 if is_toy_model() else 720,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
+        source=unlearning_source(),
+        split=None,
+        checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/original",
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-finetune.py"
+
+
+rule finetune_gold_vlm:
+    input:
+        unpack(get_unlearning_finetune_inputs),
+    output:
+        model=directory(f"{RESULTS}/unlearning/models/gold-{{split}}"),
+    log:
+        f"{LOGS}/unlearning/finetune_gold_vlm/{{split}}.log",
+    wildcard_constraints:
+        split="forget[0-9]{2}",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000 if is_toy_model() else 80000,
+        runtime=30 if is_toy_model() else 720,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
+        source=unlearning_source(),
+        checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/gold-{{split}}",
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-finetune.py"
+
+
+rule evaluate_gold_vlm:
+    input:
+        unpack(get_unlearning_data),
+        model=f"{RESULTS}/unlearning/models/gold-{{split}}",
+    output:
+        metrics=f"{RESULTS}/unlearning/{{split}}/gold.json",
+        gold_ratios=f"{RESULTS}/unlearning/{{split}}/gold_truth_ratios.json",
+    log:
+        f"{LOGS}/unlearning/evaluate_gold_vlm/{{split}}.log",
+    wildcard_constraints:
+        split="forget[0-9]{2}",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000 if is_toy_model() else 40000,
+        runtime=20 if is_toy_model() else 240,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=unlearning_config("data", "max_length", "eval"),
+        source=unlearning_source(),
+        which="gold",
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-evaluate.py"
+
+
+rule evaluate_original_vlm:
+    input:
+        unpack(get_unlearning_data),
+        model=f"{RESULTS}/unlearning/models/original",
+        gold_ratios=f"{RESULTS}/unlearning/{{split}}/gold_truth_ratios.json",
+    output:
+        metrics=f"{RESULTS}/unlearning/{{split}}/original.json",
+    log:
+        f"{LOGS}/unlearning/evaluate_original_vlm/{{split}}.log",
+    wildcard_constraints:
+        split="forget[0-9]{2}",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000 if is_toy_model() else 40000,
+        runtime=20 if is_toy_model() else 240,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=unlearning_config("data", "max_length", "eval"),
+        source=unlearning_source(),
+        which="original",
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-evaluate.py"
+
+
+rule unlearn_vlm:
+    input:
+        unpack(get_unlearning_model_inputs),
+    output:
+        metrics=f"{RESULTS}/unlearning/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.json",
+    log:
+        f"{LOGS}/unlearning/unlearn_vlm/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
+    wildcard_constraints:
+        split="forget[0-9]{2}",
+        l1="on|off",
+        modality="text|visual|both",
+        method="|".join(UNLEARNING_METHODS),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000 if is_toy_model() else 80000,
+        runtime=20 if is_toy_model() else 480,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=unlearning_config("data", "max_length", "unlearn", "eval"),
+        source=unlearning_source(),
+        checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-unlearn.py"
+
+
+rule unlearning_robustness:
+    input:
+        unpack(get_unlearning_robustness_inputs),
+    output:
+        metrics=f"{RESULTS}/unlearning/robustness/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.json",
+    log:
+        f"{LOGS}/unlearning/unlearning_robustness/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
+    wildcard_constraints:
+        split="forget[0-9]{2}",
+        l1="on|off",
+        modality="text|visual|both|none",
+        method="|".join(UNLEARNING_METHODS + ["original"]),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000 if is_toy_model() else 80000,
+        runtime=20 if is_toy_model() else 240,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        cfg=unlearning_config("data", "max_length", "unlearn", "eval", "robustness"),
+        source=unlearning_source(),
+        checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
+        seed=config["seed"],
+    script:
+        "../scripts/unlearning-robustness.py"
+
+
+rule unlearning_table:
+    input:
+        metrics=get_unlearning_metrics,
+    output:
+        csv=f"{RESULTS}/unlearning/table.csv",
+        md=f"{RESULTS}/unlearning/table.md",
+        scatter=report(
+            f"{RESULTS}/unlearning/figures/fq_vs_utility.png",
+            caption="../report/unlearning_scatter.rst",
+            category="CLEAR",
+        ),
+        bars=report(
+            f"{RESULTS}/unlearning/figures/split_bars.png",
+            caption="../report/unlearning_bars.rst",
+            category="CLEAR",
+        ),
+    log:
+        f"{LOGS}/unlearning/unlearning_table.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/unlearning-table.py"
+
+
+rule unlearning_robustness_table:
+    input:
+        metrics=get_unlearning_robustness,
+    output:
+        csv=f"{RESULTS}/unlearning/robustness.csv",
+        png=report(
+            f"{RESULTS}/unlearning/figures/robustness.png",
+            caption="../report/unlearning_robustness.rst",
+            category="CLEAR",
+        ),
+    log:
+        f"{LOGS}/unlearning/unlearning_robustness_table.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/unlearning-robustness-table.py"

@@ -1,0 +1,8 @@
+from lmscalpel.steering.pipeline import run_metrics_stage
+from lmscalpel.workflow import script_context
+
+with script_context(globals(), rule="steering_metrics") as smk:
+    run_metrics_stage(grids=list(smk.input.grids), cfg=smk.params.steering, sae_kinds=smk.params.sae_kinds,
+                      output_json=smk.output.metrics, output_cells=smk.output.cells,
+                      output_categories=smk.output.categories, output_vectors=smk.output.vectors,
+                      output_cross=smk.output.cross_paper)
