@@ -124,3 +124,16 @@ def test_local_dataset_loader(tmp_path):
     assert got == ["hello world", "second line"]
     with pytest.raises(KeyError, match="text_column"):
         list(iter_texts({"path": "json", "data_files": str(data), "split": "train", "text_column": "text"}))
+
+
+def test_shards_of_another_model_are_rebuilt(tmp_path, toyworld_dir, model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    spec = make_spec(tmp_path, layers=(1,))
+    first = cache_activations(model, tok, texts(toyworld_dir), spec)[0]
+    retrained = make_spec(tmp_path, layers=(1,))
+    retrained.weights_identity = "model.safetensors:123:456"  # the weights file was rewritten
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.5)
+    second = cache_activations(model, tok, texts(toyworld_dir), retrained)[0]
+    assert all(a["sha256"] != b["sha256"] for a, b in zip(first["shards"], second["shards"]))

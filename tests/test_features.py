@@ -290,3 +290,18 @@ def test_meta_sae_explains_sum_of_atoms_dictionary_better_than_orthogonal():
     fve_comp = composition_metrics(composed, cfg, seed=0)["meta_sae_fve"]
     assert fve_comp > fve_orth + 0.3
     assert fve_orth < 0.5
+
+
+def test_tasks_with_too_few_rows_are_skipped_not_fatal():
+    import yaml
+
+    from lmscalpel.features.run import _task_sets
+
+    with open("config.yaml") as fh:
+        features = yaml.safe_load(fh)["features"]
+    labels = [{"profession": p, "gender": g} for p in ("professor", "nurse") for g in ("male", "female")
+              for _ in range(12)] + [{"profession": "surgeon", "gender": "male"}]
+    split = split_rows(len(labels), 0.5, seed=0)
+    groups, skipped = _task_sets("bios", labels, split, features, seed=0)
+    assert set(groups) == {"scr|professor|nurse"}
+    assert {"scr|surgeon|psychologist", "tpp", "sp|profession"} <= set(skipped)

@@ -53,6 +53,10 @@ def test_residual_matches_hidden_states_and_reads_the_word_token(tiny):
     with torch.no_grad():
         hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states[1][0]
     assert torch.allclose(x[0], hidden[pos], atol=1e-5)
+    # a prompt longer than the context keeps its end (the read position), not its in-context examples
+    short = position_activations(model, tokenizer, [prompt.text], [prompt.word_end], layer=0, batch_size=4,
+                                 max_length=8)
+    assert short.shape == x.shape
 
 
 def test_text_activations_drop_special_tokens_and_padding(tiny):

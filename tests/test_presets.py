@@ -42,10 +42,11 @@ ALWAYS_RULES = {"model_card", "cache_activations", "all"}
 TOY_RULES = {"generate_toyworld", "train_toy_model", "build_mini_clear", "build_tiny_vlm", "pruning_toy_tasks",
              "pruning_chat"}
 
-# Inputs a preset's header tells the user to download by hand because no rule fetches them (yet). The dry run stages
-# an empty stand-in for each; test_manual_inputs_are_documented keeps this list and the preset headers in sync.
-MANUAL_INPUTS = {
-    "sae_reasoning_r1_llama8b": ["results/r1_llama8b_l19/sae/released-l19/cfg.json"],
+# A preset plus one override a researcher might leave at its toy/null default -> the config key the dry run must name
+# (toy-world inputs on a hub model, or a layer count that only the hub knows while planning offline).
+MISCONFIGURED = {
+    "steering_layers_null": ("rogue_scalpel_v2", {"steering": {"layers": None}}, "config key steering.layers"),
+    "pruning_chat_toy": ("nm_llama31_8b", {"pruning": {"chat": {"enabled": True}}}, "config key pruning.chat.enabled"),
 }
 
 JOB_ROW = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)$")
@@ -61,27 +62,31 @@ def planned_jobs(output: str) -> dict[str, int]:
             and m.group(1) != "total"}
 
 
-def start_dry_run(preset: Path, workdir: Path) -> subprocess.Popen:
-    """``snakemake -n`` of ``preset`` in ``workdir`` (offline), started in the background."""
+def start_dry_run(preset: Path, workdir: Path, overrides: dict | None = None) -> subprocess.Popen:
+    """``snakemake -n`` of ``preset`` (then ``overrides``) in ``workdir`` (offline), started in the background."""
     shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
-    for rel in MANUAL_INPUTS.get(preset.stem, []):
-        (workdir / rel).parent.mkdir(parents=True, exist_ok=True)
-        (workdir / rel).write_text("{}")
+    configfiles = [str(preset)]
+    if overrides:
+        (workdir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        configfiles.append(str(workdir / "overrides.yaml"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--snakefile", str(REPO_ROOT / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(preset)]
+           "--directory", str(workdir), "--configfile", *configfiles]
     return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory) -> dict[str, tuple[int, str, Path]]:
-    """All presets' dry runs, run concurrently (each ~2 s of Snakemake start-up and DAG building):
-    stem -> (return code, output, working directory)."""
+    """All presets' dry runs and the MISCONFIGURED ones, run concurrently (each ~2 s of Snakemake start-up and DAG
+    building): stem or case -> (return code, output, working directory)."""
     runs = {}
     for preset in PRESETS:
         workdir = tmp_path_factory.mktemp(preset.stem)
         runs[preset.stem] = (start_dry_run(preset, workdir), workdir)
+    for case, (stem, overrides, _) in MISCONFIGURED.items():
+        workdir = tmp_path_factory.mktemp(case)
+        runs[case] = (start_dry_run(REPO_ROOT / "presets" / f"{stem}.yaml", workdir, overrides), workdir)
     results = {}
     for stem, (proc, workdir) in runs.items():
         output, _ = proc.communicate(timeout=300)
@@ -101,12 +106,6 @@ def test_every_preset_is_a_hub_rerun():
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
-def test_manual_inputs_are_documented(preset: Path):
-    for rel in MANUAL_INPUTS.get(preset.stem, []):
-        assert rel.rsplit("/", 1)[0] in preset.read_text(), f"{preset.name} header must say how to provide {rel}"
-
-
-@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_preset_plans_offline(preset: Path, dry_runs):
     returncode, output, workdir = dry_runs[preset.stem]
     assert returncode == 0, f"dry run of {preset.name} failed:\n{output[-4000:]}"
@@ -116,6 +115,14 @@ def test_preset_plans_offline(preset: Path, dry_runs):
     assert expected <= jobs.keys(), f"{preset.name}: not planned: {sorted(expected - jobs.keys())}"
     unexpected = TOY_RULES.union(*(rules for s, rules in STAGE_RULES.items() if s not in stages)) & jobs.keys()
     assert not unexpected, f"{preset.name}: plans rules outside its stages or of the toy world: {sorted(unexpected)}"
-    staged = {workdir / rel for rel in MANUAL_INPUTS.get(preset.stem, [])}
-    written = [p for p in (workdir / "results").rglob("*") if p.is_file() and p not in staged]
+    imports = (load(preset).get("sae") or {}).get("imports", [])
+    assert jobs.get("import_sae", 0) == len(imports), f"{preset.name}: sae.imports {imports} not all planned"
+    written = [p for p in (workdir / "results").rglob("*") if p.is_file()]
     assert not written, f"{preset.name}: the dry run wrote {written[:5]}"
+
+
+@pytest.mark.parametrize("case", sorted(MISCONFIGURED))
+def test_misconfigured_preset_names_the_key(case: str, dry_runs):
+    returncode, output, _ = dry_runs[case]
+    assert returncode != 0, f"{case}: the dry run planned instead of failing"
+    assert MISCONFIGURED[case][2] in output, f"{case}: the error does not name the key:\n{output[-3000:]}"

@@ -188,3 +188,15 @@ def test_build_sae_rejects_unknown_keys_and_architectures():
         build_sae("topk", {"d_in": 4, "d_sae": 8, "kk": 2})
     with pytest.raises(ValueError, match="unknown SAE architecture"):
         build_sae("gated", {"d_in": 4, "d_sae": 8})
+
+
+def test_unit_rows_shortcut_gives_the_same_tangent_gradient():
+    rows = torch.randn(12, 5, dtype=torch.float64)
+    rows = (rows / rows.norm(dim=-1, keepdim=True)).requires_grad_()
+    chunks = chunk_permutation(torch.randperm(12, generator=torch.Generator().manual_seed(1)), 5)
+    full = torch.autograd.grad(orthogonality_penalty(rows, chunks), rows)[0]
+    short = torch.autograd.grad(orthogonality_penalty(rows, chunks, unit_rows=True), rows)[0]
+    tangent = lambda g: g - (g * rows).sum(-1, keepdim=True) * rows  # noqa: E731
+    assert torch.allclose(tangent(full), tangent(short))
+    assert float(orthogonality_penalty(rows, chunks).detach()) == pytest.approx(
+        float(orthogonality_penalty(rows, chunks, unit_rows=True).detach()))

@@ -62,6 +62,8 @@ def get_cache_manifests():
 # --- end foundation ---
 
 # --- sae ---
+import re
+
 SAE_CFG = config["sae"]
 
 
@@ -106,9 +108,41 @@ def sae_specs(layer):
             for e in sae_grid()]
 
 
-def sae_ids():
-    """Every SAE id of the configured grid (directories results/<run>/sae/<sae_id>/)."""
+def sae_grid_ids():
+    """Every SAE id of the trained grid."""
     return [spec["sae_id"] for layer in sae_layers() for spec in sae_specs(layer)]
+
+
+def sae_imports():
+    """``sae.imports`` by id (released SAEs, rule import_sae); ids are unique and not ids of the trained grid."""
+    imports = {}
+    for spec in SAE_CFG["imports"]:
+        if spec["id"] in imports:
+            raise ValueError(f"config key sae.imports: id {spec['id']!r} is given twice")
+        imports[spec["id"]] = spec
+    clash = sorted(set(imports) & set(sae_grid_ids()))
+    if clash:
+        raise ValueError(f"config key sae.imports: ids {clash} are ids of the trained SAE grid; rename them")
+    return imports
+
+
+def sae_ids():
+    """Every SAE id (directories results/<run>/sae/<sae_id>/): the trained grid, then the imported SAEs."""
+    return sae_grid_ids() + list(sae_imports())
+
+
+def sae_import_constraint():
+    """Wildcard pattern of the imported ids; matches nothing when there are none."""
+    return "|".join(re.escape(sae_id) for sae_id in sae_imports()) or "(?!)"
+
+
+def sae_id_constraint():
+    """Wildcard pattern of every SAE id (grid ids start with layer<L>-)."""
+    return "|".join([r"layer\d+-[A-Za-z0-9_.-]+", *(re.escape(sae_id) for sae_id in sae_imports())])
+
+
+def get_sae_import_spec(wildcards):
+    return sae_imports()[wildcards.sae]
 
 
 def sae_ids_for(arch):
@@ -134,9 +168,11 @@ FEATURE_FIGURES = ["absorption_vs_l0", "composition_vs_width", "max_cos_hist", "
 
 
 def features_sae_layer(sae_id):
-    """The block an SAE reads: ``layer<L>`` in its id, else the only cached layer."""
+    """The block an SAE reads: an import's hook_layer, ``layer<L>`` in its id, else the only cached layer."""
     import re
 
+    if sae_id in sae_imports():
+        return sae_imports()[sae_id]["hook_layer"]
     match = re.search(r"layer(\d+)", sae_id)
     if match:
         return int(match.group(1))
@@ -157,18 +193,24 @@ def features_reference_sae(sae_id):
     return max(candidates, key=lambda s: len(parts & set(s.replace("_", "-").split("-"))))
 
 
-def _features_toyworld(spec):
-    return {"source": f"{RESULTS}/toyworld/{spec['file']}"} if spec["path"] == "toyworld" else {}
+def _features_toyworld(key, file):
+    if not is_toy_model():
+        raise ValueError(f"config key {key}: 'toyworld' needs model.source: toy (hub models read hub datasets)")
+    return {"source": f"{RESULTS}/toyworld/{file}"}
 
 
 def get_features_dataset_source(wildcards):
     """The toy-world file of a ``features.datasets`` entry (hub datasets are read by the script)."""
-    return _features_toyworld(config["features"]["datasets"][wildcards.dataset])
+    spec = config["features"]["datasets"][wildcards.dataset]
+    if spec["path"] != "toyworld":
+        return {}
+    return _features_toyworld(f"features.datasets.{wildcards.dataset}.path", spec["file"])
 
 
 def get_features_spelling_source(wildcards):
-    source = config["features"]["absorption"]["words"]
-    return {"source": f"{RESULTS}/toyworld/spelling.jsonl"} if source == "toyworld" else {}
+    if config["features"]["absorption"]["words"] != "toyworld":
+        return {}
+    return _features_toyworld("features.absorption.words", "spelling.jsonl")
 
 
 def get_features_sae(wildcards):
@@ -213,7 +255,9 @@ def features_probe_datasets():
 
 
 def features_sae_arch(sae_id):
-    """The architecture of an SAE of the grid (relu, topk, batchtopk, ortsae)."""
+    """The architecture of an SAE of the grid (relu, topk, batchtopk, ortsae), or imported-<format>."""
+    if sae_id in sae_imports():
+        return f"imported-{sae_imports()[sae_id]['format']}"
     for arch in ("relu", "topk", "batchtopk", "ortsae"):
         if sae_id in sae_ids_for(arch):
             return arch
@@ -242,31 +286,46 @@ def get_features_targets():
 # --- end features ---
 
 # --- steering ---
+# The helpers below run only while Snakemake plans steering jobs (rule inputs/params are functions), so presets
+# without the steering stage never ask the hub for the model's layer count.
+import functools
 import re
+
+
+@functools.lru_cache(maxsize=None)
+def _steering_hub_num_layers(model_id, revision, trust_remote_code):
+    from transformers import AutoConfig
+
+    hub_config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
+    return hub_config.get_text_config().num_hidden_layers
+
+
+def steering_num_layers(key):
+    """L, the model's decoder blocks (toy_model.num_hidden_layers, or the hub config); ``key`` is the config key
+    whose null value needs it, named in the error when the hub cannot be reached."""
+    if is_toy_model():
+        return config["toy_model"]["num_hidden_layers"]
+    model = config["model"]
+    try:
+        return _steering_hub_num_layers(model["id"], model["revision"], model["trust_remote_code"])
+    except OSError as err:
+        raise ValueError(f"config key {key}: null needs the layer count of {model['id']} from the hub, which failed "
+                         f"(offline?); set {key} explicitly ({err})") from err
 
 
 def steering_layers():
     """Steered blocks: steering.layers, else floor(L/3), floor(L/2), floor(2L/3) of the model (deduplicated)."""
     if config["steering"]["layers"]:
         return sorted(set(config["steering"]["layers"]))
-    if is_toy_model():
-        n = config["toy_model"]["num_hidden_layers"]
-    else:
-        from transformers import AutoConfig
-
-        try:
-            n = AutoConfig.from_pretrained(config["model"]["id"], revision=config["model"]["revision"]).num_hidden_layers
-        except OSError as err:
-            raise ValueError(f"config key steering.layers: set it explicitly ({err})") from err
+    n = steering_num_layers("steering.layers")
     return sorted({n // 3, n // 2, (2 * n) // 3})
 
 
 def steering_universal_layer():
+    """steering.universal.layer, else floor(L/2) of the model (the universal and capability jobs build their own
+    setup at that layer, so it need not be among steering.layers)."""
     layer = config["steering"]["universal"]["layer"]
-    if layer is not None:
-        return layer
-    layers = steering_layers()
-    return layers[len(layers) // 2] if len(layers) == 3 else max(layers)
+    return layer if layer is not None else steering_num_layers("steering.universal.layer") // 2
 
 
 def _steering_sae_layer(sae_id):
@@ -278,8 +337,9 @@ def _steering_sae_layer(sae_id):
 
 
 def get_steering_project_saes(layer):
-    """{direction kind: SAE dir} of the SAE stage at ``layer``: the first id of each configured architecture."""
-    if "sae_ids_for" not in globals():
+    """{direction kind: SAE dir} of the SAE stage at ``layer``: the first id of each configured architecture.
+    Empty unless the sae stage is in ``stages`` (steering alone never pulls SAE training in)."""
+    if "sae" not in STAGES:
         return {}
     found = {}
     for arch in config["steering"]["sae"]["archs"]:
@@ -289,20 +349,38 @@ def get_steering_project_saes(layer):
     return found
 
 
+def steering_external_saes(layer):
+    """{name: (SAE dir, built by the DAG)} of steering.sae.external at ``layer``: an SAE id of results/<run>/sae/
+    (e.g. an sae.imports id), or a local path."""
+    found = {}
+    for ext in config["steering"]["sae"]["external"]:
+        if ext["layer"] != int(layer):
+            continue
+        if ext.get("sae_id") is None:
+            found[ext["name"]] = (ext["path"], False)
+            continue
+        imported = sae_imports().get(ext["sae_id"])
+        if imported is not None and imported["hook_layer"] != ext["layer"]:
+            raise ValueError(f"config key steering.sae.external ({ext['name']}): layer {ext['layer']}, but "
+                             f"sae.imports {ext['sae_id']} has hook_layer {imported['hook_layer']}")
+        found[ext["name"]] = (f"{RESULTS}/sae/{ext['sae_id']}", True)
+    return found
+
+
 def get_steering_sae_dirs(wildcards):
     """Project SAEs plus external ones (steering.sae.external) at the grid's layer."""
     dirs = get_steering_project_saes(wildcards.layer)
-    for ext in config["steering"]["sae"]["external"]:
-        if ext["layer"] == int(wildcards.layer):
-            dirs[ext["name"]] = ext["path"]
+    dirs.update({name: path for name, (path, _) in steering_external_saes(wildcards.layer).items()})
     return dirs
 
 
 def get_steering_sae_inputs(wildcards):
-    return {kind: f"{path}/cfg.json" for kind, path in get_steering_project_saes(wildcards.layer).items()}
+    dirs = get_steering_project_saes(wildcards.layer)
+    dirs.update({name: path for name, (path, built) in steering_external_saes(wildcards.layer).items() if built})
+    return {kind: f"{path}/cfg.json" for kind, path in dirs.items()}
 
 
-def get_steering_sae_kinds():
+def get_steering_sae_kinds(wildcards=None):
     """The two project SAE kinds the cross-paper table compares (empty when fewer than two exist)."""
     kinds = [f"sae-{arch}" for arch in config["steering"]["sae"]["archs"]]
     have = {k for layer in steering_layers() for k in get_steering_project_saes(layer)}
@@ -321,6 +399,9 @@ def get_steering_prompts(wildcards=None):
 def get_steering_capability_inputs(wildcards=None):
     if config["steering"]["capability"]["task"] != "toy":
         return {}
+    if not is_toy_model():
+        raise ValueError("config key steering.capability.task: 'toy' reads the toy world and needs model.source: toy "
+                         "(hub models: mmlu)")
     return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl", "reasoning": f"{RESULTS}/toyworld/reasoning.jsonl"}
 
 
@@ -425,9 +506,17 @@ def get_pruning_cell_files(wildcards=None):
     return cells
 
 
+def pruning_require_toy(key):
+    if not is_toy_model():
+        raise ValueError(f"config key {key}: 'toyworld' needs model.source: toy (hub presets use hub datasets)")
+
+
 def get_pruning_chat_files(wildcards=None):
     if not PRUNING["chat"]["enabled"]:
         return []
+    if not is_toy_model():
+        raise ValueError("config key pruning.chat.enabled: the refusal row reads 'toyworld' chat prompts, which need "
+                         "model.source: toy; set it to false on hub models")
     return [f"{RESULTS}/pruning/chat/none/dense.json"] + [
         f"{RESULTS}/pruning/chat/{t}/{pruning_slug(p)}.json"
         for t in PRUNING["grid_targets"] for p in PRUNING["chat_patterns"]]
@@ -437,15 +526,18 @@ def get_pruning_eval_inputs(wildcards):
     """Evaluation text and local lm-eval tasks when they come from the toy world."""
     inputs = {}
     if PRUNING["perplexity"]["dataset"]["path"] == "toyworld":
+        pruning_require_toy("pruning.perplexity.dataset.path")
         inputs["narrative"] = f"{RESULTS}/toyworld/narrative_heldout.jsonl"
     zero_shot = PRUNING["zero_shot"]
     if zero_shot["enabled"] and any(task.startswith("toy_") for task in zero_shot["tasks"]):
+        pruning_require_toy("pruning.zero_shot.tasks (toy_*)")
         inputs["tasks"] = f"{RESULTS}/pruning/tasks"
     return inputs
 
 
 def get_pruning_calibration_text(wildcards=None):
     if PRUNING["calibration"]["dataset"]["path"] == "toyworld":
+        pruning_require_toy("pruning.calibration.dataset.path")
         return {"train": f"{RESULTS}/toyworld/train.jsonl"}
     return {}
 
@@ -482,7 +574,7 @@ def _unlearning_l1(flag):
 
 
 def unlearning_runs():
-    """Every (method, split, modality, l1) of unlearning.grid, l1 as 'on'/'off'."""
+    """Every (method, split, modality, l1) of unlearning.grid, l1 written as 'on' or 'off'."""
     runs = {}
     for block in UNLEARNING["grid"]:
         for method in block["methods"]:

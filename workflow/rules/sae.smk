@@ -1,5 +1,5 @@
 # SAE stage: one training job per layer trains the whole grid from one pass over the cached activations;
-# core metrics per SAE; one L0-vs-FVU figure for the grid.
+# released SAEs (sae.imports) converted to the same format; core metrics per SAE; one L0-vs-FVU figure.
 
 
 rule train_saes:
@@ -32,6 +32,26 @@ rule train_saes:
         "../scripts/sae-train.py"
 
 
+rule import_sae:
+    output:
+        cfg=f"{RESULTS}/sae/{{sae}}/cfg.json",
+        weights=f"{RESULTS}/sae/{{sae}}/sae_weights.safetensors",
+    log:
+        f"{LOGS}/sae/import_{{sae}}.log",
+    wildcard_constraints:
+        sae=sae_import_constraint(),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        spec=get_sae_import_spec,
+    script:
+        "../scripts/sae-import.py"
+
+
 rule sae_core_metrics:
     input:
         unpack(get_model_dir),
@@ -43,7 +63,7 @@ rule sae_core_metrics:
     log:
         f"{LOGS}/sae/core_metrics_{{sae}}.log",
     wildcard_constraints:
-        sae=r"layer\d+-[A-Za-z0-9_.-]+",
+        sae=sae_id_constraint(),
     conda:
         ENV
     threads: 2

@@ -74,7 +74,7 @@ rule steering_universal:
         gpu=0 if is_toy_model() else 1,
     params:
         steering=config["steering"],
-        layer=steering_universal_layer(),
+        layer=lambda wildcards: steering_universal_layer(),
         toy=is_toy_model(),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/steering/universal",
@@ -100,7 +100,7 @@ rule steering_capability:
         gpu=0 if is_toy_model() else 1,
     params:
         steering=config["steering"],
-        layer=steering_universal_layer(),
+        layer=lambda wildcards: steering_universal_layer(),
         seed=config["seed"],
     script:
         "../scripts/steering-capability.py"
@@ -108,7 +108,7 @@ rule steering_capability:
 
 rule steering_metrics:
     input:
-        grids=get_steering_grids(),
+        grids=get_steering_grids,
     output:
         metrics=f"{RESULTS}/steering/metrics.json",
         cells=f"{RESULTS}/steering/compliance_cells.csv",
@@ -125,7 +125,7 @@ rule steering_metrics:
         runtime=20,
     params:
         steering=config["steering"],
-        sae_kinds=get_steering_sae_kinds(),
+        sae_kinds=get_steering_sae_kinds,
     script:
         "../scripts/steering-metrics.py"
 

@@ -11,6 +11,7 @@ with script_context(globals(), rule="train_saes") as smk:
         sae_cfg=smk.params.sae,
         seed=smk.params.seed,
         checkpoint_dir=smk.params.checkpoint_dir,
-        provenance={"model_name": smk.params.model.get("id") or "toy-llama", "model_source": smk.params.model["source"]},
+        provenance={"model_name": smk.params.model.get("id") or "toy-llama",
+                    "model_source": smk.params.model["source"]},
         device=smk.params.model["device"],
     )

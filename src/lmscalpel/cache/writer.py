@@ -7,7 +7,9 @@ rebuilt), and only then writes the manifest — the single declared output.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ class CacheSpec:
     batch_size: int
     out_dirs: list[Path]
     provenance: dict[str, Any] = field(default_factory=dict)
+    weights_identity: str | None = None  # changes when local weights are rewritten (kept out of the manifest)
 
     def __post_init__(self) -> None:
         if self.hook not in HOOKS:
@@ -44,6 +47,13 @@ class CacheSpec:
         if len(self.out_dirs) != len(self.layers):
             raise ValueError("one output directory per cached layer is required")
         self.out_dirs = [Path(d) for d in self.out_dirs]
+
+    @property
+    def fingerprint(self) -> str:
+        """What a shard depends on: model identity, data, layout; a shard of another fingerprint is rebuilt."""
+        payload = {"provenance": self.provenance, "weights": self.weights_identity, "layers": self.layers, "hook": self.hook,
+                   "context_length": self.context_length, "blocks_per_shard": self.blocks_per_shard}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
     def blocks_per_shard(self) -> int:
@@ -58,11 +68,16 @@ def shard_name(index: int) -> str:
     return f"shard_{index:05d}.safetensors"
 
 
-def shard_is_valid(directory: Path, index: int) -> bool:
+def shard_is_valid(directory: Path, index: int, fingerprint: str) -> bool:
+    """A finished shard of this very run: its checksum matches and it was written for the same fingerprint."""
     shard, sidecar = directory / shard_name(index), directory / f"{shard_name(index)}.sha256"
     if not (shard.exists() and sidecar.exists()):
         return False
-    if sidecar.read_text().strip() != sha256_file(shard):
+    recorded = sidecar.read_text().split()
+    if recorded[1:] != [fingerprint]:
+        log.warning("%s: written for another model/data/layout, rebuilding", shard)
+        return False
+    if recorded[0] != sha256_file(shard):
         log.warning("%s: checksum mismatch, rebuilding", shard)
         return False
     return True
@@ -134,11 +149,11 @@ def compute_shard(model, blocks: list[list[int]], spec: CacheSpec, special_ids: 
     return {layer: {"activations": torch.cat(acts), "tokens": token_ids} for layer, acts in per_layer.items()}
 
 
-def save_shard(directory: Path, index: int, tensors: dict[str, torch.Tensor]) -> None:
+def save_shard(directory: Path, index: int, tensors: dict[str, torch.Tensor], fingerprint: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / shard_name(index)) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-    write_text(directory / f"{shard_name(index)}.sha256", sha256_file(directory / shard_name(index)) + "\n")
+    write_text(directory / f"{shard_name(index)}.sha256", f"{sha256_file(directory / shard_name(index))} {fingerprint}\n")
 
 
 def cache_activations(model, tokenizer, texts: Iterator[str], spec: CacheSpec) -> list[dict]:
@@ -154,11 +169,11 @@ def cache_activations(model, tokenizer, texts: Iterator[str], spec: CacheSpec) -
             log.warning("data ran out after %d shards (cache.n_tokens=%d asked for more)", index, spec.n_tokens)
             break
         shards_done = index + 1
-        if all(shard_is_valid(d, index) for d in spec.out_dirs):
+        if all(shard_is_valid(d, index, spec.fingerprint) for d in spec.out_dirs):
             continue
         result = compute_shard(model, blocks, spec, special_ids)
         for layer, directory in zip(spec.layers, spec.out_dirs):
-            save_shard(directory, index, result[layer])
+            save_shard(directory, index, result[layer], spec.fingerprint)
     return [write_manifest(d, layer, spec, shards_done) for layer, d in zip(spec.layers, spec.out_dirs)]
 
 

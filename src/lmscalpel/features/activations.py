@@ -19,8 +19,13 @@ class _StopForward(Exception):
     """Raised by the hook: nothing after the read layer is needed."""
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_length: int, prepend_bos: bool) -> list[dict]:
-    """Per text: ``ids`` and character ``offsets``; BOS prepended when the tokenizer does not add it itself."""
+def tokenize(tokenizer, texts: Sequence[str], max_length: int, prepend_bos: bool,
+             keep_end: bool = False) -> list[dict]:
+    """Per text: ``ids`` and character ``offsets``; BOS prepended when the tokenizer does not add it itself.
+
+    Texts longer than ``max_length`` lose their end, or with ``keep_end`` their beginning after BOS (spelling
+    prompts: the read position is at the end, the in-context examples before it are expendable).
+    """
     out = []
     bos = tokenizer.bos_token_id
     for text in texts:
@@ -28,6 +33,10 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int, prepend_bos: bool
         ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
         if prepend_bos and bos is not None and (not ids or ids[0] != bos):
             ids, offsets = [bos] + ids, [(0, 0)] + offsets
+        if len(ids) > max_length and keep_end:
+            head = 1 if ids[0] == bos else 0
+            ids = ids[:head] + ids[len(ids) - (max_length - head):]
+            offsets = offsets[:head] + offsets[len(offsets) - (max_length - head):]
         out.append({"ids": ids[:max_length], "offsets": offsets[:max_length]})
     return out
 
@@ -88,7 +97,7 @@ def position_activations(model, tokenizer, texts: Sequence[str], char_ends: Sequ
 
     Found from the offsets instead of a fixed −6 so it holds for any tokenizer (spec §5: recheck per tokenizer).
     """
-    encoded = tokenize(tokenizer, texts, max_length, prepend_bos)
+    encoded = tokenize(tokenizer, texts, max_length, prepend_bos, keep_end=True)
     positions = [_token_ending_at(e["offsets"], end, text) for e, end, text in zip(encoded, char_ends, texts)]
     rows = []
     for start, hidden, _ in residual_batches(model, tokenizer, encoded, layer, batch_size):
@@ -101,7 +110,7 @@ def _token_ending_at(offsets: list[tuple[int, int]], end: int, text: str) -> int
     for pos, (lo, hi) in enumerate(offsets):
         if lo < end <= hi:
             return pos
-    raise ValueError(f"no token covers character {end} of {text!r} (truncated? raise features.context_length)")
+    raise ValueError(f"no token ends at character {end} of {text!r}")
 
 
 def pool(acts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

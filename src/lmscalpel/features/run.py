@@ -42,7 +42,8 @@ def _model_provenance(ref) -> dict[str, Any]:
 def run_spelling_activations(ref, source: str | None, layer: int, features: dict, seed: int, out_tensors: str,
                              out_meta: str) -> None:
     """Probe prompts (in-context examples from the word's own split) and absorption prompts (test words, examples
-    from the whole list), read at the spelled word's last token."""
+    from the whole list), read at the spelled word's last token (``position: word``, SAEBench) or at the prompt's
+    last token, where the letter is predicted (``position: answer``)."""
     from lmscalpel.models import load_model
 
     cfg = features["absorption"]
@@ -63,12 +64,14 @@ def run_spelling_activations(ref, source: str | None, layer: int, features: dict
     }
     tensors = {}
     for name, prompts in sets.items():
+        ends = [p.word_end if cfg["position"] == "word" else len(p.text) for p in prompts]
         tensors[f"{name}_x"] = position_activations(
-            model, tokenizer, [p.text for p in prompts], [p.word_end for p in prompts], layer,
+            model, tokenizer, [p.text for p in prompts], ends, layer,
             features["batch_size"], features["context_length"], features["prepend_bos"])
         tensors[f"{name}_y"] = absorption_mod.letter_ids([p.letter for p in prompts])
     save_tensors(out_tensors, tensors, resolve_dtype(features["activation_dtype"]))
-    write_json(out_meta, {"dataset": "spelling", "words_source": cfg["words"], "layer": layer, "seed": seed,
+    write_json(out_meta, {"dataset": "spelling", "words_source": cfg["words"], "position": cfg["position"],
+                          "layer": layer, "seed": seed,
                           "n_words": len(words), **{f"n_{k}_prompts": len(v) for k, v in sets.items()},
                           "example_prompt": sets["absorb"][0].text, **_model_provenance(ref)})
 
@@ -109,27 +112,41 @@ def run_letter_probe(spelling_tensors: str, spelling_meta: str, features: dict, 
 
 
 def _task_sets(dataset: str, labels: list[dict], split: list[str], features: dict,
-               seed: int) -> dict[str, dict[str, ProbeSet]]:
-    """Every probe task of one dataset, grouped: ``scr|a|b`` (3 keyed sets), ``tpp``, ``sp|column``."""
-    groups: dict[str, dict[str, ProbeSet]] = {}
+               seed: int) -> tuple[dict[str, dict[str, ProbeSet]], dict[str, str]]:
+    """Every probe task of one dataset, grouped: ``scr|a|b`` (3 keyed sets), ``tpp``, ``sp|column``.
+
+    A task whose classes or quadrants have too few rows in a split is skipped with a warning (small toy
+    worlds); the second return value maps skipped groups to the reason.
+    """
+    builders = {}
     scr = features["scr"]["pairs"].get(dataset)
-    if scr:
-        for a, b in scr["pairs"]:
-            groups[f"scr|{a}|{b}"] = scr_sets(labels, split, scr["column1"], scr["column2"], (a, b),
-                                              tuple(scr["values2"]), features["scr"]["train_size"],
-                                              features["scr"]["test_size"], seed)
+    for a, b in (scr or {}).get("pairs", []):
+        builders[f"scr|{a}|{b}"] = lambda a=a, b=b: scr_sets(
+            labels, split, scr["column1"], scr["column2"], (a, b), tuple(scr["values2"]),
+            features["scr"]["train_size"], features["scr"]["test_size"], seed)
     tpp = features["tpp"]["classes"].get(dataset)
     if tpp:
-        groups["tpp"] = one_vs_rest_sets(labels, split, tpp["column"], tpp["classes"],
-                                         features["tpp"]["train_size"], features["tpp"]["test_size"], seed)
+        builders["tpp"] = lambda: one_vs_rest_sets(labels, split, tpp["column"], tpp["classes"],
+                                                   features["tpp"]["train_size"], features["tpp"]["test_size"], seed)
     sp = features["sparse_probing"]
     for task in sp["tasks"]:
-        if task["dataset"] != dataset:
-            continue
-        classes = task.get("classes") or sorted({lab[task["column"]] for lab in labels})
-        sets = one_vs_rest_sets(labels, split, task["column"], classes, sp["train_size"], sp["test_size"], seed)
-        groups[f"sp|{task['column']}"] = dict(list(sets.items())[:1]) if len(classes) == 2 else sets
-    return groups
+        if task["dataset"] == dataset:
+            builders[f"sp|{task['column']}"] = lambda task=task: _sparse_probing_sets(labels, split, task, sp, seed)
+    groups, skipped = {}, {}
+    for name, build in builders.items():
+        try:
+            groups[name] = build()
+        except ValueError as err:
+            log.warning("%s: skipping %s: %s", dataset, name, err)
+            skipped[name] = str(err)
+    return groups, skipped
+
+
+def _sparse_probing_sets(labels, split, task, sp, seed) -> dict[str, ProbeSet]:
+    """One-vs-rest sets of a sparse-probing task; a binary task is probed once."""
+    classes = task.get("classes") or sorted({lab[task["column"]] for lab in labels})
+    sets = one_vs_rest_sets(labels, split, task["column"], classes, sp["train_size"], sp["test_size"], seed)
+    return dict(list(sets.items())[:1]) if len(classes) == 2 else sets
 
 
 def run_dataset_probes(dataset: str, act_tensors: str, act_meta: str, features: dict, seed: int,
@@ -141,7 +158,9 @@ def run_dataset_probes(dataset: str, act_tensors: str, act_meta: str, features: 
     pcfg = _fields(ProbeConfig, features["probe"])
     tensors: dict[str, torch.Tensor] = {}
     info: dict[str, Any] = {"dataset": dataset, "layer": meta["layer"], "model": meta["model"], "seed": seed}
-    for group, sets in _task_sets(dataset, labels, split, features, seed).items():
+    groups, skipped = _task_sets(dataset, labels, split, features, seed)
+    info.update({f"skipped|{group}": reason for group, reason in skipped.items()})
+    for group, sets in groups.items():
         for key, s in sets.items():
             for field in ("train_idx", "train_y", "test_idx", "test_y"):
                 tensors[f"{group}|{key}|{field}"] = getattr(s, field)
@@ -245,7 +264,7 @@ def run_probe_metric(metric: str, sae_dir: str, datasets: dict[str, tuple[str, s
     w_dec = sae.W_dec
     out: dict[str, Any] = {}
     per_n: dict[str, list[float]] = {}
-    l0 = []
+    l0, n_runs = [], 0
     for name, (act_path, probe_path) in sorted(datasets.items()):
         t = load_tensors(act_path)
         pooled_x = pool(t["acts"], t["offsets"])
@@ -272,16 +291,17 @@ def run_probe_metric(metric: str, sae_dir: str, datasets: dict[str, tuple[str, s
                 prefix = f"{name}_{group.replace('|', '_')}"
             else:
                 continue
+            n_runs += 1
             for key, value in values.items():
                 out[f"{prefix}_{key}"] = value
                 headline = _headline(metric, key)
                 if headline:
                     per_n.setdefault(headline, []).append(value)
-    if not per_n:
-        raise ValueError(f"{metric}: no task configured for datasets {sorted(datasets)} "
-                         f"(features.scr.pairs / features.tpp.classes / features.sparse_probing.tasks)")
+    if not n_runs:
+        log.warning("%s: no task ran on %s (see features.scr.pairs / features.tpp.classes / "
+                    "features.sparse_probing.tasks and the skipped tasks in the probes JSON)", metric, sorted(datasets))
     headlines = {k: sum(v) / len(v) for k, v in per_n.items()}
-    write_json(output, {**headlines, **out, "l0_on_probe_texts": sum(l0) / len(l0),
+    write_json(output, {**headlines, **out, "n_runs": n_runs, "l0_on_probe_texts": sum(l0) / len(l0),
                         **_sae_provenance(sae_dir, layer, seed), "dataset": ",".join(sorted(datasets))})
 
 

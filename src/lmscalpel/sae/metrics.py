@@ -37,7 +37,7 @@ def _ratio(num: float, den: float) -> float:
 class ReconstructionStats:
     """Accumulates reconstruction/sparsity statistics over batches of raw activations (special tokens removed).
 
-    - ``fvu``: Σ‖x − x̂‖² / Σ‖x − x̄‖² with x̄ the mean over all evaluated tokens (project primary; EV = 1 − FVU).
+    - ``fvu``: Σ‖x − x̂‖² / Σ‖x − x̄‖², x̄ = mean over all evaluated tokens (project primary; EV = 1 − FVU).
     - ``explained_variance_legacy_per_token``: SAELens' mean_t[1 − ‖x_t − x̂_t‖² / ‖x_t − x̄_batch‖²].
     - ``explained_variance_saebench``: SAEBench's value as its code computes it,
       1 − mean_b(mean_t‖x−x̂‖²) / (mean_b(mean_t‖x‖²) − (mean_{b,dim} mean_t x²)²); not a centred variance.

@@ -51,34 +51,41 @@ def chunk_permutation(perm: torch.Tensor, chunk_size: int) -> torch.Tensor:
 
 
 def orthogonality_penalty(rows: torch.Tensor, chunks: torch.Tensor, variant: str = "max_sq",
-                          abs_cos: bool = False, hinge_tau: float = 0.2) -> torch.Tensor:
-    """Penalty of §3 for rows [m, d] (any norm) and a chunking [K, s] from :func:`chunk_permutation`."""
+                          abs_cos: bool = False, hinge_tau: float = 0.2, unit_rows: bool = False) -> torch.Tensor:
+    """Penalty of §3 for rows [m, d] and a chunking [K, s] from :func:`chunk_permutation`.
+
+    ``unit_rows=True`` skips the normalisation for rows already at unit norm (the trained decoder): the gradient
+    then differs only by its component parallel to each row, which the trainer removes anyway.
+    """
     m, d = rows.shape
     n_chunks, s = chunks.shape
-    unit = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    unit = rows if unit_rows else rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     flat = chunks.reshape(-1)
     real = flat < m
-    permuted = unit[flat[:m]]  # chunk_permutation puts every padding slot after the m real latents
-    if n_chunks * s > m:
-        permuted = torch.cat([permuted, permuted.new_zeros(n_chunks * s - m, d)])
-    blocks = permuted.view(n_chunks, s, d)
-    eye = torch.eye(s, dtype=torch.bool, device=rows.device)
+    padded = torch.cat([unit, unit.new_zeros(1, d)]) if n_chunks * s > m else unit  # index m = padding
     if variant in ("max_sq", "max"):
         with torch.no_grad():  # only the arg-max pair carries gradient: recompute it as a row-wise dot
+            blocks = padded[flat].view(n_chunks, s, d)
             gram = torch.bmm(blocks, blocks.transpose(1, 2))
             if abs_cos:
                 gram = gram.abs_()
-            partner = gram.masked_fill_(eye, float("-inf")).argmax(-1)
-            partner += torch.arange(n_chunks, device=rows.device)[:, None] * s
-        c = (permuted[:m] * permuted[partner.reshape(-1)[:m]]).sum(-1)
+            gram.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+            partner_pos = gram.argmax(-1) + torch.arange(n_chunks, device=rows.device)[:, None] * s
+            partner = torch.empty(m, dtype=flat.dtype, device=flat.device)
+            partner[flat[real]] = flat[partner_pos.reshape(-1)[real]]  # partner of each latent, original order
+            has_partner = partner < m  # a padding partner means cos 0
+            partner[~has_partner] = 0
+        c = (unit * unit[partner]).sum(-1) * has_partner
         if abs_cos:
             c = c.abs()
         per_latent = torch.relu(c)
         return (per_latent.pow(2) if variant == "max_sq" else per_latent).sum() / m
+    blocks = padded[flat].view(n_chunks, s, d)
     gram = torch.bmm(blocks, blocks.transpose(1, 2))
     if abs_cos:
         gram = gram.abs()
     real = real.view(n_chunks, s)
+    eye = torch.eye(s, dtype=torch.bool, device=rows.device)
     values = gram[real[:, :, None] & real[:, None, :] & ~eye]
     if variant == "mean_sq":
         return values.pow(2).mean()
@@ -106,14 +113,15 @@ class OrtSAE(BatchTopKSAE):
             self._chunks = chunk_permutation(perm, self.cfg.chunk_size)
         return self._chunks
 
-    def penalty_targets(self) -> list[torch.Tensor]:
-        return {"decoder": [self.W_dec], "encoder": [self.W_enc.t()], "both": [self.W_dec, self.W_enc.t()]}[
-            self.cfg.target]
+    def penalty_targets(self) -> list[tuple[torch.Tensor, bool]]:
+        """(rows, already unit norm): decoder rows are kept at unit norm during training."""
+        decoder, encoder = (self.W_dec, True), (self.W_enc.t(), False)
+        return {"decoder": [decoder], "encoder": [encoder], "both": [decoder, encoder]}[self.cfg.target]
 
     def orthogonality_loss(self, step: int) -> torch.Tensor:
         chunks = self.current_chunks(step)
-        return sum(orthogonality_penalty(rows, chunks, self.cfg.variant, self.cfg.abs_cos, self.cfg.hinge_tau)
-                   for rows in self.penalty_targets())
+        return sum(orthogonality_penalty(rows, chunks, self.cfg.variant, self.cfg.abs_cos, self.cfg.hinge_tau, unit)
+                   for rows, unit in self.penalty_targets())
 
     def extra_loss(self, ctx: StepContext):
         gamma = self.gamma_at(ctx.step)

@@ -128,7 +128,8 @@ def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cf
     blocks = eval_blocks(tokenizer, texts, int(eval_cfg.get("context_length", 128)),
                          int(eval_cfg.get("max_sequences", 3200)), skip_sequences)
     if not blocks:
-        raise ValueError(f"{text_source}: not enough text for one block of {eval_cfg.get('context_length', 128)} tokens")
+        raise ValueError(f"{text_source}: not enough text for one block of "
+                         f"{eval_cfg.get('context_length', 128)} tokens (sae.eval.context_length)")
     metrics = model_metrics(model, sae, int(layer), hook, blocks, tokenizer.all_special_ids,
                             int(eval_cfg.get("batch_size", 16)))
     metrics.update(geometry_metrics(sae, eval_cfg.get("distinct_thresholds", (0.5, 0.7))))

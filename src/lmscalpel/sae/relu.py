@@ -53,6 +53,6 @@ class ReLUSAE(SparseAutoencoder):
         with torch.no_grad():
             active = f > 0
             fvu = sq_err.sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
-        stats = {"loss": float(loss.detach()), "mse": float(mse.detach()), "fvu": float(fvu), "l0": float(active.sum(-1).float().mean()),
-                 "l1_penalty": float(sparsity.detach())}
+        stats = {"loss": float(loss.detach()), "mse": float(mse.detach()), "fvu": float(fvu),
+                 "l0": float(active.sum(-1).float().mean()), "l1_penalty": float(sparsity.detach())}
         return StepOutput(loss=loss, fired=active.any(0), stats=stats)

@@ -94,7 +94,8 @@ def saelens_config(sae: SparseAutoencoder, metadata: dict[str, Any], scale: floa
 
 # --- import ---
 
-def load_sae(path: str | os.PathLike, activation_scale: float | None = None, device: str | None = None) -> SparseAutoencoder:
+def load_sae(path: str | os.PathLike, activation_scale: float | None = None,
+             device: str | None = None) -> SparseAutoencoder:
     """Load an SAE directory (SAELens ≥ 6 or pre-6 ``cfg.json`` + safetensors, Gemma Scope ``params.npz``) or a
     Goodfire ``.pth`` file, as an SAE that works on raw activations.
 
@@ -207,5 +208,3 @@ def _load_goodfire(pth_path: Path) -> SparseAutoencoder:
     _assign(sae, tensors, pth_path)
     sae.metadata = {"source": "goodfire .pth"}
     return sae
-
-

@@ -47,8 +47,8 @@ class TopKTrainingMixin:
             loss = loss + extra
         with torch.no_grad():
             fvu = err.pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp_min(1e-12)
-        stats = {"loss": float(loss.detach()), "mse": float(mse.detach()), "fvu": float(fvu), "l0": pattern.nnz / x.shape[0],
-                 "aux": float(aux.detach()), **extra_stats}
+        stats = {"loss": float(loss.detach()), "mse": float(mse.detach()), "fvu": float(fvu),
+                 "l0": pattern.nnz / x.shape[0], "aux": float(aux.detach()), **extra_stats}
         min_active = float(vals.detach().min()) if pattern.nnz else None
         return StepOutput(loss=loss, fired=pattern.fired(), stats=stats, min_active=min_active)
 

@@ -1,0 +1,108 @@
+"""Integration: every stage of the real DAG on a tiny config; the report; no-op reruns; parameter changes rerun
+only their stage; a second run from scratch reproduces every metric JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+from pipeline_config import pipeline_config
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+STAGE_OF_RULE = re.compile(r"^([a-z_0-9]+)\s+(\d+)$")
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--configfile", str(workdir / "small.yaml"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def fresh_run(workdir: Path, run_name: str) -> Path:
+    shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
+    (workdir / "small.yaml").write_text(yaml.safe_dump(pipeline_config(run_name)))
+    result = snakemake(workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    return workdir
+
+
+def planned_rules(result: subprocess.CompletedProcess) -> set[str]:
+    """Rule names from the 'Job stats' table of a dry run."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return set()
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m.group(1) for line in table.splitlines() if (m := STAGE_OF_RULE.match(line.strip()))} - {"total"}
+
+
+def metric_jsons(workdir: Path) -> dict[str, object]:
+    results = workdir / "results" / "itest"
+    return {str(p.relative_to(results)): json.loads(p.read_text()) for p in sorted(results.rglob("*.json"))}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return fresh_run(tmp_path_factory.mktemp("full"), "itest")
+
+
+def test_report_has_every_section_with_figures_and_captions(run_dir):
+    report = run_dir / "reports" / "itest"
+    page = (report / "index.html").read_text()
+    for title in ("SAE training", "Feature metrics", "Steering harm", "Reasoning features", "N:M activation pruning",
+                  "CLEAR multimodal unlearning", "Model card"):
+        assert title in page, title
+    figures = re.findall(r'<img src="([^"]+)"', page)
+    assert len(figures) >= 10 and all((report / f).exists() for f in figures)
+    assert page.count("<figcaption>") == len(figures)
+    assert "toy-world numbers" in page and "Published numbers vs this run" in page
+    manifest = json.loads((report / "manifest.json").read_text())
+    assert {"packages", "git", "config_sha256", "seeds", "hardware"} <= set(manifest)
+    assert manifest["packages"]["torch"] and manifest["seeds"]["seed"] == 0
+    assert (report / "README.md").read_text().startswith("# lmscalpel report")
+
+
+def test_report_renders_in_headless_chromium(run_dir):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian package chromium not installed (.ci/run installs it)")
+    from PIL import Image, ImageStat
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    f"--user-data-dir={run_dir / 'chromium-profile'}", "--window-size=1200,3000",
+                    f"--screenshot={shot}", (run_dir / "reports" / "itest" / "index.html").as_uri()],
+                   capture_output=True, timeout=120)
+    image = Image.open(shot).convert("L")
+    assert image.size == (1200, 3000)
+    assert ImageStat.Stat(image).stddev[0] > 10  # text, tables and figures, not a blank page
+
+
+def test_second_run_has_nothing_to_do(run_dir):
+    assert planned_rules(snakemake(run_dir, "--dry-run")) == set()
+
+
+def test_changing_one_stage_parameter_reruns_only_that_stage(run_dir, tmp_path):
+    change = tmp_path / "change.yaml"
+    change.write_text(yaml.safe_dump({"pruning": {"perplexity": {"batch_size": 3}}}))
+    rules = planned_rules(snakemake(run_dir, "--configfile", str(run_dir / "small.yaml"), str(change), "--dry-run"))
+    assert rules and all(rule.startswith("pruning") or rule == "report" for rule in rules), rules
+
+
+def test_run_from_scratch_reproduces_every_metric_json(run_dir, tmp_path):
+    again = fresh_run(tmp_path, "itest")
+    first, second = metric_jsons(run_dir), metric_jsons(again)
+    assert first.keys() == second.keys() and len(first) > 20
+    different = [name for name in first if first[name] != second[name]]
+    assert not different, different
