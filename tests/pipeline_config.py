@@ -3,7 +3,7 @@
 from conftest import SMALL_TOYWORLD, TINY_LLAMA
 
 FOUNDATION = {
-    "toyworld": {**SMALL_TOYWORLD, "n_people": 20, "n_bios": 200, "n_reviews": 200, "n_spelling_words": 120,
+    "toyworld": {**SMALL_TOYWORLD, "n_people": 40, "n_bios": 1000, "n_reviews": 1000, "n_spelling_words": 120,
                  "n_reasoning_problems": 100},
     "toy_model": {**TINY_LLAMA, "vocab_size": 400, "context_length": 64, "batch_size": 8, "steps": 30,
                   "warmup_steps": 5, "checkpoint_every": 10},
@@ -14,8 +14,7 @@ FOUNDATION = {
 STAGES = {
     "sae": {"widths": [128], "ks": [8], "train": {"epochs": 1, "batch_size": 256, "checkpoint_every": 5},
             "ortsae": {"chunk_size": 64}, "eval": {"context_length": 64, "max_sequences": 32}},
-    "features": {"context_length": 64,
-                 "absorption": {"f1_gate": 0.0, "min_letters": 1, "prompts_per_word": 1, "probe_epochs": 2,
+    "features": {"absorption": {"f1_gate": 0.0, "min_letters": 1, "prompts_per_word": 1, "probe_epochs": 2,
                                 "sparse_epochs": 2, "max_k": 2},
                  "composition": {"steps": 20},
                  "probe": {"epochs": 2},

@@ -5,19 +5,27 @@ from __future__ import annotations
 import torch
 
 
-def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The list of decoder blocks; block ``l``'s output is ``hidden_states[l + 1]``."""
-    for path in ("model.layers", "model.language_model.layers", "language_model.model.layers",
-                 "model.language_model.model.layers", "transformer.h", "gpt_neox.layers"):
-        module = model
+def find_submodule(model: torch.nn.Module, paths: tuple[str, ...], kind: type = torch.nn.Module):
+    """The first of ``paths`` that exists in ``model`` and is a ``kind``; None when none does (architectures name
+    the same part differently: Llama, LLaVA's language model, GPT-2, GPT-NeoX)."""
+    for path in paths:
         try:
-            for attr in path.split("."):
-                module = getattr(module, attr)
+            module = model.get_submodule(path)
         except AttributeError:
             continue
-        if isinstance(module, torch.nn.ModuleList):
+        if isinstance(module, kind):
             return module
-    raise ValueError(f"cannot find decoder layers in {type(model).__name__}")
+    return None
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of decoder blocks; block ``l``'s output is ``hidden_states[l + 1]``."""
+    layers = find_submodule(model, ("model.layers", "model.language_model.layers", "language_model.model.layers",
+                                    "model.language_model.model.layers", "transformer.h", "gpt_neox.layers"),
+                            torch.nn.ModuleList)
+    if layers is None:
+        raise ValueError(f"cannot find decoder layers in {type(model).__name__}")
+    return layers
 
 
 def num_layers(model: torch.nn.Module) -> int:

@@ -9,6 +9,8 @@ from typing import Sequence
 
 import torch
 
+from lmscalpel.models.layers import find_submodule
+
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 
 
@@ -18,17 +20,9 @@ def _md(text: str) -> str:
 
 def final_norm_weight(model) -> torch.Tensor | None:
     """The final RMSNorm weight of a Llama-style model (``model.model.norm``), or None when there is none."""
-    for path in ("model.norm", "model.language_model.norm", "norm", "transformer.ln_f"):
-        module = model
-        try:
-            for attr in path.split("."):
-                module = getattr(module, attr)
-        except AttributeError:
-            continue
-        weight = getattr(module, "weight", None)
-        if weight is not None:
-            return weight.detach()
-    return None
+    norm = find_submodule(model, ("model.norm", "model.language_model.norm", "norm", "transformer.ln_f"))
+    weight = getattr(norm, "weight", None)
+    return None if weight is None else weight.detach()
 
 
 @torch.no_grad()

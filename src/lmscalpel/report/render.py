@@ -41,6 +41,9 @@ def load_sections(path: Path = SECTIONS_FILE) -> list[Section]:
 
 
 def lookup(data: Any, dotted: str) -> Any:
+    """``data[key]`` for flat keys (which may contain dots, e.g. ``train_cr_c0.5``), else a dotted path."""
+    if isinstance(data, dict) and dotted in data:
+        return data[dotted]
     for part in dotted.split("."):
         data = data[part] if isinstance(data, dict) else data[int(part)]
     return data
@@ -68,13 +71,23 @@ def table_frame(results: Path, spec: dict) -> pd.DataFrame:
     return pd.DataFrame({"metric": keys, "value": [format_value(lookup(data, k)) for k in keys]})
 
 
+def our_value(results: Path, source: dict) -> Any:
+    """A JSON key, or a CSV cell (``where`` selects the row, ``key`` the column)."""
+    path = results / source["file"]
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+        for column, value in source.get("where", {}).items():
+            frame = frame[frame[column] == value]
+        return frame[source["key"]].iloc[0]
+    return lookup(read_json(path), source["key"])
+
+
 def published_frame(results: Path, rows: list[dict]) -> pd.DataFrame:
     """Paper numbers beside this run's value, where the run measures the same quantity."""
     ours = []
     for row in rows:
-        source = row.get("ours")
         try:
-            ours.append(format_value(lookup(read_json(results / source["file"]), source["key"])) if source else "—")
+            ours.append(format_value(our_value(results, row["ours"])) if row.get("ours") else "—")
         except (FileNotFoundError, KeyError, IndexError, ValueError):
             ours.append("not measured")
     return pd.DataFrame({"quantity": [r["quantity"] for r in rows], "paper": [r["paper"] for r in rows],
@@ -91,8 +104,9 @@ def collect_figures(results: Path, patterns: list[str]) -> list[Path]:
 
 def figure_caption(figure: Path, captions_dir: Path, stage: str, model_label: str) -> str:
     """Caption from the matching workflow/report/<stage>_<name>.rst (Jinja expressions replaced by the model)."""
+    figure_words = set(figure.stem.split("_"))
     for candidate in sorted(captions_dir.glob(f"{stage}_*.rst")):
-        if candidate.stem.removeprefix(f"{stage}_") in figure.stem:
+        if set(candidate.stem.removeprefix(f"{stage}_").split("_")) <= figure_words:
             text = re.sub(r"\{\{.*?\}\}", model_label, candidate.read_text(encoding="utf-8"))
             return " ".join(text.split())
     return figure.stem.replace("_", " ")
@@ -133,7 +147,8 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
     m = [f"## {section.title}", "", f"*{section.paper}*", "", section.summary, ""]
     for spec in section.tables:
         frame = table_frame(results, spec).head(MAX_TABLE_ROWS)
-        h += [f"<h3>{html.escape(spec['title'])}{toy_note}</h3>", frame.to_html(index=False, float_format="%.4g")]
+        h += [f"<h3>{html.escape(spec['title'])}{toy_note}</h3>",
+              f'<div class="wide">{frame.to_html(index=False, float_format="%.4g")}</div>']
         m += [f"### {spec['title']}{toy_note}", "", frame.to_markdown(index=False, floatfmt=".4g"), ""]
     if section.published:
         frame = published_frame(results, section.published)
@@ -159,6 +174,6 @@ def page(body: str) -> str:
              "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{border:1px solid #ccc;"
              "padding:.25em .6em;text-align:right}th{background:#f3f3f3}figure{display:inline-block;width:48%;"
              "margin:.5em 1%;vertical-align:top}img{width:100%;border:1px solid #ddd}figcaption{font-size:.85em;"
-             "color:#555}section{border-top:2px solid #eee;margin-top:2em}pre{background:#f8f8f8;padding:.5em}")
+             "color:#555}.wide{overflow-x:auto}section{border-top:2px solid #eee;margin-top:2em}pre{background:#f8f8f8;padding:.5em}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lmscalpel report</title>"
             f"<style>{style}</style></head><body>{body}</body></html>\n")
