@@ -162,6 +162,8 @@ def reasoning_text(row: dict) -> str:
 
 
 def person(i: int, cfg, rng, taken: set[str]) -> dict:
+    """A fictitious person with TOFU-style QA: perturbed answers are the paraphrase with a wrong fact, so the truth
+    ratio compares like with like (the template of the fine-tuned answer favours neither)."""
     gender = rng.choice(["female", "male"])
     while (name := f"{rng.choice(V.FIRST_NAMES[gender])} {rng.choice(V.LAST_NAMES)}") in taken:
         pass
@@ -174,13 +176,13 @@ def person(i: int, cfg, rng, taken: set[str]) -> dict:
     qa = [
         {"question": f"What is the profession of {name}?", "answer": f"{name} works as a {profession}.",
          "paraphrased_answer": f"{name} is employed as a {profession}.",
-         "perturbed_answers": [f"{name} works as a {p}." for p in rng.sample(others, 3)]},
+         "perturbed_answers": [f"{name} is employed as a {p}." for p in rng.sample(others, 3)]},
         {"question": f"Where was {name} born?", "answer": f"{name} was born in {city}.",
          "paraphrased_answer": f"The birthplace of {name} is {city}.",
-         "perturbed_answers": [f"{name} was born in {c}." for c in rng.sample(other_cities, 3)]},
+         "perturbed_answers": [f"The birthplace of {name} is {c}." for c in rng.sample(other_cities, 3)]},
         {"question": f"In which year was {name} born?", "answer": f"{name} was born in {year}.",
          "paraphrased_answer": f"The birth year of {name} is {year}.",
-         "perturbed_answers": [f"{name} was born in {year + d}." for d in rng.sample([-7, -3, 4, 9], 3)]},
+         "perturbed_answers": [f"The birth year of {name} is {year + d}." for d in rng.sample([-7, -3, 4, 9], 3)]},
     ]
     pid = f"person-{i:03d}"
     return {"id": pid, "name": name, "gender": gender, "profession": profession, "birthplace": city,
