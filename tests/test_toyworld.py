@@ -59,7 +59,7 @@ def test_every_family_and_person_portrait(toyworld_dir):
 
 
 def test_unknown_toyworld_key_is_named():
-    with pytest.raises(ValueError, match="toyworld.n_dragons"):
+    with pytest.raises(ValueError, match="config key toyworld.n_dragons: unknown key"):
         ToyWorldConfig.from_dict({"n_dragons": 3})
 
 

@@ -6,6 +6,7 @@ allowed. The Snakefile calls :func:`check_config` before Snakemake's ``validate`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,14 @@ def describe(error: jsonschema.ValidationError) -> str:
         return f"config key {key}: {error.message}"
     description = schema.get("description", "")
     return f"config key {key}: {error.message}" + (f" ({description})" if description else "")
+
+
+def section_dataclass(cls: type, cfg: dict[str, Any], section: str):
+    """Build a config dataclass from one config section; an unknown key is named (library use outside Snakemake)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(cfg) - known):
+        raise ConfigError(f"config key {section}.{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(known))}")
+    return cls(**cfg)
 
 
 def check_config(config: dict[str, Any], schema_path: str | Path) -> None:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, write_json, write_jsonl
 from lmscalpel.toyworld import vocab as V
 from lmscalpel.toyworld.portraits import draw_portrait
@@ -40,11 +41,7 @@ class ToyWorldConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ToyWorldConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(cfg) - known
-        if unknown:
-            raise ValueError(f"config key toyworld.{sorted(unknown)[0]}: unknown; allowed: {sorted(known)}")
-        return cls(**cfg)
+        return section_dataclass(cls, cfg, "toyworld")
 
 
 def chat_text(prompt: str, response: str) -> str:

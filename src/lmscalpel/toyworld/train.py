@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_jsonl, sha256_file, write_json
 from lmscalpel.runtime import resolve_device, seed_everything
 from lmscalpel.toyworld.tokenizer import BOS, END, train_tokenizer
@@ -48,10 +49,7 @@ class ToyModelConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ToyModelConfig":
-        known = {f.name for f in fields(cls)}
-        if unknown := set(cfg) - known:
-            raise ValueError(f"config key toy_model.{sorted(unknown)[0]}: unknown; allowed: {sorted(known)}")
-        return cls(**cfg)
+        return section_dataclass(cls, cfg, "toy_model")
 
     def llama_config(self, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
         return LlamaConfig(
