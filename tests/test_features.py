@@ -10,7 +10,7 @@ import torch
 
 from lmscalpel.features import absorption as ab
 from lmscalpel.features.compare import comparison_table, run_compare
-from lmscalpel.features.data import LETTERS, build_prompts, icl_prompt, split_rows
+from lmscalpel.features.data import build_prompts, icl_prompt, split_rows
 from lmscalpel.features.geometry import distinct_features, max_cosine
 from lmscalpel.features.probes import BinaryProbe
 from lmscalpel.features.scr_tpp import (normalised_scr, one_vs_rest_sets, scr_run, scr_sets, tpp_run,

@@ -17,7 +17,7 @@ from lmscalpel.models import ModelRef
 from lmscalpel.unlearning import metrics as M
 from lmscalpel.unlearning.data import build_mini_clear, load_clear_subset, rows_of
 from lmscalpel.unlearning.evaluate import evaluate_model, gold_ratios, summarise
-from lmscalpel.unlearning.items import IGNORE, Encoder, Item, rows_to_items
+from lmscalpel.unlearning.items import IGNORE, Encoder, rows_to_items
 from lmscalpel.unlearning.lora import attach_lora, l1_penalty, lora_parameters
 from lmscalpel.unlearning.losses import METHODS, Context, Reference, forward, get_method
 from lmscalpel.unlearning.train import train_loop, unlearn
