@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from lmscalpel.registry import Registry
+
 Scorer = Callable[..., torch.Tensor]
 WeightFactor = Callable[..., torch.Tensor]
 
@@ -39,26 +41,21 @@ class Criterion:
             return self.weight_factor(weight.detach().float(), **options)
 
 
-CRITERIA: dict[str, Criterion] = {}
+CRITERIA: Registry[Criterion] = Registry("pruning criterion")
 
 
 def register_criterion(name: str, weight_factor: WeightFactor | None = None):
     """Decorator registering ``score(x, factor, **options)`` under ``name``."""
 
     def decorate(score: Scorer) -> Scorer:
-        if name in CRITERIA:
-            raise ValueError(f"criterion {name!r} is already registered")
-        CRITERIA[name] = Criterion(name, score, weight_factor)
+        CRITERIA.add(name, Criterion(name, score, weight_factor))
         return score
 
     return decorate
 
 
 def get_criterion(name: str) -> Criterion:
-    try:
-        return CRITERIA[name]
-    except KeyError:
-        raise ValueError(f"unknown pruning criterion {name!r}; registered: {sorted(CRITERIA)}") from None
+    return CRITERIA.lookup(name)
 
 
 def amber_channel_factor(weight: torch.Tensor, quantile: float = 0.005, max_entries: int = 100_000,

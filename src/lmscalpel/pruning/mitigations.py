@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from lmscalpel.registry import Registry
+
 Prune = Callable[[torch.Tensor], torch.Tensor]
 Params = dict[str, torch.Tensor]
 
@@ -36,21 +38,15 @@ class Mitigation:
     param_shapes: tuple[tuple[str, str], ...] = ()
 
 
-MITIGATIONS: dict[str, Mitigation] = {}
+MITIGATIONS: Registry[Mitigation] = Registry("pruning mitigation")
 
 
 def register_mitigation(mitigation: Mitigation) -> Mitigation:
-    if mitigation.name in MITIGATIONS:
-        raise ValueError(f"mitigation {mitigation.name!r} is already registered")
-    MITIGATIONS[mitigation.name] = mitigation
-    return mitigation
+    return MITIGATIONS.add(mitigation.name, mitigation)
 
 
 def get_mitigation(name: str) -> Mitigation:
-    try:
-        return MITIGATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown pruning mitigation {name!r}; registered: {sorted(MITIGATIONS)}") from None
+    return MITIGATIONS.lookup(name)
 
 
 def _none(x: torch.Tensor, prune: Prune, params: Params) -> torch.Tensor:

@@ -18,7 +18,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-SAE_REGISTRY: dict[str, type["SparseAutoencoder"]] = {}
+from lmscalpel.registry import Registry
+
+SAE_REGISTRY: Registry[type["SparseAutoencoder"]] = Registry("SAE architecture")
 
 
 @dataclass
@@ -56,21 +58,15 @@ def register_sae(name: str):
     """Class decorator: make an architecture available to :func:`build_sae` and the SAELens reader."""
 
     def wrap(cls: type[SparseAutoencoder]) -> type[SparseAutoencoder]:
-        if name in SAE_REGISTRY:
-            raise ValueError(f"SAE architecture {name!r} registered twice")
         cls.architecture = name
-        SAE_REGISTRY[name] = cls
-        return cls
+        return SAE_REGISTRY.add(name, cls)
 
     return wrap
 
 
 def build_sae(arch: str, cfg: SAEConfig | dict[str, Any], generator: torch.Generator | None = None):
     """Instantiate a registered architecture from its config dataclass or a plain dict (unknown keys are errors)."""
-    try:
-        cls = SAE_REGISTRY[arch]
-    except KeyError:
-        raise ValueError(f"unknown SAE architecture {arch!r}; registered: {sorted(SAE_REGISTRY)}") from None
+    cls = SAE_REGISTRY.lookup(arch)
     if isinstance(cfg, dict):
         names = {f.name for f in dataclasses.fields(cls.config_class)}
         unknown = set(cfg) - names

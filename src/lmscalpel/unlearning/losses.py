@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lmscalpel.models import num_layers
+from lmscalpel.registry import Registry
 from lmscalpel.unlearning.items import IGNORE, Encoder, Item, random_answers
 
 # The fixed "I don't know" answers of IDK and DPO (TOFU uses a list of 100 such refusals; these are ours).
@@ -155,23 +156,18 @@ class Method:
     trainable: Callable[[torch.nn.Module, dict[str, Any]], list[str]] | None = None
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("unlearning method")
 
 
 def register(name: str, *, uses_reference: bool = False, **hooks: Any) -> Callable:
     def wrap(fn: Callable) -> Callable:
-        if name in METHODS:
-            raise ValueError(f"unlearning method {name!r} registered twice")
-        METHODS[name] = Method(name, fn, uses_reference, **hooks)
+        METHODS.add(name, Method(name, fn, uses_reference, **hooks))
         return fn
     return wrap
 
 
 def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown unlearning method {name!r}; known: {sorted(METHODS)}") from None
+    return METHODS.lookup(name)
 
 
 # ----------------------------------------------------------------------------------------------------------------
