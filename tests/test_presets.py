@@ -126,3 +126,19 @@ def test_misconfigured_preset_names_the_key(case: str, dry_runs):
     returncode, output, _ = dry_runs[case]
     assert returncode != 0, f"{case}: the dry run planned instead of failing"
     assert MISCONFIGURED[case][2] in output, f"{case}: the error does not name the key:\n{output[-3000:]}"
+
+
+def test_default_config_plans_its_grids(tmp_path):
+    """The toy default's grid keys shape the plan: magnitude at every pattern plus every criterion at
+    criteria_patterns, and feature metrics only for features.archs."""
+    cfg = load(REPO_ROOT / "config.yaml")
+    proc = start_dry_run(REPO_ROOT / "config.yaml", tmp_path)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-4000:]
+    jobs = planned_jobs(output)
+    pruning = cfg["pruning"]
+    cells = {(p, "magnitude") for p in pruning["patterns"]}
+    cells |= {(p, c) for p in pruning["criteria_patterns"] for c in pruning["criteria"]}
+    mitigated = len(pruning["mitigation_patterns"]) * len(pruning["mitigation_criteria"]) * len(pruning["mitigations"])
+    assert jobs["pruning_activation"] == len(cells) + mitigated
+    assert jobs["features_absorption"] == len(cfg["features"]["archs"]) < len(cfg["sae"]["architectures"])

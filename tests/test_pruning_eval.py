@@ -11,6 +11,7 @@ import torch
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.pruning import activation_pruning, window_nlls
 from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, token_stream
+from lmscalpel.pruning.evaluate import input_kurtosis
 from lmscalpel.pruning.table import gather_table, run_table, summarise
 
 
@@ -99,12 +100,56 @@ def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
     assert row["n_harmful"] == 3 and 0.0 <= row["refusal_rate"] <= 1.0 and 0.0 <= row["benign_compliance"] <= 1.0
 
 
-def _cell(tmp_path, family, pattern, criterion, mitigation, ppl):
+def _cell(tmp_path, family, pattern, criterion, mitigation, ppl, window_nlls=None):
     path = tmp_path / f"{family}-{pattern}-{criterion}-{mitigation}.json"
-    path.write_text(json.dumps({"family": family, "pattern": pattern, "criterion": criterion,
-                                "mitigation": mitigation, "targets": "none" if family == "dense" else "all",
-                                "perplexity": ppl}))
+    row = {"family": family, "pattern": pattern, "criterion": criterion, "mitigation": mitigation,
+           "targets": "none" if family == "dense" else "all", "perplexity": ppl}
+    if window_nlls is not None:
+        row["window_nlls"] = window_nlls
+    path.write_text(json.dumps(row))
     return path
+
+
+def test_ordering_tolerates_only_reversals_within_noise(tmp_path):
+    """A reversed neighbour pair passes when its paired window difference is within 2 standard errors."""
+    base = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0]
+    noisy = [b + d for b, d in zip(base, [0.02, -0.03, 0.01, -0.02, 0.03, -0.02])]  # mean -0.0017, within noise
+    shifted = [b - 0.01 for b in base]  # every window lower: a real reversal
+    for nlls_8_16, holds in ((noisy, True), (shifted, False)):
+        cells = [_cell(tmp_path, "act", p, "magnitude", "none", v, nlls)
+                 for p, v, nlls in (("16-32", 2.0, base), ("8-16", 1.99, nlls_8_16))]
+        summary = summarise(gather_table(cells), "all")
+        assert summary["magnitude_ordering_strict"] is False
+        assert summary["magnitude_ordering_holds"] is holds
+
+
+def test_per_kind_diagnostic_in_summary(tmp_path):
+    dense = tmp_path / "dense.json"
+    dense.write_text(json.dumps({"family": "dense", "pattern": "dense", "criterion": "none", "mitigation": "none",
+                                 "targets": "none", "perplexity": 2.0, "input_kurtosis_q_proj": 1.8,
+                                 "per_kind_2-4_act_ppl_q_proj": 2.2, "per_kind_2-4_weight_ppl_q_proj": 2.1,
+                                 "per_kind_2-4_act_ppl_down_proj": 2.01, "per_kind_2-4_weight_ppl_down_proj": 2.05}))
+    summary = summarise(gather_table([dense]), "all")
+    assert summary["input_kurtosis_q_proj"] == 1.8
+    assert summary["per_kind_2-4_act_beats_weight_q_proj"] is False
+    assert summary["per_kind_2-4_act_beats_weight_down_proj"] is True
+
+
+def test_input_kurtosis_matches_direct_computation(lm):
+    model, _ = lm
+    windows = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    inputs = []
+    handles = [block.mlp.down_proj.register_forward_pre_hook(lambda m, a: inputs.append(a[0].double()))
+               for block in model.model.layers]
+    with torch.no_grad():
+        model(input_ids=windows)
+    for handle in handles:
+        handle.remove()
+    expected = sum(float(x.pow(4).mean() / x.pow(2).mean() ** 2) for x in inputs) / len(inputs)
+    kurtosis = input_kurtosis(model, windows, ["down_proj", "q_proj"])
+    assert set(kurtosis) == {"down_proj", "q_proj"}
+    assert kurtosis["down_proj"] == pytest.approx(expected)
+    assert kurtosis["q_proj"] >= 1.0  # E[x^4] >= E[x^2]^2 for any input
 
 
 def test_table_summary_and_figures(tmp_path):
@@ -122,7 +167,8 @@ def test_table_summary_and_figures(tmp_path):
     row = table[(table["pattern"] == "2-4") & (table["family"] == "act")]
     assert row["refusal_rate"].iloc[0] == 0.5 and table["refusal_rate"].notna().sum() == 1
     summary = summarise(table, "all")
-    assert summary["magnitude_ordering_holds"] is False
+    assert summary["magnitude_ordering_strict"] is False
+    assert summary["magnitude_ordering_holds"] is False  # no window NLLs: no noise estimate, strict
     assert summary["magnitude_ordering_worst_gap"] == pytest.approx(-0.1)
     assert summary["act_beats_weight_magnitude_2-4"] is True and summary["act_beats_weight_wanda_2-4"] is False
     assert summary["degradation_ratio_2-4_over_16-32"] == pytest.approx(5.0)

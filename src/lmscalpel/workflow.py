@@ -13,10 +13,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from lmscalpel.models.loader import ModelRef
 from lmscalpel.runtime import seed_everything, set_threads
+
+if TYPE_CHECKING:  # transformers costs seconds of start-up that table and figure jobs do not need
+    from lmscalpel.models.loader import ModelRef
 
 
 def mock_snakemake(rule: str, configfiles: list[str] | None = None, workdir: str | os.PathLike | None = None,
@@ -71,15 +73,20 @@ def parse_cli(argv: list[str], rule: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def script_context(namespace: dict[str, Any], rule: str) -> Iterator[Any]:
+def script_context(namespace: dict[str, Any], rule: str | tuple[str, ...]) -> Iterator[Any]:
     """Yield the ``snakemake`` object (real, or mocked from ``argv`` outside Snakemake) with logging set up.
 
-    stderr and the ``logging`` root go to the rule's log file; torch threads follow ``threads``; every RNG is
-    seeded from ``config["seed"]``.
+    ``rule`` names the rule(s) that run the script; outside Snakemake a script shared by several rules takes
+    the rule as its first argument. stderr and the ``logging`` root go to the rule's log file; torch threads
+    follow ``threads``; every RNG is seeded from ``config["seed"]``.
     """
+    rules = (rule,) if isinstance(rule, str) else tuple(rule)
     smk = namespace.get("snakemake")
     if smk is None:
+        rule = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in rules else rules[0]
         smk = mock_snakemake(rule, **parse_cli(sys.argv[1:], rule))
+    else:
+        rule = smk.rule
     log_path = smk.log[0] if len(smk.log) else None
     with contextlib.ExitStack() as stack:
         if log_path:
@@ -97,7 +104,9 @@ def script_context(namespace: dict[str, Any], rule: str) -> Iterator[Any]:
             raise
 
 
-def model_ref(smk: Any) -> ModelRef:
+def model_ref(smk: Any) -> "ModelRef":
     """The configured model: the toy directory when the rule has a ``model`` input, else ``model.id``."""
+    from lmscalpel.models.loader import ModelRef
+
     local = getattr(smk.input, "model", None)
     return ModelRef.from_config(smk.config["model"], local_path=local)

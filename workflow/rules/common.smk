@@ -264,8 +264,14 @@ def features_sae_arch(sae_id):
     raise ValueError(f"SAE id {sae_id!r} is in no architecture of the sae grid")
 
 
+def features_sae_ids():
+    """The SAEs that get feature metrics: trained SAEs of ``features.archs`` (null: all), and every import."""
+    archs = config["features"]["archs"]
+    return [sae for sae in sae_ids() if archs is None or sae in sae_imports() or features_sae_arch(sae) in archs]
+
+
 def get_features_sae_archs(wildcards):
-    return {sae: features_sae_arch(sae) for sae in sae_ids()}
+    return {sae: features_sae_arch(sae) for sae in features_sae_ids()}
 
 
 def get_features_layer(wildcards):
@@ -273,9 +279,10 @@ def get_features_layer(wildcards):
 
 
 def get_features_compare_inputs(wildcards):
-    return {"metrics": [f"{RESULTS}/features/{sae}/{metric}.json" for sae in sae_ids() for metric in FEATURE_METRICS],
-            "max_cos": [f"{RESULTS}/features/{sae}/max_cos.safetensors" for sae in sae_ids()],
-            "core": [f"{RESULTS}/sae/{sae}/core_metrics.json" for sae in sae_ids()]}
+    saes = features_sae_ids()
+    return {"metrics": [f"{RESULTS}/features/{sae}/{metric}.json" for sae in saes for metric in FEATURE_METRICS],
+            "max_cos": [f"{RESULTS}/features/{sae}/max_cos.safetensors" for sae in saes],
+            "core": [f"{RESULTS}/sae/{sae}/core_metrics.json" for sae in saes]}
 
 
 def get_features_targets():
@@ -487,11 +494,14 @@ def pruning_slug(pattern):
 
 
 def pruning_activation_cells():
-    """(targets, pattern, criterion, mitigation): every criterion without mitigation at every pattern, plus the
-    mitigations at mitigation_patterns x mitigation_criteria."""
+    """(targets, pattern, criterion, mitigation): magnitude at every pattern and every criterion at
+    criteria_patterns (null: every pattern), both without mitigation, plus the mitigations at mitigation_patterns
+    x mitigation_criteria."""
+    criteria_patterns = PRUNING["criteria_patterns"] or PRUNING["patterns"]
     cells = []
     for targets in PRUNING["grid_targets"]:
-        cells += [(targets, p, c, "none") for p in PRUNING["patterns"] for c in PRUNING["criteria"]]
+        cells += [(targets, p, "magnitude", "none") for p in PRUNING["patterns"]]
+        cells += [(targets, p, c, "none") for p in criteria_patterns for c in PRUNING["criteria"]]
         cells += [(targets, p, c, m) for p in PRUNING["mitigation_patterns"] for c in PRUNING["mitigation_criteria"]
                   for m in PRUNING["mitigations"]]
     return list(dict.fromkeys(cells))

@@ -5,17 +5,18 @@ prunes the inputs of the chosen linear layers while its block runs. Criteria (``
 (``MITIGATIONS``) are registries by name; ``weight_pruning`` gives the magnitude / Wanda baselines.
 """
 
-from lmscalpel.pruning.calibration import compute_spts, load_params, save_params, train_learnable
-from lmscalpel.pruning.criteria import CRITERIA, get_criterion, register_criterion
-from lmscalpel.pruning.evaluate import perplexity, window_nlls
-from lmscalpel.pruning.masks import Pattern, keep_mask, parse_pattern
-from lmscalpel.pruning.mitigations import MITIGATIONS, Mitigation, get_mitigation, register_mitigation
-from lmscalpel.pruning.pruner import DEFAULT_TARGETS, ActivationPruning, activation_pruning, find_target_modules
-from lmscalpel.pruning.weight import WEIGHT_METHODS, weight_pruning
+from lmscalpel.lazy import lazy_exports
 
-__all__ = [
-    "CRITERIA", "DEFAULT_TARGETS", "MITIGATIONS", "WEIGHT_METHODS", "ActivationPruning", "Mitigation", "Pattern",
-    "activation_pruning", "compute_spts", "find_target_modules", "get_criterion", "get_mitigation", "keep_mask",
-    "load_params", "parse_pattern", "perplexity", "register_criterion", "register_mitigation", "save_params",
-    "train_learnable", "weight_pruning", "window_nlls",
-]
+# Public names -> submodule, imported on first use (PEP 562): the table job needs no transformers.
+_EXPORTS = {
+    "compute_spts": "calibration", "load_params": "calibration", "save_params": "calibration",
+    "train_learnable": "calibration", "CRITERIA": "criteria", "get_criterion": "criteria",
+    "register_criterion": "criteria", "perplexity": "evaluate", "window_nlls": "evaluate", "Pattern": "masks",
+    "keep_mask": "masks", "parse_pattern": "masks", "MITIGATIONS": "mitigations", "Mitigation": "mitigations",
+    "get_mitigation": "mitigations", "register_mitigation": "mitigations", "DEFAULT_TARGETS": "pruner",
+    "ActivationPruning": "pruner", "activation_pruning": "pruner", "find_target_modules": "pruner",
+    "WEIGHT_METHODS": "weight", "weight_pruning": "weight",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

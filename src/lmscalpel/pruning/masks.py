@@ -107,48 +107,48 @@ def _selection_network(size: int, target: int) -> tuple[tuple[int, int, bool, bo
     return tuple(reversed(kept))
 
 
-def _keep_top_n(rows: torch.Tensor, n: int) -> torch.Tensor:
-    """Keep-mask of the ``n`` highest entries of every row of a 2-D tensor (ties: lowest column first).
+def _keep_top_n(groups: torch.Tensor, n: int) -> torch.Tensor:
+    """Keep-mask of the ``n`` highest entries along the last dimension of ``groups`` (ties: lowest index first).
 
-    The threshold (n-th largest value) of small groups comes from a sorting network applied to whole columns
-    (a few dozen vectorised min/max calls instead of one tiny sort per group, which is what makes per-token N:M
-    masking cheap on CPU); wide rows use ``torch.topk``.
+    For small groups the threshold (n-th largest value) comes from a selection network whose wires are strided
+    views of the groups (``unbind(-1)``): a few dozen vectorised min/max calls over all groups at once, without a
+    transpose or one tiny sort per group, which is what makes per-token N:M masking cheap on CPU. Wide groups
+    (unstructured) use ``torch.topk``.
     """
-    width = rows.shape[-1]
+    width = groups.shape[-1]
     if width > _NETWORK_MAX:
-        layout, dim = rows, -1
-        threshold = rows.topk(n, dim=-1).values[:, -1:]
+        threshold = groups.topk(n, dim=-1).values[..., -1:]
     else:
         size = 1 << (width - 1).bit_length()
-        columns = F.pad(rows, (0, size - width), value=float("-inf")) if size != width else rows
-        columns = columns.t().contiguous()  # [size, groups]: every wire is a contiguous vector
-        wires = list(columns.unbind(0))
+        wires = list(groups.unbind(-1))
+        if size != width:
+            wires += [torch.full_like(wires[0], float("-inf"))] * (size - width)
         for lo, hi, lo_needed, hi_needed in _selection_network(size, size - n):
             a, b = wires[lo], wires[hi]
             if lo_needed:
                 wires[lo] = torch.minimum(a, b)
             if hi_needed:
                 wires[hi] = torch.maximum(a, b)
-        layout, dim = columns[:width], 0
-        threshold = wires[size - n].unsqueeze(0)
-    mask = layout >= threshold
-    if layout.is_cuda or not bool((mask.sum(dim) == n).all()):
-        # ties at the threshold: keep the lowest column ids among the tied entries
-        above = layout > threshold
-        tied = layout == threshold
-        mask = above | (tied & (tied.cumsum(dim) <= n - above.sum(dim, keepdim=True)))
-    return mask if dim == -1 else mask.t()
+        threshold = wires[size - n].unsqueeze(-1)
+    mask = groups >= threshold
+    # every group keeps at least n (the threshold is its n-th largest), so one total count detects any ties
+    if groups.is_cuda or int(mask.count_nonzero()) != n * mask[..., 0].numel():
+        above = groups > threshold
+        tied = groups == threshold
+        mask = above | (tied & (tied.cumsum(-1) <= n - above.sum(-1, keepdim=True)))
+    return mask
 
 
 def group_topk_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Boolean mask keeping the ``n`` highest scores in every group of ``m`` consecutive last-dim entries."""
     width = scores.shape[-1]
+    if n == m:
+        return torch.ones_like(scores, dtype=torch.bool)
     pad = (-width) % m
     if pad:
         scores = F.pad(scores, (0, pad), value=float("-inf"))
-    rows = scores.reshape(-1, m)
-    mask = torch.ones_like(rows, dtype=torch.bool) if n == m else _keep_top_n(rows, n)
-    return mask.reshape(*scores.shape[:-1], -1)[..., :width]
+    mask = _keep_top_n(scores.unflatten(-1, (-1, m)), n)
+    return mask.flatten(-2)[..., :width]
 
 
 def keep_mask(scores: torch.Tensor, pattern: str | Pattern) -> torch.Tensor:

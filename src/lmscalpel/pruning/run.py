@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from tqdm import tqdm
 
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.loader import model_provenance
 from lmscalpel.pruning.calibration import compute_spts, save_params, train_learnable
 from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, sample_texts, token_stream
-from lmscalpel.pruning.evaluate import perplexity, window_nlls
+from lmscalpel.pruning.evaluate import input_kurtosis, perplexity, window_nlls
 from lmscalpel.pruning.masks import parse_pattern
 from lmscalpel.pruning.mitigations import get_mitigation
 from lmscalpel.pruning.pruner import activation_pruning
@@ -67,7 +68,8 @@ def evaluate_model(model, tokenizer, windows: torch.Tensor, cfg: Mapping, tasks_
     """Perplexity on the windows, then the zero-shot tasks (if enabled), all under the current hooks."""
     started = time.perf_counter()
     nlls = window_nlls(model, windows, cfg["perplexity"]["batch_size"])
-    metrics = {"perplexity": perplexity(nlls), "mean_nll": float(nlls.mean()), "n_windows": windows.shape[0],
+    metrics = {"perplexity": perplexity(nlls), "mean_nll": float(nlls.mean()), "window_nlls": nlls.tolist(),
+               "n_windows": windows.shape[0],
                "seqlen": windows.shape[1], "eval_dataset": cfg["perplexity"]["dataset"]["path"],
                "eval_split": cfg["perplexity"]["dataset"].get("split"),
                "perplexity_seconds": time.perf_counter() - started}
@@ -84,6 +86,27 @@ def evaluate_model(model, tokenizer, windows: torch.Tensor, cfg: Mapping, tasks_
     return metrics
 
 
+def per_kind_diagnostic(model, windows: torch.Tensor, cfg: Mapping) -> dict:
+    """Per target kind (q_proj, ..., down_proj): input kurtosis, and perplexity with only that kind pruned at
+    ``per_kind_pattern``, activation (magnitude) vs weight (magnitude).
+
+    Why: whether activation pruning beats weight pruning depends on how heavy-tailed each layer's input is; this
+    shows it layer kind by layer kind in the dense job, without a grid cell per kind.
+    """
+    kinds = sorted({m for name in cfg["grid_targets"] for m in target_set(cfg, name)})
+    batch = cfg["perplexity"]["batch_size"]
+    row = {f"input_kurtosis_{kind}": value for kind, value in input_kurtosis(model, windows[:batch], kinds).items()}
+    pattern = cfg.get("per_kind_pattern")
+    if pattern:
+        slug = parse_pattern(pattern).slug
+        for kind in tqdm(kinds, desc=f"per-kind {slug}"):
+            with activation_pruning(model, pattern, "magnitude", "none", [kind]):
+                row[f"per_kind_{slug}_act_ppl_{kind}"] = perplexity(window_nlls(model, windows, batch))
+            with weight_pruning(model, pattern, "magnitude", [kind]):
+                row[f"per_kind_{slug}_weight_ppl_{kind}"] = perplexity(window_nlls(model, windows, batch))
+    return row
+
+
 def run_cell(model_ref: ModelRef, *, family: str, pattern: str | None, method: str | None, mitigation: str | None,
              targets: str | None, cfg: Mapping, toyworld_dir, tasks_dir, calibration_file, seed: int,
              output) -> dict:
@@ -95,6 +118,7 @@ def run_cell(model_ref: ModelRef, *, family: str, pattern: str | None, method: s
            **model_provenance(model_ref)}
     if family == "dense":
         row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
+        row |= per_kind_diagnostic(model, windows, cfg)
     else:
         modules = target_set(cfg, targets)
         spec = parse_pattern(pattern)

@@ -3,6 +3,9 @@
 Claims checked on every model (spec section 10): perplexity ordering unstructured <= 16:32 <= 8:16 <= 4:8 <= 2:4
 for the magnitude criterion without mitigation, and activation pruning below magnitude weight pruning at 2:4.
 "x better" is reported as a ratio of degradations from dense, e.g. (PPL_2:4 - PPL_dense) / (PPL_16:32 - PPL_dense).
+The ordering allows noise (the issue's "small noise allowed"): a reversed neighbour pair counts as a violation only
+when its paired mean-NLL difference over the shared windows is below -NOISE_SE standard errors; the strict
+ordering is reported too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from lmscalpel.io import atomic_path, read_json, write_json
 from lmscalpel.pruning.masks import parse_pattern
 
 ORDERING = ("u50", "16-32", "8-16", "4-8", "2-4")
+NOISE_SE = 2.0
 
 
 def pattern_order(slug: str) -> tuple:
@@ -48,24 +52,66 @@ def _ppl(table: pd.DataFrame, **where) -> float | None:
     return float(rows["perplexity"].iloc[0]) if len(rows) else None
 
 
+def _window_nlls(table: pd.DataFrame, **where) -> np.ndarray | None:
+    rows = table
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    if not len(rows) or "window_nlls" not in rows or not isinstance(rows["window_nlls"].iloc[0], list):
+        return None
+    return np.asarray(rows["window_nlls"].iloc[0], dtype=float)
+
+
+def paired_z(low: np.ndarray | None, high: np.ndarray | None) -> float | None:
+    """Mean of (high - low) window NLLs over its standard error: below -NOISE_SE means ``high`` is truly lower."""
+    if low is None or high is None or low.shape != high.shape or len(low) < 2:
+        return None
+    diff = high - low
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    return float(diff.mean() / se) if se > 0 else (0.0 if diff.mean() == 0 else float(np.sign(diff.mean()) * np.inf))
+
+
+def per_kind_summary(table: pd.DataFrame) -> dict:
+    """The dense job's per-kind diagnostic (input kurtosis, one-kind act vs weight perplexity) with a verdict."""
+    dense = table[table["family"] == "dense"]
+    if not len(dense):
+        return {}
+    row = dense.iloc[0]
+    keys = [k for k in dense.columns if k.startswith(("input_kurtosis_", "per_kind_")) and pd.notna(row[k])]
+    summary = {key: float(row[key]) for key in keys}
+    for key in keys:
+        if "_act_ppl_" in key:
+            weight = key.replace("_act_ppl_", "_weight_ppl_")
+            if weight in summary:
+                summary[key.replace("_act_ppl_", "_act_beats_weight_")] = summary[key] < summary[weight]
+    return summary
+
+
 def summarise(table: pd.DataFrame, targets: str) -> dict:
     dense = _ppl(table, family="dense")
-    magnitude = {p: _ppl(table, family="act", targets=targets, pattern=p, criterion="magnitude", mitigation="none")
-                 for p in ORDERING}
-    chain = [(p, v) for p, v in magnitude.items() if v is not None]
-    gaps = [b[1] - a[1] for a, b in zip(chain, chain[1:])]  # should all be >= 0
+    act = {"family": "act", "targets": targets, "criterion": "magnitude", "mitigation": "none"}
+    magnitude = {p: _ppl(table, pattern=p, **act) for p in ORDERING}
+    chain = [p for p in ORDERING if magnitude[p] is not None]
+    gaps = [magnitude[b] - magnitude[a] for a, b in zip(chain, chain[1:])]  # should all be >= 0
+    z = [paired_z(_window_nlls(table, pattern=a, **act), _window_nlls(table, pattern=b, **act))
+         for a, b in zip(chain, chain[1:])]
     summary = {"targets": targets, "dense_perplexity": dense,
                **{f"act_magnitude_ppl_{p}": v for p, v in magnitude.items()},
-               "magnitude_ordering": " <= ".join(p for p, _ in chain),
-               "magnitude_ordering_holds": all(g >= 0 for g in gaps) if gaps else None,
-               "magnitude_ordering_worst_gap": min(gaps) if gaps else None}
+               "magnitude_ordering": " <= ".join(chain),
+               "magnitude_ordering_strict": all(g >= 0 for g in gaps) if gaps else None,
+               "magnitude_ordering_holds": (all(g >= 0 or (zv is not None and zv >= -NOISE_SE)
+                                                for g, zv in zip(gaps, z)) if gaps else None),
+               "magnitude_ordering_noise_se": NOISE_SE,
+               "magnitude_ordering_worst_gap": min(gaps) if gaps else None,
+               "magnitude_ordering_worst_z": min((v for v in z if v is not None), default=None)}
+    summary |= per_kind_summary(table)
     for pattern in ("2-4", "8-16"):
         act = magnitude.get(pattern)
         for method in ("magnitude", "wanda"):
             weight = _ppl(table, family="weight", targets=targets, pattern=pattern, criterion=method)
-            summary[f"weight_{method}_ppl_{pattern}"] = weight
-            if act is not None and weight is not None:
-                summary[f"act_beats_weight_{method}_{pattern}"] = act < weight
+            if weight is not None:
+                summary[f"weight_{method}_ppl_{pattern}"] = weight
+                if act is not None:
+                    summary[f"act_beats_weight_{method}_{pattern}"] = act < weight
     if dense is not None:
         for pattern in ("2-4", "8-16"):
             for flexible in ("16-32", "u50"):
@@ -170,7 +216,7 @@ def run_table(cell_files, chat_files, *, targets: str, table_out, summary_out, h
               chat_out) -> pd.DataFrame:
     table = gather_table(cell_files, chat_files)
     with atomic_path(table_out) as tmp:
-        table.to_csv(tmp, index=False)
+        table.drop(columns="window_nlls", errors="ignore").to_csv(tmp, index=False)
     write_json(summary_out, summarise(table, targets))
     plot_heatmaps(table, targets, heatmap_out)
     plot_act_vs_weight(table, targets, bars_out)

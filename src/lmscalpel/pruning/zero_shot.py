@@ -103,9 +103,13 @@ def build_toy_tasks(toyworld_dir: str | os.PathLike, out_dir: str | os.PathLike,
 def run_zero_shot(model, tokenizer, tasks: Iterable[str], *, include_path: str | os.PathLike | None = None,
                   batch_size: int = 8, limit: int | None = None, num_fewshot: int = 0,
                   seed: int = 0) -> dict[str, float]:
-    """Evaluate ``tasks`` with lm-eval on the model as it is (hooks included); flat ``task/metric`` keys."""
-    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        os.environ.setdefault(flag, "1")
+    """Evaluate ``tasks`` with lm-eval on the model as it is (hooks included); flat ``task/metric`` keys.
+
+    Local tasks (``include_path``) run offline; hub tasks (ARC, BoolQ, ... on presets) may download their data.
+    """
+    if include_path:
+        for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.setdefault(flag, "1")
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

@@ -5,12 +5,17 @@ the original and gold models, ten unlearning methods as registered losses, LoRA 
 of forgetting under steering and activation pruning.
 """
 
-from lmscalpel.unlearning.data import build_mini_clear, load_clear_subset
-from lmscalpel.unlearning.lora import attach_lora, l1_penalty
-from lmscalpel.unlearning.losses import IDK_ANSWERS, METHODS, get_method, register
-from lmscalpel.unlearning.metrics import forget_quality, harmonic_mean, truth_ratio_score, truth_ratios
-from lmscalpel.unlearning.vlm import build_tiny_llava, load_vlm
+from lmscalpel.lazy import lazy_exports
 
-__all__ = ["IDK_ANSWERS", "METHODS", "attach_lora", "build_mini_clear", "build_tiny_llava", "forget_quality",
-           "get_method", "harmonic_mean", "l1_penalty", "load_clear_subset", "load_vlm", "register",
-           "truth_ratio_score", "truth_ratios"]
+# Public names -> submodule; imported on first use (PEP 562) so that table and figure jobs, which only need
+# ``unlearning.report``, do not pay for datasets, rouge-score and transformers at start-up.
+_EXPORTS = {
+    "build_mini_clear": "data", "load_clear_subset": "data",
+    "attach_lora": "lora", "l1_penalty": "lora",
+    "IDK_ANSWERS": "losses", "METHODS": "losses", "get_method": "losses", "register": "losses",
+    "forget_quality": "metrics", "harmonic_mean": "metrics", "truth_ratio_score": "metrics", "truth_ratios": "metrics",
+    "build_tiny_llava": "vlm", "load_vlm": "vlm",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 LM_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -17,8 +21,13 @@ def lm_target_regex(module_patterns: list[str] | None = None) -> str:
 
 def attach_lora(model: torch.nn.Module, *, r: int, alpha: int, dropout: float,
                 module_patterns: list[str] | None = None,
-                modules_to_save: list[str] | None = None) -> PeftModel:
-    """Wrap ``model`` with a fresh LoRA adapter; only the adapter (and ``modules_to_save``) train."""
+                modules_to_save: list[str] | None = None) -> "PeftModel":
+    """Wrap ``model`` with a fresh LoRA adapter; only the adapter (and ``modules_to_save``) train.
+
+    peft is imported here, not at module level: it costs ~2 s of start-up that most unlearning jobs never use.
+    """
+    from peft import LoraConfig, get_peft_model
+
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
                         target_modules=lm_target_regex(module_patterns), modules_to_save=modules_to_save)
     return get_peft_model(model, config)
