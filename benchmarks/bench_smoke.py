@@ -9,6 +9,8 @@ descendants); with --cores 2 at most two jobs run at once.
 from __future__ import annotations
 
 import argparse
+import datetime
+import re
 import resource
 import shutil
 import subprocess
@@ -38,6 +40,7 @@ def main() -> int:
     print(f"snakemake exit code: {result.returncode}; report written: {report.exists()}")
     print(f"wall time: {wall:.0f} s (goal <= {LIMIT_S} s; ratio {wall / LIMIT_S:.2f})")
     print(f"peak RSS of one process: {peak_gib:.2f} GiB (goal <= {LIMIT_GIB} GiB; ratio {peak_gib / LIMIT_GIB:.2f})")
+    print_rule_times(result.stderr)
     if result.returncode:
         print(result.stderr[-4000:])
     if args.keep:
@@ -45,6 +48,28 @@ def main() -> int:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     return result.returncode
+
+
+def print_rule_times(log: str, top: int = 12) -> None:
+    """Jobs and job-seconds per rule from Snakemake's log (start and finish stamps, 1 s resolution): where the
+    wall time goes, start-up included (each job is a fresh interpreter)."""
+    stamp, rule, started, per_rule = None, None, {}, {}
+    for line in log.splitlines():
+        if match := re.match(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):
+            stamp = datetime.datetime.strptime(match.group(1), "%a %b %d %H:%M:%S %Y")
+        elif match := re.match(r"(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+        elif (match := re.match(r"\s+jobid: (\d+)", line)) and rule:
+            started[match.group(1)], rule = (rule, stamp), None
+        elif (match := re.match(r"Finished jobid: (\d+)", line)) and match.group(1) in started:
+            name, begin = started.pop(match.group(1))
+            count, seconds = per_rule.get(name, (0, 0.0))
+            per_rule[name] = (count + 1, seconds + (stamp - begin).total_seconds())
+    total = sum(seconds for _, seconds in per_rule.values())
+    jobs = sum(count for count, _ in per_rule.values())
+    print(f"{jobs} jobs, {total:.0f} job-seconds; rules with the most job-seconds:")
+    for name, (count, seconds) in sorted(per_rule.items(), key=lambda item: -item[1][1])[:top]:
+        print(f"  {name:32s} {count:3d} jobs {seconds:6.0f} s ({seconds / count:5.1f} s each)")
 
 
 if __name__ == "__main__":
