@@ -10,6 +10,7 @@ ordering is reported too.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable
 
@@ -45,20 +46,23 @@ def gather_table(cell_files: Iterable[str | os.PathLike], chat_files: Iterable[s
     return cells.reset_index(drop=True)
 
 
-def _ppl(table: pd.DataFrame, **where) -> float | None:
+def _cell(table: pd.DataFrame, **where) -> pd.Series | None:
     rows = table
     for key, value in where.items():
         rows = rows[rows[key] == value]
-    return float(rows["perplexity"].iloc[0]) if len(rows) else None
+    return rows.iloc[0] if len(rows) else None
+
+
+def _ppl(table: pd.DataFrame, **where) -> float | None:
+    cell = _cell(table, **where)
+    return None if cell is None else float(cell["perplexity"])
 
 
 def _window_nlls(table: pd.DataFrame, **where) -> np.ndarray | None:
-    rows = table
-    for key, value in where.items():
-        rows = rows[rows[key] == value]
-    if not len(rows) or "window_nlls" not in rows or not isinstance(rows["window_nlls"].iloc[0], list):
+    cell = _cell(table, **where)
+    if cell is None or not isinstance(cell.get("window_nlls"), list):
         return None
-    return np.asarray(rows["window_nlls"].iloc[0], dtype=float)
+    return np.asarray(cell["window_nlls"], dtype=float)
 
 
 def paired_z(low: np.ndarray | None, high: np.ndarray | None) -> float | None:
@@ -67,7 +71,9 @@ def paired_z(low: np.ndarray | None, high: np.ndarray | None) -> float | None:
         return None
     diff = high - low
     se = diff.std(ddof=1) / np.sqrt(len(diff))
-    return float(diff.mean() / se) if se > 0 else (0.0 if diff.mean() == 0 else float(np.sign(diff.mean()) * np.inf))
+    if se == 0:
+        return 0.0 if diff.mean() == 0 else math.copysign(math.inf, diff.mean())
+    return float(diff.mean() / se)
 
 
 def per_kind_summary(table: pd.DataFrame) -> dict:
@@ -88,11 +94,11 @@ def per_kind_summary(table: pd.DataFrame) -> dict:
 
 def summarise(table: pd.DataFrame, targets: str) -> dict:
     dense = _ppl(table, family="dense")
-    act = {"family": "act", "targets": targets, "criterion": "magnitude", "mitigation": "none"}
-    magnitude = {p: _ppl(table, pattern=p, **act) for p in ORDERING}
+    magnitude_cell = {"family": "act", "targets": targets, "criterion": "magnitude", "mitigation": "none"}
+    magnitude = {p: _ppl(table, pattern=p, **magnitude_cell) for p in ORDERING}
     chain = [p for p in ORDERING if magnitude[p] is not None]
     gaps = [magnitude[b] - magnitude[a] for a, b in zip(chain, chain[1:])]  # should all be >= 0
-    z = [paired_z(_window_nlls(table, pattern=a, **act), _window_nlls(table, pattern=b, **act))
+    z = [paired_z(_window_nlls(table, pattern=a, **magnitude_cell), _window_nlls(table, pattern=b, **magnitude_cell))
          for a, b in zip(chain, chain[1:])]
     summary = {"targets": targets, "dense_perplexity": dense,
                **{f"act_magnitude_ppl_{p}": v for p, v in magnitude.items()},
