@@ -497,7 +497,7 @@ def pruning_activation_cells():
     """(targets, pattern, criterion, mitigation): magnitude at every pattern and every criterion at
     criteria_patterns (null: every pattern), both without mitigation, plus the mitigations at mitigation_patterns
     x mitigation_criteria."""
-    criteria_patterns = PRUNING["criteria_patterns"] or PRUNING["patterns"]
+    criteria_patterns = PRUNING["patterns"] if PRUNING["criteria_patterns"] is None else PRUNING["criteria_patterns"]
     cells = []
     for targets in PRUNING["grid_targets"]:
         cells += [(targets, p, "magnitude", "none") for p in PRUNING["patterns"]]
