@@ -3,7 +3,8 @@
 Goal: the full report from the toy world in <= 10 minutes on 2 cores with peak RSS <= 4 GiB. Runs the real
 Snakefile with config.yaml in a fresh temporary directory, so nothing cached in this checkout is reused.
 Peak RSS is the largest resident set of any single process of the run (getrusage over all waited-for
-descendants); with --cores 2 at most two jobs run at once.
+descendants, the warm worker's forked jobs included); with --cores 2 at most two jobs run at once.
+Set LMSCALPEL_JOBSERVER=off in the environment to measure the run without the warm worker.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def main() -> int:
     print(f"wall time: {wall:.0f} s (goal <= {LIMIT_S} s; ratio {wall / LIMIT_S:.2f})")
     print(f"peak RSS of one process: {peak_gib:.2f} GiB (goal <= {LIMIT_GIB} GiB; ratio {peak_gib / LIMIT_GIB:.2f})")
     print_rule_times(result.stderr)
+    server_log = workdir / "logs" / "toy" / "jobserver.log"
+    if server_log.exists() and (served := re.search(r"served (\d+) jobs", server_log.read_text())):
+        print(f"jobs run in the warm worker: {served.group(1)}")
     if result.returncode:
         print(result.stderr[-4000:])
     if args.keep:
@@ -52,7 +56,7 @@ def main() -> int:
 
 def print_rule_times(log: str, top: int = 12) -> None:
     """Jobs and job-seconds per rule from Snakemake's log (start and finish stamps, 1 s resolution): where the
-    wall time goes, start-up included (each job is a fresh interpreter)."""
+    wall time goes, start-up included."""
     stamp, rule, started, per_rule = None, None, {}, {}
     for line in log.splitlines():
         if match := re.match(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):

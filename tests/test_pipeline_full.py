@@ -6,6 +6,7 @@ scratch reproduces every metric JSON."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,16 +26,17 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 STAGE_OF_RULE = re.compile(r"^([a-z_0-9]+)\s+(\d+)$")
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 1800, warm_worker: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory", str(workdir),
            "--cores", "2", "--configfile", str(workdir / "small.yaml"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, **({} if warm_worker else {"LMSCALPEL_JOBSERVER": "off"})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def fresh_run(workdir: Path, run_name: str) -> Path:
+def fresh_run(workdir: Path, run_name: str, warm_worker: bool = True) -> Path:
     shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
     (workdir / "small.yaml").write_text(yaml.safe_dump(pipeline_config(run_name)))
-    result = snakemake(workdir)
+    result = snakemake(workdir, warm_worker=warm_worker)
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     return workdir
 
@@ -150,8 +152,15 @@ def test_changing_one_stage_parameter_reruns_only_that_stage(run_dir, tmp_path):
     assert "pruning_table" in rules and "train_toy_model" not in rules
 
 
+def test_jobs_ran_in_the_warm_worker(run_dir):
+    served = re.search(r"served (\d+) jobs", (run_dir / "logs" / "itest" / "jobserver.log").read_text())
+    assert served and int(served.group(1)) > 20
+
+
 def test_run_from_scratch_reproduces_every_metric_json(run_dir, tmp_path):
-    again = fresh_run(tmp_path, "itest")
+    """The second run has no warm worker: every job in its own interpreter gives the same numbers."""
+    again = fresh_run(tmp_path, "itest", warm_worker=False)
+    assert not (again / "logs" / "itest" / "jobserver.log").exists()
     first, second = metric_jsons(run_dir), metric_jsons(again)
     assert first.keys() == second.keys() and len(first) > 20
     different = [name for name in first if first[name] != second[name]]

@@ -6,3 +6,8 @@ Subpackages, one per stage: ``toyworld`` (synthetic corpus + tiny models), ``mod
 """
 
 __version__ = "0.1.0"
+
+from lmscalpel.jobserver import hand_over as _hand_over
+
+# A Snakemake job script runs in the warm worker when the run started one (see lmscalpel.jobserver).
+_hand_over()

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from lmscalpel import jobserver
 from lmscalpel.config import check_config
 
 
@@ -15,6 +16,25 @@ LOGS = f"logs/{RUN}"
 CHECKPOINTS = f"checkpoints/{RUN}"
 ENV = "../../envs/lmscalpel.yaml"
 STAGES = config["stages"]
+
+
+JOB_SERVERS = []
+
+
+onstart:
+    # Local runs without conda/containers: jobs skip 5-8 s of imports each (lmscalpel/jobserver.py).
+    if workflow.local_exec and not workflow.deployment_settings.deployment_method:
+        JOB_SERVERS.append(jobserver.start(f"{LOGS}/jobserver.log"))
+
+
+onsuccess:
+    for server in JOB_SERVERS:
+        jobserver.stop(server)
+
+
+onerror:
+    for server in JOB_SERVERS:
+        jobserver.stop(server)
 
 
 def is_toy_model():
