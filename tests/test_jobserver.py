@@ -107,3 +107,12 @@ def test_start_and_stop_set_and_clear_the_address(tmp_path, monkeypatch):
 def test_start_is_disabled_by_off(monkeypatch, tmp_path):
     monkeypatch.setenv(jobserver.SOCKET_ENV, "off")
     assert jobserver.start(tmp_path / "jobserver.log") is None
+
+
+def test_no_serving_when_forked_workers_could_not_use_cuda(tmp_path):
+    """After CUDA initialisation a forked child cannot use the GPU; simulated with torch's own bad-fork flag."""
+    address = str(tmp_path / "s.sock")
+    code = ("import torch; torch.cuda._is_in_bad_fork = lambda: True\n"
+            f"from lmscalpel.jobserver import serve; serve({address!r}, preload=('json',))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and not Path(address).exists() and "not serving" in result.stderr

@@ -76,11 +76,16 @@ def serve(address: str, preload: tuple[str, ...] = PRELOAD, parent_pid: int | No
     parent (Snakemake) is gone."""
     parent_pid = parent_pid or os.getppid()
     started = time.perf_counter()
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() then keeps fork safe
     for name in preload:
         try:
             importlib.import_module(name)
         except ImportError as error:  # an optional extra that is not installed: jobs import what they need
             log.info("not preloaded: %s (%s)", name, error)
+    if not _fork_is_safe():
+        log.warning("CUDA was initialised while preloading, so forked workers could not use it: not serving; "
+                    "jobs run in their own interpreters")
+        return
     gc.collect()
     gc.freeze()  # keeps the imported objects' pages shared with the workers (no refcount/GC writes to them)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -109,6 +114,16 @@ def serve(address: str, preload: tuple[str, ...] = PRELOAD, parent_pid: int | No
         with contextlib.suppress(FileNotFoundError):
             os.unlink(address)
         log.info("served %d jobs", served)
+
+
+def _fork_is_safe() -> bool:
+    """A forked child can use CUDA only if the parent never initialised it: ask a probe child."""
+    if "torch" not in sys.modules:
+        return True
+    pid = os.fork()
+    if pid == 0:
+        os._exit(int(sys.modules["torch"].cuda._is_in_bad_fork()))
+    return os.waitpid(pid, 0)[1] == 0
 
 
 def _reap_workers() -> None:
