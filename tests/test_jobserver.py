@@ -19,7 +19,8 @@ JOB = """
 snakemake = {"rule": "demo"}
 import os, sys, pathlib
 import lmscalpel
-pathlib.Path("ran.txt").write_text(f"{os.getpid()} {os.getppid()} {os.environ.get('DEMO_VALUE')} {sys.argv[1:]}")
+own_dir = os.path.samefile(sys.path[0], os.path.dirname(os.path.abspath(__file__)))
+pathlib.Path("ran.txt").write_text(f"{os.getpid()} {os.getppid()} {os.environ.get('DEMO_VALUE')} {own_dir}")
 print("to stdout")
 print("to stderr", file=sys.stderr)
 if sys.argv[1] == "raise":
@@ -57,9 +58,10 @@ def run_job(tmp_path: Path, address: str, *args: str, **popen) -> subprocess.Com
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
 
 
-def ran_in(tmp_path: Path) -> tuple[int, int, str]:
-    pid, ppid, value, _ = (tmp_path / "ran.txt").read_text().split(" ", 3)
-    return int(pid), int(ppid), value
+def ran_in(tmp_path: Path) -> tuple[int, int, str, bool]:
+    """The job's pid, parent pid, DEMO_VALUE, and whether sys.path[0] is the script's directory."""
+    pid, ppid, value, own_dir = (tmp_path / "ran.txt").read_text().split(" ")
+    return int(pid), int(ppid), value, own_dir == "True"
 
 
 def test_job_runs_in_a_forked_worker_with_its_own_stdio_env_and_status(server, tmp_path):
@@ -67,8 +69,8 @@ def test_job_runs_in_a_forked_worker_with_its_own_stdio_env_and_status(server, t
     result = run_job(tmp_path, address, "7")
     assert result.returncode == 7
     assert result.stdout == "to stdout\n" and result.stderr == "to stderr\n"
-    _, parent, value = ran_in(tmp_path)
-    assert parent == proc.pid and value == "from-client"
+    _, parent, value, own_dir = ran_in(tmp_path)
+    assert parent == proc.pid and value == "from-client" and own_dir
 
 
 def test_exception_in_the_worker_is_a_traceback_and_status_1(server, tmp_path):
@@ -87,7 +89,7 @@ def test_killing_the_waiting_script_stops_the_worker(server, tmp_path):
     proc, address = server
     client = run_job(tmp_path, address, "sleep", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: (tmp_path / "ran.txt").exists())
-    worker, parent, _ = ran_in(tmp_path)
+    worker, parent, *_ = ran_in(tmp_path)
     assert parent == proc.pid
     client.kill()
     client.wait()

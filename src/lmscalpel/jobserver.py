@@ -149,6 +149,7 @@ def _run_worker(conn: socket.socket) -> None:
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         sys.argv = request["argv"]
+        sys.path[0] = os.path.dirname(request["script"])  # as `python script` sets it
         threading.Thread(target=_exit_when_client_gone, args=(conn,), daemon=True).start()
         logging.getLogger().handlers.clear()
         code = _run_script(request["script"])
