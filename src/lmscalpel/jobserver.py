@@ -1,8 +1,8 @@
-"""A warm worker for local Snakemake runs: every job script would otherwise spend 5-8 s importing torch,
-transformers, lm-eval, scikit-learn... in a fresh interpreter, which across the ~80 jobs of the toy pipeline
+"""A warm worker for local Snakemake runs: every job script would otherwise spend 5-10 s importing torch,
+transformers, peft, scikit-learn... in a fresh interpreter, which across the ~80 jobs of the toy pipeline
 costs more core-seconds than the work itself on a 2-core machine.
 
-The Snakefile's ``onstart`` starts :func:`serve` (local runs only) and points ``LMSCALPEL_JOBSERVER`` at its
+``onstart`` in ``workflow/rules/common.smk`` starts :func:`serve` (local runs only) and points ``LMSCALPEL_JOBSERVER`` at its
 Unix socket. A job script hands itself over at its first ``import lmscalpel`` (:func:`hand_over`): it sends its
 path, argv, working directory, environment and stdin/stdout/stderr to the server, which forks a child that
 already has the heavy modules imported; the child runs the same script file (Snakemake's preamble included) as
@@ -71,10 +71,10 @@ def hand_over() -> None:
     os._exit(STATUS.unpack(reply)[0] if len(reply) == STATUS.size else 1)
 
 
-def serve(address: str, preload: tuple[str, ...] = PRELOAD, parent_pid: int | None = None) -> None:
+def serve(address: str, preload: tuple[str, ...] = PRELOAD) -> None:
     """Import ``preload``, listen on ``address`` and fork one worker per job until terminated or until the
     parent (Snakemake) is gone."""
-    parent_pid = parent_pid or os.getppid()
+    parent_pid = os.getppid()
     started = time.perf_counter()
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() then keeps fork safe
     for name in preload:
