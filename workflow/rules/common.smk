@@ -22,7 +22,7 @@ JOB_SERVERS = []
 
 
 onstart:
-    # Local runs without conda/containers: jobs skip 5-8 s of imports each (lmscalpel/jobserver.py).
+    # Local runs without conda/containers: jobs skip 5-10 s of imports each (lmscalpel/jobserver.py).
     if workflow.local_exec and not workflow.deployment_settings.deployment_method:
         JOB_SERVERS.append(jobserver.start(f"{LOGS}/jobserver.log"))
 
