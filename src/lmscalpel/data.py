@@ -1,13 +1,100 @@
-"""Text sources: the toy world's corpus or any dataset ``datasets.load_dataset`` can read (hub id or local files)."""
+"""Text sources: the toy world's corpus, local text (``pydoc``, ``text``) or any dataset ``datasets.load_dataset``
+can read (hub id or local files).
+
+Local text needs no hub: ``path: pydoc`` is the pydoc topics that ship with every CPython
+(``pydoc_data.topics.topics``, one document per topic, ~465 k characters of English); ``path: text`` reads a
+user's ``data_files`` (.txt: documents separated by blank lines; .jsonl: one document per row, ``text_column``).
+Documents are split into ``train`` / ``calibration`` / ``test`` by ``fractions``, ordered by a hash of their id
+(topic name, file name + index), so every stage and every run sees the same split without a seed.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
+LOCAL_SOURCES = ("pydoc", "text")
+LOCAL_SPLITS = ("train", "calibration", "test")
+DEFAULT_FRACTIONS = {"train": 0.8, "calibration": 0.1, "test": 0.1}
 
-def iter_texts(dataset_cfg: dict[str, Any], toyworld_dir: str | Path | None = None) -> Iterator[str]:
-    """Yield texts from ``cache.dataset``-style config: ``path: toyworld`` or a ``load_dataset`` source."""
+
+def is_local_source(dataset_cfg: dict[str, Any]) -> bool:
+    return dataset_cfg.get("path") in LOCAL_SOURCES
+
+
+def local_documents(dataset_cfg: dict[str, Any], key: str = "dataset") -> list[str]:
+    """The documents of ``dataset_cfg['split']`` of a local source; ``key`` is the config key named in errors."""
+    split = dataset_cfg.get("split") or "train"
+    if split not in LOCAL_SPLITS:
+        raise ValueError(f"config key {key}.split: {split!r}; local text ({dataset_cfg['path']}) has splits "
+                         f"{', '.join(LOCAL_SPLITS)}")
+    documents = _pydoc_documents() if dataset_cfg["path"] == "pydoc" else _file_documents(dataset_cfg, key)
+    chosen = split_documents(documents, dataset_cfg.get("fractions") or DEFAULT_FRACTIONS, key)[split]
+    if not chosen:
+        raise ValueError(f"config key {key}.fractions: split {split!r} of {dataset_cfg['path']} has no document "
+                         f"({len(documents)} in all)")
+    return chosen
+
+
+def split_documents(documents: list[tuple[str, str]], fractions: dict[str, float], key: str = "dataset"
+                    ) -> dict[str, list[str]]:
+    """``(id, text)`` documents -> {split: texts}: ordered by sha256 of the id, cut at the cumulative fractions."""
+    if set(fractions) != set(LOCAL_SPLITS) or abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ValueError(f"config key {key}.fractions: expected {', '.join(LOCAL_SPLITS)} summing to 1, "
+                         f"got {fractions}")
+    ordered = sorted(documents, key=lambda doc: hashlib.sha256(doc[0].encode()).hexdigest())
+    splits, start, cumulative = {}, 0, 0.0
+    for split in LOCAL_SPLITS:
+        cumulative += fractions[split]
+        end = round(cumulative * len(ordered))
+        splits[split] = [text for _, text in ordered[start:end]]
+        start = end
+    return splits
+
+
+def _pydoc_documents() -> list[tuple[str, str]]:
+    from pydoc_data.topics import topics
+
+    return [(name, text) for name, text in sorted(topics.items()) if text.strip()]
+
+
+def _file_documents(dataset_cfg: dict[str, Any], key: str) -> list[tuple[str, str]]:
+    files = dataset_cfg.get("data_files")
+    if not files:
+        raise ValueError(f"config key {key}.data_files: path 'text' needs one or more .txt / .jsonl files")
+    documents = []
+    for file in [files] if isinstance(files, str) else files:
+        path = Path(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config key {key}.data_files: {path} is not a file")
+        if path.suffix == ".txt":
+            blocks = re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))
+            documents += [(f"{path.name}:{i}", block.strip()) for i, block in enumerate(blocks) if block.strip()]
+        elif path.suffix == ".jsonl":
+            documents += _jsonl_documents(path, dataset_cfg.get("text_column") or "text", key)
+        else:
+            raise ValueError(f"config key {key}.data_files: {path} is neither .txt nor .jsonl")
+    return documents
+
+
+def _jsonl_documents(path: Path, column: str, key: str) -> list[tuple[str, str]]:
+    from lmscalpel.io import read_jsonl
+
+    rows = read_jsonl(path)
+    if rows and column not in rows[0]:
+        raise KeyError(f"config key {key}.text_column: column {column!r} not in {path} (keys: {sorted(rows[0])})")
+    return [(f"{path.name}:{i}", str(row[column])) for i, row in enumerate(rows)]
+
+
+def iter_texts(dataset_cfg: dict[str, Any], toyworld_dir: str | Path | None = None, key: str = "cache.dataset"
+               ) -> Iterator[str]:
+    """Yield texts from ``cache.dataset``-style config: ``path: toyworld``, a local source (``pydoc``, ``text``)
+    or a ``load_dataset`` source; ``key`` is the config key named in errors."""
+    if is_local_source(dataset_cfg):
+        yield from local_documents(dataset_cfg, key)
+        return
     if dataset_cfg.get("path", "toyworld") == "toyworld":
         if toyworld_dir is None:
             raise ValueError("dataset path 'toyworld' needs the toy world directory (model.source: toy)")
@@ -23,7 +110,7 @@ def iter_texts(dataset_cfg: dict[str, Any], toyworld_dir: str | Path | None = No
     column = dataset_cfg.get("text_column", "text")
     for row in ds:
         if column not in row:
-            raise KeyError(f"config key cache.dataset.text_column: column {column!r} not in {sorted(row)}")
+            raise KeyError(f"config key {key}.text_column: column {column!r} not in {sorted(row)}")
         yield row[column]
 
 

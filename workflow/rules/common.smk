@@ -41,9 +41,27 @@ def is_toy_model():
     return config["model"]["source"] == "toy"
 
 
+def get_base_model_dir(wildcards=None):
+    """The model as shipped, as a DAG input: the toy model or the de-quantised GGUF directory; hub models come
+    from model.id (no input)."""
+    source = config["model"]["source"]
+    if source == "toy":
+        return {"model": f"{RESULTS}/model/toy-llama"}
+    if source == "gguf":
+        return {"model": f"{RESULTS}/model/base"}
+    return {}
+
+
 def get_model_dir(wildcards=None):
-    """The toy model directory as a DAG input; hub models come from the id in config (no input)."""
-    return {"model": f"{RESULTS}/model/toy-llama"} if is_toy_model() else {}
+    """The model every stage loads (lmscalpel.models.load_model reads the ``model`` input, else model.id)."""
+    return get_base_model_dir(wildcards)
+
+
+def get_gguf_file(wildcards=None):
+    """The configured GGUF file (model.gguf.path, or model.gguf.file inside model.gguf.distribution)."""
+    from lmscalpel.models.gguf import locate_gguf
+
+    return str(locate_gguf(config["model"]["gguf"]))
 
 
 def get_final_outputs(wildcards):

@@ -53,7 +53,7 @@ def corpus_texts(corpus_cfg: dict, toyworld_dir: str | Path | None) -> Iterable[
         return (reasoning_text(r) for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train")
     from lmscalpel.data import iter_texts
 
-    return iter_texts(corpus_cfg)
+    return iter_texts(corpus_cfg, key="reasoning.corpus")
 
 
 # --- ReasonScore ----------------------------------------------------------------------------------------------

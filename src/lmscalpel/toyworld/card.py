@@ -89,10 +89,12 @@ def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, 
     """
     from lmscalpel.io import write_json
     from lmscalpel.models import load_model, num_layers
+    from lmscalpel.models.gguf import read_provenance
     from lmscalpel.models.loader import model_provenance
 
     model, tokenizer = load_model(ref)
-    card = {**model_provenance(ref), "n_layers": num_layers(model), "d_model": model.config.hidden_size,
+    conversion = read_provenance(ref.name_or_path) if ref.is_local else {}
+    card = {**model_provenance(ref), **conversion, "n_layers": num_layers(model), "d_model": model.config.hidden_size,
             "n_parameters": sum(p.numel() for p in model.parameters())}
     if enforce_gates:
         card.update(model_card(model, tokenizer, Path(inputs["chat_eval"]).parent, cfg["max_new_tokens"],

