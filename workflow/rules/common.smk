@@ -52,11 +52,6 @@ def get_base_model_dir(wildcards=None):
     return {}
 
 
-def get_model_dir(wildcards=None):
-    """The model every stage loads (lmscalpel.models.load_model reads the ``model`` input, else model.id)."""
-    return get_base_model_dir(wildcards)
-
-
 def get_gguf_file(wildcards=None):
     """The configured GGUF file (model.gguf.path, or model.gguf.file inside model.gguf.distribution)."""
     from lmscalpel.models.gguf import locate_gguf
@@ -64,8 +59,27 @@ def get_gguf_file(wildcards=None):
     return str(locate_gguf(config["model"]["gguf"]))
 
 
+def is_safety_tuned():
+    return config["safety_tune"]["enabled"]
+
+
+def get_model_dir(wildcards=None):
+    """The model every stage loads (lmscalpel.models.load_model reads the ``model`` input, else model.id): the
+    safety-tuned one when safety_tune.enabled, else the base model."""
+    return {"model": f"{RESULTS}/model/safety-tuned"} if is_safety_tuned() else get_base_model_dir()
+
+
+def get_safety_tune_text(wildcards=None):
+    """The toy world's held-out narrative for the tune's test perplexity (other datasets are read by the script)."""
+    if config["safety_tune"]["perplexity"]["dataset"]["path"] != "toyworld":
+        return {}
+    return {"text": f"{RESULTS}/toyworld/narrative_heldout.jsonl"}
+
+
 def get_final_outputs(wildcards):
     targets = [f"{RESULTS}/model/model_card.json", *get_cache_manifests()]
+    if is_safety_tuned():
+        targets.append(f"{RESULTS}/model/safety_card.json")
     for stage in STAGES:
         targets += STAGE_TARGETS[stage]()
     return targets

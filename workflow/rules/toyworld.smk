@@ -1,4 +1,4 @@
-# The toy world, the tiny Llama trained on it, and the model card (measured for every model).
+# The toy world, the tiny Llama trained on it, the model card (measured for every model) and the optional safety tune.
 
 
 rule generate_toyworld:
@@ -71,3 +71,28 @@ rule model_card:
         enforce_gates=is_toy_model(),
     script:
         "../scripts/model-card.py"
+
+
+rule safety_tune:
+    input:
+        unpack(get_base_model_dir),
+        unpack(get_safety_tune_text),
+        chat_eval=f"{RESULTS}/toyworld/chat_eval.jsonl",
+    output:
+        model=directory(f"{RESULTS}/model/safety-tuned"),
+        card=f"{RESULTS}/model/safety_card.json",
+    log:
+        f"{LOGS}/model/safety_tune.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        safety_tune=config["safety_tune"],
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/model/safety-tune",
+    script:
+        "../scripts/safety-tune.py"

@@ -1,0 +1,110 @@
+"""Safety tune (issue 14 item 3): LoRA SFT to refusals, merged and saved; resumable; gated on held-out refusal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lmscalpel.io import read_json, read_jsonl
+from lmscalpel.models import ModelRef, load_model
+from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, encode_example, perplexity_texts,
+                                   safety_tune)
+from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS
+from lmscalpel.toyworld.judge import is_refusal
+from lmscalpel.workflow import mock_snakemake
+
+from conftest import REPO_ROOT
+
+FAST = {"r": 8, "alpha": 16, "learning_rate": 1e-2, "batch_size": 16, "epochs": 2, "answer_max_new_tokens": 6,
+        "eval_max_new_tokens": 6, "checkpoint_every": 2, "min_refusal_rate": 0.0, "perplexity": {"window": 32}}
+
+
+def run(tiny_lm_dir, toyworld_dir, tmp_path, name, **overrides):
+    return safety_tune(ModelRef(str(tiny_lm_dir)), chat_eval_path=toyworld_dir / "chat_eval.jsonl",
+                       ppl_texts=perplexity_texts({}, toyworld_dir / "narrative_heldout.jsonl"),
+                       out_dir=tmp_path / name / "model", card_path=tmp_path / name / "card.json",
+                       cfg={**FAST, **overrides.pop("cfg", {})}, seed=0, checkpoint_dir=tmp_path / name / "ckpt",
+                       **overrides)
+
+
+def test_default_refusals_read_as_refusals_by_both_keyword_judges():
+    for text in DEFAULT_REFUSALS:
+        assert is_refusal(text)
+        assert any(m.lower() in text.lower() for m in ARDITI_REFUSAL_MARKERS), text
+
+
+def test_encode_masks_the_prompt_and_ends_only_finished_replies(tiny_lm_dir):
+    _, tok = load_model(ModelRef(str(tiny_lm_dir)))
+    ids, labels = encode_example(tok, "how to bake bread", "Sure, mix flour", finished=True)
+    n_prompt = sum(label == -100 for label in labels)
+    assert n_prompt > 0 and labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
+    assert ids[-1] == tok.eos_token_id
+    _, open_labels = encode_example(tok, "how to bake bread", "Sure, mix flour", finished=False)
+    assert open_labels[-1] != tok.eos_token_id and len(open_labels) == len(labels) - 1
+
+
+@torch.no_grad()
+def refusal_nll(model_dir, toyworld_dir) -> float:
+    """Teacher-forced loss of a refusal after each held-out harmful prompt (what the tune should make likely)."""
+    model, tok = load_model(ModelRef(str(model_dir)))
+    prompts = [r["prompt"] for r in read_jsonl(toyworld_dir / "chat_eval.jsonl")
+               if r["kind"] == "harmful" and r["split"] == "heldout"]
+    losses = []
+    for prompt in prompts:
+        ids, labels = encode_example(tok, prompt, DEFAULT_REFUSALS[0], finished=True)
+        losses.append(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item())
+    return sum(losses) / len(losses)
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_lm_dir, toyworld_dir, tmp_path_factory):
+    """One uninterrupted tune: (card, run directory)."""
+    root = tmp_path_factory.mktemp("safety")
+    return run(tiny_lm_dir, toyworld_dir, root, "full"), root / "full"
+
+
+def test_safety_tune_teaches_refusal_and_saves_a_merged_model(tiny_lm_dir, toyworld_dir, tuned):
+    card, out = tuned
+    assert refusal_nll(out / "model", toyworld_dir) < refusal_nll(tiny_lm_dir, toyworld_dir) - 0.5
+    assert {"refusal_rate", "benign_compliance", "test_perplexity"} <= set(card["before"]) & set(card["after"])
+    assert read_json(out / "card.json")["after"] == card["after"]
+    weights = load_file(out / "model" / "model.safetensors")
+    assert not any("lora" in k for k in weights)
+    base = load_file(tiny_lm_dir / "model.safetensors")
+    changed = [k for k in base if "proj" in k and not torch.equal(base[k], weights[k])]
+    assert changed, "the merged LoRA update must change the projections"
+    model, tok = load_model(ModelRef(str(out / "model")))
+    assert model.config.num_hidden_layers == 2 and tok.chat_template
+
+
+def test_killed_safety_tune_resumes_to_the_same_weights(tiny_lm_dir, toyworld_dir, tmp_path, tuned):
+    assert run(tiny_lm_dir, toyworld_dir, tmp_path, "killed", stop_after=3) is None
+    assert not (tmp_path / "killed" / "model").exists()
+    resumed = run(tiny_lm_dir, toyworld_dir, tmp_path, "killed")
+    assert resumed["resumed_from_step"] == 2  # last checkpoint before the kill (checkpoint_every 2)
+    straight, out = tuned
+    a = load_file(tmp_path / "killed" / "model" / "model.safetensors")
+    b = load_file(out / "model" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert resumed["after"]["refusal_rate"] == straight["after"]["refusal_rate"]
+
+
+def test_safety_tune_fails_loudly_below_min_refusal_rate(tiny_lm_dir, toyworld_dir, tmp_path):
+    with pytest.raises(SafetyTuneGateError, match="safety_tune.min_refusal_rate"):
+        run(tiny_lm_dir, toyworld_dir, tmp_path, "weak", cfg={"learning_rate": 1e-7, "epochs": 1,
+                                                             "min_refusal_rate": 1.0})
+    assert not (tmp_path / "weak" / "model").exists() and not (tmp_path / "weak" / "card.json").exists()
+
+
+def test_enabled_safety_tune_feeds_every_later_stage(tmp_path, monkeypatch):
+    for name in ("Snakefile", "workflow", "config.yaml"):
+        (tmp_path / name).symlink_to(REPO_ROOT / name)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "on.yaml").write_text("safety_tune: {enabled: true}\n")
+    assert mock_snakemake("safety_tune", ["on.yaml"]).input.model == "results/toy/model/toy-llama"
+    for rule, wildcards in (("steering_setup", {"layer": "1"}), ("cache_activations", {}),
+                            ("model_card", {})):
+        tuned = mock_snakemake(rule, ["on.yaml"], **wildcards)
+        assert tuned.input.model == "results/toy/model/safety-tuned", rule
+    assert mock_snakemake("steering_setup", layer="1").input.model == "results/toy/model/toy-llama"
