@@ -142,3 +142,9 @@ def test_default_config_plans_its_grids(tmp_path):
     mitigated = len(pruning["mitigation_patterns"]) * len(pruning["mitigation_criteria"]) * len(pruning["mitigations"])
     assert jobs["pruning_activation"] == len(cells) + mitigated
     assert jobs["features_absorption"] == len(cfg["features"]["archs"]) < len(cfg["sae"]["architectures"])
+    unlearning = cfg["unlearning"]
+    lambdas = unlearning["unlearn"]["l1"]["lambdas"]
+    runs = sum(len(b["methods"]) * len(b["splits"]) * len(b["modalities"]) * sum(len(lambdas) if on else 1
+                                                                                 for on in b["l1"])
+               for b in unlearning["grid"])
+    assert len(lambdas) > 1 and jobs["unlearn_vlm"] == runs  # every L1 row once per λ of the sweep

@@ -16,11 +16,12 @@ import torch.nn.functional as F
 from lmscalpel.models import ModelRef
 from lmscalpel.unlearning import metrics as M
 from lmscalpel.unlearning.data import build_mini_clear, load_clear_subset, rows_of
-from lmscalpel.unlearning.evaluate import evaluate_model, gold_ratios, summarise
-from lmscalpel.unlearning.items import IGNORE, Encoder, rows_to_items
+from lmscalpel.unlearning.evaluate import (UTILITY_TASKS, Sample, Task, evaluate_model, evaluate_task, gold_ratios,
+                                           summarise, tasks_for)
+from lmscalpel.unlearning.items import IGNORE, Encoder, Item, rows_to_items
 from lmscalpel.unlearning.lora import attach_lora, l1_penalty, lora_parameters
 from lmscalpel.unlearning.losses import METHODS, Context, Reference, forward, get_method
-from lmscalpel.unlearning.train import train_loop, unlearn
+from lmscalpel.unlearning.train import decayed_parameter_names, train_loop, unlearn
 from lmscalpel.unlearning.vlm import build_tiny_llava, load_vlm, save_vlm
 
 FRACTIONS = {"forget10": 0.1, "forget34": 0.34}
@@ -127,6 +128,30 @@ def test_tiny_llava_roundtrip_and_prompt_masking(vlm_dir, vlm, items):
         torch.testing.assert_close(forward(model, batch).logits, forward(reloaded, batch).logits)
 
 
+def test_max_length_never_cuts_image_tokens(tiny_lm_dir, items):
+    """A processor that expands <image> into more tokens than max_length (LLaVA-1.5: 576 > 512): the budget counts
+    text tokens, image tokens come on top, and an item without room for an answer names the config key."""
+    model, processor = build_tiny_llava(ModelRef(str(tiny_lm_dir)), image_size=32, patch_size=4,
+                                        vision_hidden_size=16, vision_layers=1, vision_heads=2,
+                                        vision_intermediate_size=32, seed=0)
+    caption = items[0][0]
+    n_image = (32 // 4) ** 2
+    full = Encoder(processor, 4096).encode([caption])
+    n_text = int(full["attention_mask"].sum()) - n_image
+    assert n_image > n_text  # the image dominates the sequence, as on LLaVA-1.5
+    batch = Encoder(processor, n_text).encode([caption])  # exactly the text budget of prompt + answer
+    for key in ("input_ids", "labels", "attention_mask"):
+        torch.testing.assert_close(batch[key], full[key])
+    short = Encoder(processor, n_text - 2).encode([caption])  # cuts the answer's tail, never image tokens
+    assert int((short["input_ids"] == model.config.image_token_id).sum()) == n_image
+    assert int((short["labels"] != IGNORE).sum()) == int((full["labels"] != IGNORE).sum()) - 2
+    with torch.no_grad():
+        assert torch.isfinite(forward(model, short).logits).all()
+    answer_tokens = int((full["labels"] != IGNORE).sum())
+    with pytest.raises(ValueError, match="unlearning.max_length"):
+        Encoder(processor, n_text - answer_tokens).encode([caption])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # losses
 # ---------------------------------------------------------------------------------------------------------------
@@ -210,9 +235,13 @@ def test_rmu_llmu_sku_reduce_to_their_definitions(vlm, items):
     batch = ctx.batch(forget)
     layer = math.ceil(2 / 4)  # ⌈L/4⌉ with L = 2
     hidden = forward(ctx.model, batch, hidden=True).hidden_states[layer + 1]
-    mask = batch["attention_mask"].bool()
-    expected = ((hidden - 3.0 * ctx.state["control"]) ** 2).mean(-1)[mask].mean()
+    # open-unlearning: answer tokens only (labels != -100), averaged within each sample, then over samples
+    per_sample = [((hidden[i] - 3.0 * ctx.state["control"]) ** 2).mean(-1)[batch["labels"][i] != IGNORE].mean()
+                  for i in range(len(forget))]
+    expected = torch.stack(per_sample).mean()
     torch.testing.assert_close(get_method("rmu").losses(ctx, forget, retain)[0], expected)
+    pooled = ((hidden - 3.0 * ctx.state["control"]) ** 2).mean(-1)[batch["attention_mask"].bool()].mean()
+    assert not torch.isclose(expected, pooled)  # the two conventions differ on this batch
     assert get_method("rmu").trainable(ctx.model, ctx.params) == [r"layers\.0\.mlp\.down_proj",
                                                                    r"layers\.1\.mlp\.down_proj"]
 
@@ -234,6 +263,38 @@ def test_rmu_llmu_sku_reduce_to_their_definitions(vlm, items):
     get_method("sku").finalize(model, initial, False, ctx.params)
     for n, p in model.named_parameters():
         torch.testing.assert_close(p, initial[n] - 0.5)  # θ₀ − (θ_bad − θ₀)
+
+
+def test_nll_reduction_token_is_hf_loss(vlm, items):
+    """nll_reduction "token" is HF's ``.loss`` (CLEAR's and open-unlearning's retain NLL); "sample" is E ℓ_θ."""
+    forget, retain, _ = items
+    ctx = _context(vlm, items, "gd")
+    batch = ctx.batch(retain)  # a caption and a text item: answers of different lengths
+    hf_loss = ctx.model(**batch).loss
+    torch.testing.assert_close(ctx.nll(retain), _hand_nll(ctx, retain))
+    ctx.nll_reduction = "token"
+    torch.testing.assert_close(ctx.nll(retain), hf_loss)
+    assert not torch.isclose(hf_loss, _hand_nll(ctx, retain))
+
+
+def test_weight_decay_skips_biases_and_norms(vlm):
+    """As the HF Trainer: AdamW decays weight matrices, not biases or norm weights."""
+    decayed = decayed_parameter_names(vlm[0])
+    names = dict(vlm[0].named_parameters())
+    assert any(n.endswith("q_proj.weight") for n in decayed) and any("embed_tokens" in n for n in decayed)
+    exempt = [n for n in names if n.endswith("bias") or "norm" in n]
+    assert exempt and not set(exempt) & decayed
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2))
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    named = dict(module.named_parameters())
+    # zero gradients: one AdamW step only applies the decay, p <- p (1 - lr * wd)
+    train_loop(named, lambda step: [0.0 * sum(p.sum() for p in named.values())], n_steps=1, lr=0.1,
+               weight_decay=0.5, warmup_steps=0, checkpoint_dir=None, checkpoint_every=1,
+               decayed=decayed_parameter_names(module))
+    torch.testing.assert_close(module[0].weight, before["0.weight"] * (1 - 0.1 * 0.5))
+    for name in ("0.bias", "1.weight", "1.bias"):
+        torch.testing.assert_close(named[name], before[name])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -264,6 +325,51 @@ def test_l1_penalty_is_lambda_times_abs_sum_over_lora_only(vlm):
 # ---------------------------------------------------------------------------------------------------------------
 # metrics
 # ---------------------------------------------------------------------------------------------------------------
+
+def test_probability_is_normalised_on_every_task_but_the_caption_and_tofu_sets(clear_dir, monkeypatch):
+    """CLEAR normalises P(true) over the true and perturbed answers on every task but its eval_log ones."""
+    nll = {"true": 0.5, "para": 0.7, "p1": 1.0, "p2": 2.0}
+    monkeypatch.setattr("lmscalpel.unlearning.evaluate.score_items",
+                        lambda model, encoder, items, batch_size: [nll[i.answer] for i in items])
+    samples = [Sample(Item("q", "true"), "para", ("p1", "p2"))]
+    normalised = math.exp(-0.5) / (math.exp(-0.5) + math.exp(-1.0) + math.exp(-2.0))
+    expected = {"forget": math.exp(-0.5), "retain": math.exp(-0.5), "tofu_forget": math.exp(-0.5),
+                "tofu_retain": math.exp(-0.5), "forget_facerec": normalised, "retain_facerec": normalised,
+                "real_faces": normalised, "real_world": normalised}
+    tasks = tasks_for("forget10", clear_dir)
+    assert {t.name for t in tasks} == set(expected)
+    for task in tasks:
+        result = evaluate_task(None, None, task, samples, batch_size=1, max_new_tokens=1, generate_answers=False)
+        assert result["prob"] == pytest.approx(expected[task.name]), task.name
+
+
+def _task_results(rng):
+    names = ["forget", "forget_facerec", "retain", "retain_facerec", "real_faces", "real_world", "tofu_forget",
+             "tofu_retain"]
+    return {name: {"prob": rng.uniform(0.2, 0.9), "rouge": rng.uniform(0.2, 0.9), "truth_ratio": rng.uniform(0.2, 0.9),
+                   "truth_ratios": rng.lognormal(0.0, 1.0, size=20).tolist()} for name in names}
+
+
+def test_forget_quality_uses_forget_and_utility_clears_tasks():
+    """Headline FQ: KS test on the Forget truth ratios only; utility: hmean over Real Faces, Real World, Retain and
+    Retain FaceRec (CLEAR's mm/calculate_metrics.py)."""
+    rng = np.random.default_rng(0)
+    results = _task_results(rng)
+    results["forget_facerec"]["truth_ratios"] = rng.lognormal(3.0, 0.2, size=20).tolist()  # far from gold
+    gold = {name: rng.lognormal(0.0, 1.0, size=20).tolist() for name in ("forget", "forget_facerec", "tofu_forget")}
+    flat = summarise(results, gold)
+    assert flat["forget_quality"] == pytest.approx(scipy.stats.ks_2samp(results["forget"]["truth_ratios"],
+                                                                        gold["forget"]).pvalue)
+    pooled = scipy.stats.ks_2samp(results["forget"]["truth_ratios"] + results["forget_facerec"]["truth_ratios"],
+                                  gold["forget"] + gold["forget_facerec"]).pvalue
+    assert flat["forget_quality"] != pytest.approx(pooled)
+    assert flat["log_forget_quality_ln"] == pytest.approx(math.log(flat["forget_quality"]))
+    values = [results[t][k] for t in UTILITY_TASKS for k in ("prob", "rouge", "truth_ratio")]
+    assert set(UTILITY_TASKS) == {"real_faces", "real_world", "retain", "retain_facerec"}
+    assert flat["model_utility"] == pytest.approx(scipy.stats.hmean(values))
+    results["tofu_retain"]["prob"] = 1e-6  # TOFU's text retain set is not one of CLEAR's utility tasks
+    assert summarise(results, gold)["model_utility"] == pytest.approx(flat["model_utility"])
+
 
 def test_truth_ratio_forget_quality_and_utility_match_scipy():
     rng = np.random.default_rng(0)
@@ -323,9 +429,9 @@ def test_train_loop_resume_gives_the_same_parameters(tmp_path):
 def test_unlearn_with_l1_and_evaluate_end_to_end(vlm_dir, clear_dir, tmp_path):
     cfg = {"lr": 1e-3, "epochs": 1, "batch_size": 4, "weight_decay": 0.0, "warmup_epochs": 0, "retain_weight": 1.0,
            "checkpoint_every": 5, "max_length": 128, "face_items": True, "methods": PARAMS,
-           "l1": {"lambda": 0.1, "lora_r": 4, "lora_alpha": 8}}
+           "nll_reduction": "sample", "l1": {"lora_r": 4, "lora_alpha": 8}}
     model, processor, info = unlearn(original=ModelRef(vlm_dir), source=clear_dir, revision=None,
-                                     split="forget34", modality="both", method="npo", l1=True, cfg=cfg,
+                                     split="forget34", modality="both", method="npo", l1_lambda=0.1, cfg=cfg,
                                      prompts=PROMPTS, checkpoint_dir=tmp_path / "ck", seed=0)
     assert not any("lora_" in n for n, _ in model.named_parameters())  # merged
     assert math.isfinite(info["final_loss"]) and info["l1_norm_lora"] > 0
@@ -359,22 +465,27 @@ def test_robustness_row_steers_and_prunes(vlm, clear_dir):
 
 def test_table_and_figures(tmp_path):
     from lmscalpel.io import write_json
-    from lmscalpel.unlearning.report import write_robustness, write_table, plot_scatter, plot_split_bars
+    from lmscalpel.unlearning.report import (plot_forget_retain, plot_scatter, plot_split_bars, write_robustness,
+                                             write_table)
 
     paths = []
-    for i, (method, l1, modality) in enumerate([("ga", False, "both"), ("ga", True, "both"), ("gold", False, "none")]):
+    runs = [("ga", None, "both"), ("ga", 0.01, "both"), ("ga", 0.001, "both"), ("gold", None, "none")]
+    for i, (method, lam, modality) in enumerate(runs):
         path = tmp_path / f"{i}.json"
-        write_json(path, {"method": method, "split": "forget10", "modality": modality, "l1": l1, "real": 0.5,
-                          "retain": 0.4 + i / 10, "forget": 0.3, "forget_quality": 0.01 * (i + 1),
-                          "log_forget_quality_log10": math.log10(0.01 * (i + 1)), "model_utility": 0.2 * (i + 1)})
+        write_json(path, {"method": method, "split": "forget10", "modality": modality, "l1": lam is not None,
+                          "l1_lambda": lam, "real": 0.5, "retain": 0.4 + i / 10, "forget": 0.3,
+                          "forget_quality": 0.01 * (i + 1), "log_forget_quality_log10": math.log10(0.01 * (i + 1)),
+                          "model_utility": 0.2 * (i + 1)})
         paths.append(path)
     table = write_table(paths, tmp_path / "t.csv", tmp_path / "t.md")
-    assert len(table) == 3 and "| ga |" in (tmp_path / "t.md").read_text()
+    assert len(table) == 4 and "| ga |" in (tmp_path / "t.md").read_text()
+    assert sorted(table["l1_lambda"].dropna()) == [0.001, 0.01]  # one row per λ of the sweep
     plot_scatter(table, tmp_path / "s.png")
     plot_split_bars(table, tmp_path / "b.png")
+    plot_forget_retain(table, tmp_path / "fr.png")
     rob = tmp_path / "r.json"
     write_json(rob, {"method": "ga", "split": "forget10", "modality": "both", "l1": False, "none_forget_quality": 0.1,
                      "steering_forget_quality": 0.2, "pruning_forget_quality": 0.05})
     write_robustness([rob], tmp_path / "r.csv", tmp_path / "r.png")
-    for name in ("s.png", "b.png", "r.png"):
+    for name in ("s.png", "b.png", "fr.png", "r.png"):
         assert (tmp_path / name).stat().st_size > 1000

@@ -631,21 +631,25 @@ UNLEARNING = config["unlearning"]
 UNLEARNING_METHODS = ["ga", "gd", "kl", "npo", "dpo", "idk", "rmu", "scrub", "llmu", "sku", "retain_ft"]
 
 
-def _unlearning_l1(flag):
-    return "on" if flag else "off"
+def _unlearning_l1_tags(flag, lambdas=None):
+    """The l1 wildcard values of a grid entry: 'off', or one λ of unlearning.unlearn.l1.lambdas per run."""
+    if not flag:
+        return ["off"]
+    return [repr(float(lam)) for lam in (lambdas or UNLEARNING["unlearn"]["l1"]["lambdas"])]
 
 
 def unlearning_runs():
-    """Every (method, split, modality, l1) of unlearning.grid, l1 written as 'on' or 'off'."""
+    """Every (method, split, modality, l1) of unlearning.grid; l1 is 'off' or the λ of LoRA + L1."""
     runs = {}
     for block in UNLEARNING["grid"]:
         for method in block["methods"]:
             for split in block["splits"]:
                 for modality in block["modalities"]:
-                    for l1 in block["l1"]:
-                        runs[(method, split, modality, l1)] = dict(
-                            method=method, split=split, modality=modality, l1=_unlearning_l1(l1)
-                        )
+                    for flag in block["l1"]:
+                        for l1 in _unlearning_l1_tags(flag):
+                            runs[(method, split, modality, l1)] = dict(
+                                method=method, split=split, modality=modality, l1=l1
+                            )
     return list(runs.values())
 
 
@@ -717,7 +721,9 @@ def get_unlearning_robustness(wildcards=None):
     known = {(r["method"], r["split"], r["modality"], r["l1"]) for r in unlearning_runs()}
     paths = []
     for r in runs:
-        key = (r["method"], r["split"], r["modality"], _unlearning_l1(r["l1"]))
+        lam = r.get("l1_lambda")
+        tag = _unlearning_l1_tags(r["l1"], None if lam is None else [lam])[0]
+        key = (r["method"], r["split"], r["modality"], tag)
         if key not in known:
             raise ValueError(f"config key unlearning.robustness.runs: {r} is not in unlearning.grid")
         paths.append(f"{RESULTS}/unlearning/robustness/{key[1]}/{key[2]}/{key[0]}/l1_{key[3]}.json")
@@ -732,6 +738,7 @@ def get_unlearning_targets():
         f"{RESULTS}/unlearning/table.md",
         f"{RESULTS}/unlearning/figures/fq_vs_utility.png",
         f"{RESULTS}/unlearning/figures/split_bars.png",
+        f"{RESULTS}/unlearning/figures/forget_vs_retain.png",
     ]
     if UNLEARNING["robustness"]["runs"]:
         targets += [f"{RESULTS}/unlearning/robustness.csv", f"{RESULTS}/unlearning/figures/robustness.png"]

@@ -157,7 +157,7 @@ rule unlearn_vlm:
         f"{LOGS}/unlearning/unlearn_vlm/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
-        l1="on|off",
+        l1="off|[0-9][0-9.e+-]*",
         modality="text|visual|both",
         method="|".join(UNLEARNING_METHODS),
     conda:
@@ -185,7 +185,7 @@ rule unlearning_robustness:
         f"{LOGS}/unlearning/unlearning_robustness/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
-        l1="on|off",
+        l1="off|[0-9][0-9.e+-]*",
         modality="text|visual|both|none",
         method="|".join(UNLEARNING_METHODS + ["original"]),
     conda:
@@ -218,6 +218,11 @@ rule unlearning_table:
         bars=report(
             f"{RESULTS}/unlearning/figures/split_bars.png",
             caption="../report/unlearning_bars.rst",
+            category="CLEAR",
+        ),
+        forget_retain=report(
+            f"{RESULTS}/unlearning/figures/forget_vs_retain.png",
+            caption="../report/unlearning_forget_retain.rst",
             category="CLEAR",
         ),
     log:

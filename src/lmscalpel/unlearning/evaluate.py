@@ -10,7 +10,11 @@ Tasks for a forget split ``forgetNN``:
 | real_world | real_world | image + question (raw ``prompt`` when image is None) | answer | answer / other options |
 | tofu_forget / tofu_retain | tofu_forgetNN_perturbed / tofu_retain_perturbed | question | answer | paraphrased_answer / perturbed_answer |
 
-Generation is greedy and sees the image (CLEAR's code drops it; spec §7 deviation b).
+Generation is greedy and sees the image (CLEAR's code drops it; spec §7 deviation b). Aggregates follow CLEAR's
+``mm/calculate_metrics.py``: probabilities are normalised over the true and perturbed answers on every task but the
+caption and TOFU sets (CLEAR's ``eval_log*`` files, plain exp(−L)); forget quality is the KS test on the Forget task's
+truth ratios; model utility covers Real Faces, Real World, Retain and Retain FaceRec (not TOFU's text sets; CLEAR's
+chrF++ is not computed).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from lmscalpel.unlearning.losses import forward, mean_nll
 
 log = logging.getLogger(__name__)
 
-FORGET_TASKS = ("forget", "forget_facerec")  # CLEAR's Forget aggregate and the pooled forget quality
+FORGET_TASKS = ("forget", "forget_facerec")  # CLEAR's Forget aggregate
+FORGET_QUALITY_TASK = "forget"  # CLEAR's KS test compares the Forget (caption) truth ratios only
+UTILITY_TASKS = ("real_faces", "real_world", "retain", "retain_facerec")  # CLEAR's model utility tasks
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class Task:
     name: str
     subset: str
     kind: str  # forget | retain | real
+    normalised_prob: bool = False  # probability of the true answer among the true and perturbed ones
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,10 @@ class Sample:
 def tasks_for(split: str, source: str) -> list[Task]:
     """The tasks ``source`` provides for the forget split (mini-CLEAR has all; the hub needs locuslab/TOFU)."""
     tasks = [Task("forget", f"{split}_perturbed", "forget"), Task("retain", "retain_perturbed", "retain"),
-             Task("forget_facerec", f"{split}_perturbed", "forget"),
-             Task("retain_facerec", "retain_perturbed", "retain"),
-             Task("real_faces", "real_faces", "real"), Task("real_world", "real_world", "real"),
+             Task("forget_facerec", f"{split}_perturbed", "forget", normalised_prob=True),
+             Task("retain_facerec", "retain_perturbed", "retain", normalised_prob=True),
+             Task("real_faces", "real_faces", "real", normalised_prob=True),
+             Task("real_world", "real_world", "real", normalised_prob=True),
              Task("tofu_forget", f"tofu_{split}_perturbed", "forget"),
              Task("tofu_retain", "tofu_retain_perturbed", "retain")]
     return [t for t in tasks if has_subset(source, t.subset)]
@@ -126,7 +134,7 @@ def evaluate_task(model: torch.nn.Module, encoder: Encoder, task: Task, samples:
         pos += 2 + len(s.perturbed)
     ratios = M.truth_ratios(para, pert)
     result = {
-        "prob": (M.normalised_probability(true, pert) if task.kind == "real" else M.answer_probability(true)),
+        "prob": M.normalised_probability(true, pert) if task.normalised_prob else M.answer_probability(true),
         "truth_ratio": M.truth_ratio_score(ratios, forget=task.kind == "forget"),
         "option_accuracy": M.option_accuracy(true, pert),
         "n": len(samples),
@@ -163,14 +171,10 @@ def evaluate_model(model: torch.nn.Module, encoder: Encoder, *, split: str, sour
     return results
 
 
-def pooled_forget_ratios(results: dict[str, dict[str, Any]]) -> list[float]:
-    return [r for name in FORGET_TASKS if name in results for r in results[name]["truth_ratios"]]
-
-
 def summarise(results: dict[str, dict[str, Any]],
               gold: dict[str, list[float]] | None) -> dict[str, float | None]:
     """Flat metrics: per task prob / rouge / truth_ratio / option_accuracy, CLEAR's aggregates, model utility and
-    forget quality against the gold model's truth ratios (``gold``: task → ratios, plus ``pooled``)."""
+    forget quality against the gold model's truth ratios (``gold``: task → ratios), headline and per task."""
     flat: dict[str, float | None] = {}
     for name, r in results.items():
         for key in ("prob", "rouge", "truth_ratio", "option_accuracy", "n"):
@@ -184,11 +188,11 @@ def summarise(results: dict[str, dict[str, Any]],
     flat["real"] = hmean_of(("real_faces", "real_world"), ("prob", "truth_ratio"))
     flat["retain"] = hmean_of(("retain", "retain_facerec"), ("prob", "truth_ratio"))
     flat["forget"] = hmean_of(FORGET_TASKS, ("prob", "truth_ratio"))
-    non_forget = tuple(name for name in results if not name.startswith("forget") and name != "tofu_forget")
-    flat["model_utility"] = hmean_of(non_forget, ("prob", "rouge", "truth_ratio"))
+    flat["model_utility"] = hmean_of(UTILITY_TASKS, ("prob", "rouge", "truth_ratio"))
     if gold is not None:
-        pooled = pooled_forget_ratios(results)
-        fq = M.forget_quality(pooled, gold["pooled"]) if pooled and gold.get("pooled") else None
+        task = FORGET_QUALITY_TASK
+        fq = (M.forget_quality(results[task]["truth_ratios"], gold[task])
+              if task in results and gold.get(task) else None)
         flat["forget_quality"] = fq
         flat["log_forget_quality_ln"] = math.log(fq) if fq else None
         flat["log_forget_quality_log10"] = math.log10(fq) if fq else None
@@ -200,7 +204,5 @@ def summarise(results: dict[str, dict[str, Any]],
 
 def gold_ratios(results: dict[str, dict[str, Any]]) -> dict[str, list[float]]:
     """The truth ratios later runs compare against (stored next to the gold model's metrics)."""
-    out = {name: results[name]["truth_ratios"] for name in ("forget", "forget_facerec", "tofu_forget")
-           if name in results}
-    out["pooled"] = pooled_forget_ratios(results)
-    return out
+    return {name: results[name]["truth_ratios"] for name in ("forget", "forget_facerec", "tofu_forget")
+            if name in results}

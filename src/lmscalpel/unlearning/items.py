@@ -2,8 +2,10 @@
 
 An :class:`Item` is one (image or None, prompt, answer) triple. :class:`Encoder` renders the prompt with the
 processor's chat template (image part first, as LLaVA does), tokenises prompt and answer separately (so the
-answer tokens never merge with the prompt) and masks the prompt out of the labels. Items with ``chat=False`` use
-the prompt as raw text (completion-style facts learned in pre-training).
+answer tokens never merge with the prompt) and masks the prompt out of the labels. ``max_length`` budgets text
+tokens: the processor expands ``<image>`` into the model's image tokens (576 on LLaVA-1.5), which come on top and
+are never cut (a cut one makes LLaVA's image features and image tokens disagree); only the answer's tail is.
+Items with ``chat=False`` use the prompt as raw text (completion-style facts learned in pre-training).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class Encoder:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.max_length = max_length
+        image_token = getattr(processor, "image_token", None)
+        self._image_token_id = self.tokenizer.convert_tokens_to_ids(image_token) if image_token else None
         self._special = tuple(t for t in self.tokenizer.all_special_tokens if t)
         self._prompt_cache: dict[tuple, tuple] = {}
 
@@ -99,13 +103,22 @@ class Encoder:
         seqs, labels, pixels = [], [], []
         for item in items:
             prompt_ids, pixel_values, prompt = self._prompt_ids(item)
-            answer_ids = self._answer_ids(item, prompt)
-            ids = (prompt_ids + answer_ids)[: self.max_length]
-            seqs.append(ids)
-            labels.append(([IGNORE] * len(prompt_ids) + answer_ids)[: self.max_length])
+            answer_ids = self._answer_ids(item, prompt)[: self._answer_room(prompt_ids)]
+            seqs.append(prompt_ids + answer_ids)
+            labels.append([IGNORE] * len(prompt_ids) + answer_ids)
             if pixel_values is not None:
                 pixels.append(pixel_values)
         return self._pad(seqs, labels, pixels, left=False)
+
+    def _answer_room(self, prompt_ids: list[int]) -> int:
+        """Answer tokens that fit: ``max_length`` text tokens plus the prompt's image tokens, less the prompt."""
+        n_image = prompt_ids.count(self._image_token_id) if self._image_token_id is not None else 0
+        room = self.max_length + n_image - len(prompt_ids)
+        if room < 1:
+            raise ValueError(f"config key unlearning.max_length = {self.max_length}: a prompt of "
+                             f"{len(prompt_ids) - n_image} text tokens (+ {n_image} image tokens) leaves no room "
+                             "for its answer; raise unlearning.max_length")
+        return room
 
     def encode_prompts(self, items: list[Item]) -> dict[str, torch.Tensor]:
         """Left-padded prompts for ``generate``."""

@@ -76,9 +76,10 @@ def soft_ce(ref_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor) 
 
 
 def hidden_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over attended tokens and hidden dimensions of (h − target)²."""
-    per_tok = ((hidden.float() - target.float()) ** 2).mean(-1)
-    return _masked_mean(per_tok, mask)
+    """RMU's activation MSE as open-unlearning computes it: (h − target)² averaged over hidden dimensions, then
+    over each sample's masked tokens (the answer tokens, ``labels != -100``), then over samples."""
+    per_tok = ((hidden.float() - target.float()) ** 2).mean(-1) * mask
+    return (per_tok.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -116,15 +117,22 @@ class Context:
     answer_pool: list[Item] = field(default_factory=list)  # items of all persons (LLMU random answers)
     forget_pool: list[Item] = field(default_factory=list)  # all forget items (SKU random disassociation)
     state: dict[str, Any] = field(default_factory=dict)
+    # "sample": E ℓ_θ, the mean of per-item answer NLLs (spec §5, project default); "token": the mean over every
+    # answer token of the batch, HF's ``.loss``, which CLEAR's and open-unlearning's losses use (presets).
+    nll_reduction: str = "sample"
 
     def batch(self, items: list[Item]) -> dict[str, torch.Tensor]:
         device = next(self.model.parameters()).device
         return {k: v.to(device) for k, v in self.encoder.encode(items).items()}
 
     def nll(self, items: list[Item]) -> torch.Tensor:
-        """E ℓ_θ over the items."""
+        """E ℓ_θ over the items (``nll_reduction`` "sample"), or the batch's token-mean NLL ("token")."""
         batch = self.batch(items)
-        return mean_nll(forward(self.model, batch).logits, batch["labels"]).mean()
+        logits = forward(self.model, batch).logits
+        if self.nll_reduction == "token":
+            total, count = answer_logprob(logits, batch["labels"])
+            return -total.sum() / count.sum().clamp(min=1)
+        return mean_nll(logits, batch["labels"]).mean()
 
     def logprob_pair(self, items: list[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """(log π_θ, log π_θ₀) per item."""
@@ -251,15 +259,16 @@ def _rmu_setup(ctx: Context, forget_pool: list[Item]) -> None:
 
 @register("rmu", uses_reference=True, setup=_rmu_setup, trainable=_rmu_trainable)
 def rmu(ctx: Context, forget: list[Item], retain: list[Item]) -> list[torch.Tensor]:
-    """RMU (Li et al. 2024): MSE(h_θ^ℓ, c·u) on D_f + α · MSE(h_θ^ℓ, h_θ₀^ℓ) on D_r."""
+    """RMU (Li et al. 2024): MSE(h_θ^ℓ, c·u) on D_f + α · MSE(h_θ^ℓ, h_θ₀^ℓ) on D_r, over answer tokens and
+    averaged per sample (open-unlearning's masking)."""
     index = rmu_layer(ctx.model, ctx.params) + 1
     f_batch, r_batch = ctx.batch(forget), ctx.batch(retain)
     h_forget = forward(ctx.model, f_batch, hidden=True).hidden_states[index]
     h_retain = forward(ctx.model, r_batch, hidden=True).hidden_states[index]
     h_retain_ref = ctx.reference(r_batch, hidden=True).hidden_states[index]
     target = ctx.state["coeff"] * ctx.state["control"]
-    forget_term = hidden_mse(h_forget, target.expand_as(h_forget), f_batch["attention_mask"].bool())
-    retain_term = hidden_mse(h_retain, h_retain_ref, r_batch["attention_mask"].bool())
+    forget_term = hidden_mse(h_forget, target.expand_as(h_forget), f_batch["labels"] != IGNORE)
+    retain_term = hidden_mse(h_retain, h_retain_ref, r_batch["labels"] != IGNORE)
     return [forget_term + float(ctx.params["alpha"]) * retain_term]
 
 

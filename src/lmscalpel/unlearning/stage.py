@@ -87,19 +87,26 @@ def run_evaluate_reference(model_ref: ModelRef, source: str, split: str, which: 
                              "examples": {k: v.get("examples", []) for k, v in results.items()}})
 
 
-def run_unlearn(original: ModelRef, source: str, split: str, modality: str, method: str, l1: bool,
+def l1_lambda_of(tag: str) -> float | None:
+    """The ``l1`` wildcard: ``off`` (no LoRA) or the λ of LoRA + L1 (``unlearning.unlearn.l1.lambdas``)."""
+    return None if tag == "off" else float(tag)
+
+
+def run_unlearn(original: ModelRef, source: str, split: str, modality: str, method: str, l1_lambda: float | None,
                 cfg: dict[str, Any], gold_ratios_in: str, metrics_out: str, checkpoint_dir: str,
                 seed: int) -> None:
     _quiet()
     model, processor, info = unlearn(original=original, source=source, revision=cfg["data"]["revision"],
-                                     split=split, modality=modality, method=method, l1=l1, cfg=_train_cfg(cfg, "unlearn"),
-                                     prompts=_prompts(cfg), checkpoint_dir=checkpoint_dir, seed=seed)
+                                     split=split, modality=modality, method=method, l1_lambda=l1_lambda,
+                                     cfg=_train_cfg(cfg, "unlearn"), prompts=_prompts(cfg),
+                                     checkpoint_dir=checkpoint_dir, seed=seed)
     results = evaluate_model(model, Encoder(processor, int(cfg["max_length"])), split=split, source=source,
                              revision=cfg["data"]["revision"], **_eval_kwargs(cfg))
     flat = summarise(results, read_json(gold_ratios_in))
     params = cfg["unlearn"]["methods"].get(method, {})
     record = {**flat, **{f"train_{k}": v for k, v in info.items()}, "method": method, "split": split,
-              "modality": modality, "l1": l1, "l1_lambda": cfg["unlearn"]["l1"]["lambda"] if l1 else 0.0,
+              "modality": modality, "l1": l1_lambda is not None, "l1_lambda": l1_lambda,
+              "nll_reduction": cfg["unlearn"]["nll_reduction"],
               "lr": cfg["unlearn"]["lr"], "epochs": cfg["unlearn"]["epochs"],
               **{f"param_{k}": (v if not isinstance(v, list) else ",".join(map(str, v))) for k, v in params.items()},
               **_provenance(original, source, cfg, seed), "base_model_for_unlearning": original.name_or_path}
@@ -107,7 +114,7 @@ def run_unlearn(original: ModelRef, source: str, split: str, modality: str, meth
     write_json(metrics_out, record)
 
 
-def run_robustness(original: ModelRef, source: str, split: str, modality: str, method: str, l1: bool,
+def run_robustness(original: ModelRef, source: str, split: str, modality: str, method: str, l1_lambda: float | None,
                    cfg: dict[str, Any], gold_ratios_in: str, metrics_out: str, checkpoint_dir: str | None,
                    seed: int) -> None:
     """Re-measure an unlearning run (``method='original'``: the original model) under steering and pruning.
@@ -118,13 +125,14 @@ def run_robustness(original: ModelRef, source: str, split: str, modality: str, m
         model, processor = load_vlm(original)
     else:
         model, processor, _ = unlearn(original=original, source=source, revision=cfg["data"]["revision"],
-                                      split=split, modality=modality, method=method, l1=l1,
+                                      split=split, modality=modality, method=method, l1_lambda=l1_lambda,
                                       cfg=_train_cfg(cfg, "unlearn"), prompts=_prompts(cfg),
                                       checkpoint_dir=checkpoint_dir, seed=seed)
     record = measure(model, processor, source=source, revision=cfg["data"]["revision"], split=split,
                      gold=read_json(gold_ratios_in), cfg=cfg["robustness"], eval_cfg=cfg["eval"],
                      max_length=int(cfg["max_length"]), seed=seed)
-    write_json(metrics_out, {**record, "method": method, "split": split, "modality": modality, "l1": l1,
+    write_json(metrics_out, {**record, "method": method, "split": split, "modality": modality,
+                             "l1": l1_lambda is not None, "l1_lambda": l1_lambda,
                              "pruning_pattern": cfg["robustness"]["pruning_pattern"],
                              "steering_scale": cfg["robustness"]["steering_scale"],
                              **_provenance(original, source, cfg, seed)})

@@ -1,8 +1,9 @@
 """Fine-tuning (LoRA, merged) and unlearning loops, resumable from a checkpoint directory.
 
-Both loops use AdamW with HF's linear warm-up/decay schedule and gradient clipping at 1.0 (the HF Trainer
-default). CLEAR uses bitsandbytes' 8-bit AdamW and bf16 on GPUs; on CPU the project uses torch's AdamW in the
-configured dtype. Batches are a pure function of (seed, epoch), so a resumed run sees the same data order.
+Both loops use AdamW with HF's linear warm-up/decay schedule, gradient clipping at 1.0 and no weight decay on
+biases and norm weights (the HF Trainer defaults, which CLEAR and open-unlearning train with). CLEAR uses
+bitsandbytes' 8-bit AdamW and bf16 on GPUs; on CPU the project uses torch's AdamW in the configured dtype.
+Batches are a pure function of (seed, epoch), so a resumed run sees the same data order.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from lmscalpel.unlearning.vlm import load_vlm, save_vlm, vision_modules
 log = logging.getLogger(__name__)
 
 MAX_GRAD_NORM = 1.0
+# transformers.Trainer.get_decay_parameter_names: parameters of LayerNorm modules and names matching these are
+# exempt from weight decay.
+NO_DECAY_PATTERNS = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
 MODALITIES = ("text", "visual", "both")
 
 
@@ -44,16 +48,35 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int) -> list[list[i
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def decayed_parameter_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters AdamW decays, as the HF Trainer chooses them (no biases, no norm weights)."""
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    return set(get_parameter_names(model, [torch.nn.LayerNorm], NO_DECAY_PATTERNS))
+
+
+def _param_groups(named_params: dict[str, torch.nn.Parameter], decayed: set[str] | None,
+                  weight_decay: float) -> list[dict[str, Any]]:
+    """One AdamW group with ``weight_decay`` (names in ``decayed``; all if None) and one without."""
+    decay = [n for n in named_params if decayed is None or n in decayed]
+    exempt = [n for n in named_params if decayed is not None and n not in decayed]
+    return [{"params": [named_params[n] for n in group], "weight_decay": wd}
+            for group, wd in ((decay, weight_decay), (exempt, 0.0)) if group]
+
+
 def train_loop(named_params: dict[str, torch.nn.Parameter],
                step_losses: Callable[[int], list[torch.Tensor | Callable[[], torch.Tensor]]], *,
                n_steps: int, lr: float, weight_decay: float, warmup_steps: int,
                checkpoint_dir: str | os.PathLike | None, checkpoint_every: int,
-               penalty: Callable[[], torch.Tensor] | None = None, desc: str = "train") -> list[float]:
+               penalty: Callable[[], torch.Tensor] | None = None, decayed: set[str] | None = None,
+               desc: str = "train") -> list[float]:
     """Run ``n_steps`` steps; each loss returned by ``step_losses(step)`` (plus ``penalty()``) gets an optimiser
-    step. A loss may be a zero-argument callable, evaluated only after the previous loss's step (SCRUB). Saves the trained parameters, optimiser and schedule every ``checkpoint_every`` steps and resumes from
-    them. Returns the per-step loss history (summed over the step's losses, penalty included)."""
+    step. A loss may be a zero-argument callable, evaluated only after the previous loss's step (SCRUB). Weight
+    decay applies to the names in ``decayed`` (all when None; see :func:`decayed_parameter_names`). Saves the
+    trained parameters, optimiser and schedule every ``checkpoint_every`` steps and resumes from them. Returns the
+    per-step loss history (summed over the step's losses, penalty included)."""
     params = list(named_params.values())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(named_params, decayed, weight_decay), lr=lr)
     schedule = transformers.get_linear_schedule_with_warmup(optimizer, warmup_steps, max(n_steps, 1))
     start, history = _load_checkpoint(checkpoint_dir, named_params, optimizer, schedule)
     for step in tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps, leave=False):
@@ -162,7 +185,7 @@ def finetune_vlm(*, base: ModelRef, source: str, revision: str | None, split: st
     history = train_loop(named, step_losses, n_steps=steps_per_epoch * cfg["epochs"], lr=cfg["lr"],
                          weight_decay=cfg["weight_decay"], warmup_steps=steps_per_epoch * cfg["warmup_epochs"],
                          checkpoint_dir=checkpoint_dir, checkpoint_every=cfg["checkpoint_every"],
-                         desc=f"finetune {split or 'full'}")
+                         decayed=decayed_parameter_names(model), desc=f"finetune {split or 'full'}")
     merged = model.merge_and_unload()
     merged.eval()
     info = {"subsets": subsets, "n_items": len(items), "steps": len(history), "first_loss": history[0],
@@ -192,10 +215,12 @@ def trainable_parameters(model: torch.nn.Module, patterns: list[str] | None) -> 
 
 
 def unlearn(*, original: ModelRef, source: str, revision: str | None, split: str, modality: str, method: str,
-            l1: bool, cfg: dict[str, Any], prompts: dict[str, Any], checkpoint_dir: str | os.PathLike | None,
-            seed: int) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+            l1_lambda: float | None, cfg: dict[str, Any], prompts: dict[str, Any],
+            checkpoint_dir: str | os.PathLike | None, seed: int) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
     """Unlearn ``split`` (``modality`` rows of ``forgetNN+tofu``) from the original model with ``method``;
-    with ``l1`` a fresh LoRA adapter trains under λ·‖LoRA‖₁ and is merged. Returns (model, processor, info)."""
+    with ``l1_lambda`` λ (not None) a fresh LoRA adapter trains under λ·‖LoRA‖₁ and is merged.
+    Returns (model, processor, info)."""
+    l1 = l1_lambda is not None
     spec = get_method(method)
     params = {**cfg["methods"].get(method, {}), "seed": seed}
     model, processor = load_vlm(original, eval_mode=False)
@@ -205,8 +230,7 @@ def unlearn(*, original: ModelRef, source: str, revision: str | None, split: str
         model = attach_lora(model, r=cfg["l1"]["lora_r"], alpha=cfg["l1"]["lora_alpha"], dropout=0.0,
                             module_patterns=patterns)
         named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-        lam = float(cfg["l1"]["lambda"])
-        penalty = lambda: l1_penalty(model, lam)  # noqa: E731
+        penalty = lambda: l1_penalty(model, float(l1_lambda))  # noqa: E731
     else:
         named = trainable_parameters(model, patterns)
         penalty = None
@@ -219,7 +243,8 @@ def unlearn(*, original: ModelRef, source: str, revision: str | None, split: str
     everyone = training_items(source, ["full+tofu"], **item_kw)
     ctx = Context(model=model, reference=Reference(model, uses_adapter=l1) if spec.uses_reference else None,
                   encoder=encoder, params=params, retain_weight=float(cfg["retain_weight"]),
-                  n_epochs=int(cfg["epochs"]), answer_pool=everyone, forget_pool=forget)
+                  n_epochs=int(cfg["epochs"]), answer_pool=everyone, forget_pool=forget,
+                  nll_reduction=cfg["nll_reduction"])
     model.train()
     for module in vision_modules(model):
         module.eval()
@@ -241,7 +266,8 @@ def unlearn(*, original: ModelRef, source: str, revision: str | None, split: str
     history = train_loop(named, step_losses, n_steps=n_steps, lr=float(cfg["lr"]),
                          weight_decay=float(cfg["weight_decay"]), warmup_steps=steps_per_epoch * cfg["warmup_epochs"],
                          checkpoint_dir=checkpoint_dir, checkpoint_every=int(cfg["checkpoint_every"]),
-                         penalty=penalty, desc=f"{method} {split} {modality} l1={l1}")
+                         penalty=penalty, decayed=decayed_parameter_names(model),
+                         desc=f"{method} {split} {modality} l1={l1_lambda}")
     info = {"n_forget_items": len(forget), "n_retain_items": len(retain), "steps": n_steps,
             "first_loss": history[0], "final_loss": history[-1], "trainable_parameters": sum(
                 p.numel() for p in named.values())}
