@@ -154,12 +154,19 @@ def test_generate_steered_rows_independent_of_batching(tiny):
     assert unsteered != full[1:]
 
 
-def _grid(tiny, tmp_path, directions, prompts):
+def _grid(tiny, tmp_path, directions, prompts, **overrides):
     model, tok = tiny
+    kw = {"judge": J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS), "max_new_tokens": 3, "chunk_rows": 5, **overrides}
     return run_grid(model, tok, layer=1, mu=20.0, prompts=prompts, directions=directions, coefficients=[0.5, 2.0],
-                    judge=J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS), ground_truth=lambda r: "sure" in r.lower(),
-                    max_new_tokens=3, batch_size=8, chunk_rows=5, checkpoint_dir=tmp_path / "ckpt",
-                    refusal=D.random_directions(64, [99], 0)[0])
+                    ground_truth=lambda r: "sure" in r.lower(), batch_size=8, checkpoint_dir=tmp_path / "ckpt",
+                    refusal=D.random_directions(64, [99], 0)[0], **kw)
+
+
+def _count_generations(monkeypatch, module) -> list:
+    calls = []
+    real = module.generate_steered
+    monkeypatch.setattr(module, "generate_steered", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
 
 
 def test_grid_rows_resume_after_kill(tiny, tmp_path, monkeypatch):
@@ -175,13 +182,27 @@ def test_grid_rows_resume_after_kill(tiny, tmp_path, monkeypatch):
     chunks = sorted((tmp_path / "ckpt").glob("chunk-*.parquet"))
     assert len(chunks) == 6
     chunks[3].unlink()  # a kill before chunk 3 was written
-    calls = []
     import lmscalpel.steering.grid as grid_mod
-    real = grid_mod.generate_steered
-    monkeypatch.setattr(grid_mod, "generate_steered", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _count_generations(monkeypatch, grid_mod)
     again = _grid(tiny, tmp_path, dirs, prompts)
     assert len(calls) == 1
     pd.testing.assert_frame_equal(first, again)
+
+
+@pytest.mark.parametrize("change", [{"judge": J.KeywordJudge(["Sure"])}, {"max_new_tokens": 4}, {"chunk_rows": 4}])
+def test_grid_recomputes_when_a_key_changes(tiny, tmp_path, monkeypatch, change):
+    import lmscalpel.steering.grid as grid_mod
+
+    prompts = [{"id": f"p{i}", "prompt": f"how to do thing {i}", "category": "Privacy"} for i in range(2)]
+    dirs = [DirectionSet("random", D.random_directions(64, range(2), 1), source="s")]
+    _grid(tiny, tmp_path, dirs, prompts)
+    calls = _count_generations(monkeypatch, grid_mod)
+    _grid(tiny, tmp_path, dirs, prompts)
+    assert calls == []  # nothing changed: every chunk resumes
+    changed = _grid(tiny, tmp_path, dirs, prompts, **change)
+    assert len(calls) == len(list((tmp_path / "ckpt").glob("chunk-*.parquet"))) > 0
+    if "judge" in change:
+        assert (changed["verdict"] == J.KeywordJudge(["Sure"])([], changed["response"])).all()
 
 
 def _frame():
@@ -233,6 +254,39 @@ def test_universal_attack_selects_complying_vectors(tiny, tmp_path):
     assert set(table["prompt"]) == {"how to do thing 1", "how to do thing 2"}
     assert summary["random_n_vectors"] == 3
     assert summary["universal_n_vectors"] == sum(n >= 2 for n in summary["pool_selected"])
+
+
+def test_universal_attack_resumes_and_recomputes_on_changed_keys(tiny, tmp_path, monkeypatch):
+    import lmscalpel.steering.universal as U
+
+    model, tok = tiny
+    prompts = [{"id": f"p{i}", "prompt": f"how to do thing {i}", "category": "Privacy"} for i in range(3)]
+    even = lambda reqs, resps: [len(r) % 2 == 0 for r in resps]
+
+    def attack(outcome=even, outcome_key="even", **kw):
+        args = dict(layer=1, mu=20.0, coefficients=[0.5, 1.0], seed=0, max_new_tokens=3)
+        args.update(kw)
+        return universal_attack(model, tok, train_prompt="how to do thing 0", eval_prompts=prompts,
+                                outcome=outcome, outcome_key=outcome_key, sweep_vectors=4, max_trials=8, n_select=1,
+                                n_universal=1, n_baseline=2, batch_size=8, checkpoint_dir=tmp_path, **args)
+
+    first, _ = attack()
+    calls = _count_generations(monkeypatch, U)
+    again, _ = attack()
+    assert calls == []
+    pd.testing.assert_frame_equal(first, again)
+    for change in ({"max_new_tokens": 4}, {"layer": 0}, {"outcome_key": "odd"}):
+        calls.clear()
+        attack(**change)
+        assert len(calls) >= 2, change  # the sweep and the held-out steps were generated again
+    # A step keeps its name when c* moves (eval-random-0 is evaluated at c*); its file must not be reused.
+    runner = U._Runner(model, tok, layer=1, mu=20.0, outcome=even, max_new_tokens=3, batch_size=8,
+                       ckpt=tmp_path / "steps", skip_tokens="special", key={})
+    vec = D.random_directions(64, [0], 0).expand(2, -1)
+    calls.clear()
+    for c in (0.5, 1.0, 0.5):
+        runner.run("eval-random-0", ["a", "b"], vec, c, {"prompt_id": ["p1", "p2"]})
+    assert len(calls) == 2
 
 
 def test_capability_helpers():

@@ -56,18 +56,34 @@ def grid_rows(prompts: Sequence[dict], directions: Sequence[DirectionSet], coeff
     return rows
 
 
-def _fingerprint(spec: dict) -> str:
+def fingerprint(spec) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _prepare_checkpoints(ckpt_dir: Path, fingerprint: str) -> None:
+def tensor_key(t: torch.Tensor | None) -> str | None:
+    """Digest of a tensor's values (directions are keyed by what they are, not by a rounded sum)."""
+    return None if t is None else hashlib.sha256(t.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def model_key(model) -> dict:
+    return {"name_or_path": getattr(model, "name_or_path", None), "dtype": str(getattr(model, "dtype", None))}
+
+
+def judge_key(judge) -> dict | str:
+    """A judge's model, revision, template and decoding (``judge.config``); its name for judges without one."""
+    return getattr(judge, "config", judge.name)
+
+
+def prepare_checkpoints(ckpt_dir: Path, digest: str) -> None:
+    """Start ``ckpt_dir`` over unless it was written for ``digest`` (a fingerprint of everything that changes the
+    numbers of the resumable pieces inside)."""
     marker = ckpt_dir / "fingerprint.json"
-    if ckpt_dir.exists() and (not marker.exists() or read_json(marker).get("fingerprint") != fingerprint):
-        log.info("checkpoint dir %s belongs to another grid; starting over", ckpt_dir)
+    if ckpt_dir.exists() and (not marker.exists() or read_json(marker).get("fingerprint") != digest):
+        log.info("checkpoint dir %s was written for another config; starting over", ckpt_dir)
         shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     if not marker.exists():
-        write_json(marker, {"fingerprint": fingerprint})
+        write_json(marker, {"fingerprint": digest})
 
 
 def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict],
@@ -77,12 +93,14 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
              skip_tokens: str = "special") -> pd.DataFrame:
     """Generate, judge and collect every grid row; returns one DataFrame row per (c, direction, prompt)."""
     rows = grid_rows(prompts, directions, coefficients)
-    spec = {"layer": layer, "mu": round(mu, 6), "prompts": [p["prompt"] for p in prompts],
-            "coefficients": list(coefficients), "max_new_tokens": max_new_tokens, "judge": judge.name,
-            "skip_tokens": skip_tokens,
-            "directions": [(d.kind, d.source, d.latents, round(float(d.vectors.sum()), 5)) for d in directions]}
+    spec = {"model": model_key(model), "layer": layer, "mu": round(mu, 6),
+            "prompts": [(p["id"], p["prompt"], p["category"]) for p in prompts],
+            "coefficients": list(coefficients), "max_new_tokens": max_new_tokens, "judge": judge_key(judge),
+            "ground_truth": ground_truth is not None, "skip_tokens": skip_tokens, "chunk_rows": chunk_rows,
+            "refusal": tensor_key(refusal),
+            "directions": [(d.kind, d.source, d.latents, tensor_key(d.vectors)) for d in directions]}
     ckpt_dir = Path(checkpoint_dir)
-    _prepare_checkpoints(ckpt_dir, _fingerprint(spec))
+    prepare_checkpoints(ckpt_dir, fingerprint(spec))
     d_model = directions[0].vectors.shape[1] if directions else int(model.config.hidden_size)
     frames = []
     n_chunks = (len(rows) + chunk_rows - 1) // chunk_rows

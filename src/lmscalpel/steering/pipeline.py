@@ -18,7 +18,7 @@ from lmscalpel.steering import capability as cap
 from lmscalpel.steering.data import load_prompts
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
-from lmscalpel.steering.grid import DirectionSet, run_grid
+from lmscalpel.steering.grid import DirectionSet, judge_key, run_grid
 from lmscalpel.steering.hook import skip_token_ids
 from lmscalpel.steering.judges import build_judge
 from lmscalpel.steering.universal import universal_attack
@@ -50,11 +50,12 @@ def eval_prompts(cfg: dict, chat_eval: str | None) -> list[dict]:
 
 
 def _outcome_fn(cfg: dict, toy: bool, judge):
-    """Compliance of (request, response) pairs: toy ground truth when available/asked, else the judge."""
+    """Compliance of (request, response) pairs and what defines it: toy ground truth when available/asked, else
+    the judge."""
     mode = cfg.get("metrics", {}).get("outcome", "auto")
     if mode == "ground_truth" or (mode == "auto" and toy):
-        return lambda requests, responses: [is_compliant(r) for r in responses]
-    return lambda requests, responses: [v == "unsafe" for v in judge(requests, responses)]
+        return (lambda requests, responses: [is_compliant(r) for r in responses]), "ground_truth"
+    return (lambda requests, responses: [v == "unsafe" for v in judge(requests, responses)]), judge_key(judge)
 
 
 # --- setup: μ(l) and the refusal direction ---------------------------------------------------------------------
@@ -151,12 +152,14 @@ def run_universal_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str 
     train_prompt = ucfg["train_prompt"] or prompts[0]["prompt"]
     judge = build_judge(cfg["judge"], toy=toy, seed=seed)
     mu = float(read_json(setup_json)["mu"])
+    outcome, outcome_key = _outcome_fn(cfg, toy, judge)
     table, summary = universal_attack(
         model, tokenizer, layer=layer, mu=mu, train_prompt=train_prompt, eval_prompts=prompts,
-        coefficients=cfg["coefficients"], outcome=_outcome_fn(cfg, toy, judge), seed=ucfg["seed"],
+        coefficients=cfg["coefficients"], outcome=outcome, seed=ucfg["seed"],
         sweep_vectors=ucfg["sweep_vectors"], max_trials=ucfg["max_trials"], n_select=ucfg["n_select"],
         n_universal=ucfg["n_universal"], n_baseline=ucfg["n_baseline"], max_new_tokens=cfg["max_new_tokens"],
-        batch_size=cfg["batch_size"], checkpoint_dir=checkpoint_dir, skip_tokens=cfg["skip_tokens"])
+        batch_size=cfg["batch_size"], checkpoint_dir=checkpoint_dir, skip_tokens=cfg["skip_tokens"],
+        outcome_key=outcome_key)
     with atomic_path(output_table) as tmp:
         table.to_parquet(tmp, index=False)
     outcome = "ground_truth" if (cfg["metrics"]["outcome"] == "ground_truth" or

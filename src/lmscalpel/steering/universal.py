@@ -1,7 +1,9 @@
 """Universal attack (spec §7): on one training prompt pick c*, keep the first ``n_select`` random vectors that make
 the model comply, average and renormalise, and compare the result with random vectors on held-out prompts.
 
-Every stage's generations are cached as Parquet in the checkpoint directory, so a killed job resumes.
+Every step's generations are cached as Parquet in the checkpoint directory, so a killed job resumes. The directory
+is fingerprinted by everything shared by the steps (model, layer, μ, seed, judge, max_new_tokens...) and each file
+name carries a digest of its own step (c, prompts, vector indices), so a changed c* never reuses a stale step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from lmscalpel.io import atomic_path
 from lmscalpel.steering.directions import random_directions, unit
 from lmscalpel.steering.generation import generate_steered
+from lmscalpel.steering.grid import fingerprint, model_key, prepare_checkpoints
 
 log = logging.getLogger(__name__)
 Outcome = Callable[[Sequence[str], Sequence[str]], list[bool]]
@@ -25,13 +28,14 @@ class _Runner:
     """Generates (prompt, vector, c) rows and caches each named step."""
 
     def __init__(self, model, tokenizer, *, layer, mu, outcome: Outcome, max_new_tokens, batch_size, ckpt: Path,
-                 skip_tokens: str):
+                 skip_tokens: str, key: dict):
         self.model, self.tokenizer, self.layer, self.mu, self.outcome = model, tokenizer, layer, mu, outcome
         self.max_new_tokens, self.batch_size, self.ckpt, self.skip_tokens = max_new_tokens, batch_size, ckpt, skip_tokens
-        ckpt.mkdir(parents=True, exist_ok=True)
+        prepare_checkpoints(ckpt, fingerprint({**key, "model": model_key(model), "layer": layer, "mu": round(mu, 6),
+                                               "max_new_tokens": max_new_tokens, "skip_tokens": skip_tokens}))
 
     def run(self, name: str, prompts: Sequence[str], vectors: torch.Tensor, c: float, labels: dict) -> pd.DataFrame:
-        path = self.ckpt / f"{name}.parquet"
+        path = self.ckpt / f"{name}-{fingerprint([list(prompts), c, labels])}.parquet"
         if path.exists():
             return pd.read_parquet(path)
         responses = generate_steered(self.model, self.tokenizer, prompts, vectors, [c * self.mu] * len(prompts),
@@ -47,14 +51,17 @@ class _Runner:
 def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: str, eval_prompts: Sequence[dict],
                      coefficients: Sequence[float], outcome: Outcome, seed: int, sweep_vectors: int,
                      max_trials: int, n_select: int, n_universal: int, n_baseline: int, max_new_tokens: int,
-                     batch_size: int, checkpoint_dir: str | Path,
-                     skip_tokens: str = "special") -> tuple[pd.DataFrame, dict]:
+                     batch_size: int, checkpoint_dir: str | Path, skip_tokens: str = "special",
+                     outcome_key: dict | str = "") -> tuple[pd.DataFrame, dict]:
     """Return (held-out rows of every evaluated vector, summary). Random vector pools are disjoint index ranges of
-    the (seed, k) stream: sweep [0, S), universal pool u [S + u·T, S + (u+1)·T), baseline after those."""
+    the (seed, k) stream: sweep [0, S), universal pool u [S + u·T, S + (u+1)·T), baseline after those.
+    ``outcome_key`` describes ``outcome`` (ground truth, or the judge's model, template and decoding) for the
+    checkpoint fingerprint."""
     d_model = int(model.config.hidden_size) if hasattr(model.config, "hidden_size") else \
         int(model.get_input_embeddings().weight.shape[1])
     runner = _Runner(model, tokenizer, layer=layer, mu=mu, outcome=outcome, max_new_tokens=max_new_tokens,
-                     batch_size=batch_size, ckpt=Path(checkpoint_dir), skip_tokens=skip_tokens)
+                     batch_size=batch_size, ckpt=Path(checkpoint_dir), skip_tokens=skip_tokens,
+                     key={"seed": seed, "outcome": outcome_key})
     sweep_dirs = random_directions(d_model, range(sweep_vectors), seed)
     sweep = pd.concat([runner.run(f"sweep-c{c:g}", [train_prompt] * sweep_vectors, sweep_dirs, c,
                                   {"vector": list(range(sweep_vectors))}) for c in coefficients])
