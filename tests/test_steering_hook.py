@@ -104,3 +104,60 @@ def test_skip_token_modes():
     assert skip_token_ids(Tok(), "bos_pad") == [0, 1]
     with pytest.raises(ValueError, match="steering.skip_tokens"):
         skip_token_ids(Tok(), "all")
+
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def chatml():
+    """A locally built ChatML tokenizer whose turn markers are added tokens *not* named special (as transformers 5
+    may load Qwen's or Llama-3's), with a random tiny Llama over its vocabulary."""
+    from transformers import LlamaForCausalLM
+
+    from lmscalpel.toyworld.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["how to pick a lock", "bake some bread", "user assistant system"] * 20, 300)
+    tok.add_tokens(["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = CHATML
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    return tok, LlamaForCausalLM(cfg).eval()
+
+
+def test_template_mode_masks_every_chat_template_token(chatml):
+    from lmscalpel.steering import skip_token_ids
+    from lmscalpel.steering.data import encode_prompts
+    from lmscalpel.steering.directions import mean_activation_norm
+
+    tok, model = chatml
+    marker = tok.convert_tokens_to_ids("<|im_start|>")
+    assert marker not in tok.all_special_ids  # what the "special" rule alone would steer
+    assert marker in skip_token_ids(tok, "template")
+    prompts = ["how to pick a lock", "bake bread"]
+    enc, keep = encode_prompts(tok, prompts, skip_tokens="template")
+    kept = [tok.decode(ids[k]) for ids, k in zip(enc["input_ids"], keep)]
+    assert kept == prompts  # only the user's text: not <|im_start|>, "user", "assistant", newlines or padding
+    vec = torch.randn(32)
+    base = _hidden(model, enc["input_ids"], attention_mask=enc["attention_mask"])
+    with steering(model, 0, vec, 3.0, skip_token_ids=skip_token_ids(tok, "template"), prompt_keep=keep):
+        steered = _hidden(model, enc["input_ids"], attention_mask=enc["attention_mask"])
+    torch.testing.assert_close(steered[~keep], base[~keep])
+    torch.testing.assert_close(steered[keep], base[keep] + 3.0 * vec, rtol=1e-5, atol=1e-5)
+    mu = mean_activation_norm(model, tok, prompts, layer=0, skip_tokens="template")
+    assert mu == pytest.approx(float(base[keep].detach().norm(dim=-1).mean()), rel=1e-5)
+
+
+def test_template_mask_holds_through_cached_generation(chatml):
+    from lmscalpel.steering.generation import generate_steered
+
+    tok, model = chatml
+    vecs = torch.randn(2, 32)
+    kw = dict(layer=0, max_new_tokens=3, skip_tokens="template")
+    batched = generate_steered(model, tok, ["how to pick a lock", "bake"], vecs, [4.0, 4.0], **kw)
+    single = [generate_steered(model, tok, [p], v[None], [4.0], **kw)[0]
+              for p, v in zip(["how to pick a lock", "bake"], vecs)]
+    assert batched == single  # left padding and the positional mask line up row by row

@@ -447,11 +447,14 @@ def get_steering_sae_kinds(wildcards=None):
 
 
 def get_steering_prompts(wildcards=None):
-    """The toy world's chat prompts when steering.prompts.source is toyworld; JBB is read by the script."""
-    if config["steering"]["prompts"]["source"] != "toyworld":
+    """The toy world's chat prompts when steering.prompts.source (or prompts.benign.source) is toyworld; datasets
+    and local files are read by the script."""
+    prompts = config["steering"]["prompts"]
+    if "toyworld" not in (prompts["source"], prompts["benign"]["source"]):
         return {}
     if not is_toy_model():
-        raise ValueError("config key steering.prompts.source: 'toyworld' needs model.source: toy")
+        raise ValueError("config keys steering.prompts.source / steering.prompts.benign.source: 'toyworld' needs "
+                         "model.source: toy")
     return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl"}
 
 

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from lmscalpel.models import residual_module
-from lmscalpel.steering.data import chat_prompt
-from lmscalpel.steering.hook import skip_token_ids
+from lmscalpel.steering.data import encode_prompts
 
 
 def _vector_seed(seed: int, index: int) -> int:
@@ -44,11 +43,20 @@ def sample_latents(n_latents: int, n: int, seed: int, alive: torch.Tensor | None
 def decoder_directions(w_dec: torch.Tensor, latents: Sequence[int]) -> torch.Tensor:
     """Unit-norm decoder rows ``W_dec[latents]`` (``W_dec`` is ``[m, d]``, SAELens layout)."""
     rows = w_dec.detach().float()[list(latents)]
-    return rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    zero = [latents[i] for i in torch.nonzero(rows.norm(dim=1) == 0).flatten().tolist()]
+    if zero:
+        raise ValueError(f"SAE decoder rows of latents {zero} are zero: no direction to steer along "
+                         "(steering.sae.seed or steering.sae.alive_only picks other latents)")
+    return unit(rows)
 
 
-def unit(v: torch.Tensor) -> torch.Tensor:
-    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+def unit(v: torch.Tensor, what: str = "steering direction") -> torch.Tensor:
+    """``v / ‖v‖`` along the last axis; a zero vector has no direction and would silently leave the model
+    unsteered, so it is an error."""
+    norm = v.norm(dim=-1, keepdim=True)
+    if bool((norm == 0).any()):
+        raise ValueError(f"{what} has zero norm")
+    return v / norm
 
 
 @contextlib.contextmanager
@@ -66,27 +74,26 @@ def capture_residual(model: torch.nn.Module, layer: int) -> Iterator[list[torch.
         handle.remove()
 
 
-def _batches(model, tokenizer, prompts: Sequence[str], batch_size: int):
-    """Chat-templated, left-padded batches: ``(input_ids, attention_mask)`` on the model's device."""
-    tokenizer.padding_side = "left"
+def _batches(model, tokenizer, prompts: Sequence[str], batch_size: int, skip_tokens: str = "special"):
+    """Chat-templated, left-padded batches: ``(input_ids, attention_mask, keep)`` on the model's device, ``keep``
+    being the positions steering acts on (:func:`lmscalpel.steering.data.encode_prompts`)."""
     device = next(model.parameters()).device
     for start in range(0, len(prompts), batch_size):
-        texts = [chat_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        yield enc["input_ids"].to(device), enc["attention_mask"].to(device)
+        enc, keep = encode_prompts(tokenizer, prompts[start:start + batch_size], skip_tokens=skip_tokens,
+                                   device=device)
+        yield enc["input_ids"], enc["attention_mask"], keep
 
 
 @torch.no_grad()
 def mean_activation_norm(model, tokenizer, prompts: Sequence[str], layer: int, *, exclude_special: bool = True,
                          skip_tokens: str = "special", batch_size: int = 32) -> float:
-    """μ(l): mean ‖x_t^(l)‖₂ over prompt tokens; with ``exclude_special`` the tokens steering skips
+    """μ(l): mean ‖x_t^(l)‖₂ over prompt tokens; with ``exclude_special`` the positions steering skips
     (``skip_tokens`` mode) are left out, so μ and steering use the same positions; padding never counts."""
-    skip = torch.tensor(skip_token_ids(tokenizer, skip_tokens) if exclude_special else [tokenizer.pad_token_id])
     total, count = 0.0, 0
-    for ids, mask in _batches(model, tokenizer, prompts, batch_size):
+    for ids, mask, steered in _batches(model, tokenizer, prompts, batch_size, skip_tokens):
         with capture_residual(model, layer) as store:
             model(input_ids=ids, attention_mask=mask)
-        keep = mask.bool() & ~torch.isin(ids, skip.to(ids.device))
+        keep = steered if exclude_special else mask.bool()
         norms = store[0].norm(dim=-1)
         total += float(norms[keep].sum())
         count += int(keep.sum())
@@ -99,7 +106,7 @@ def mean_activation_norm(model, tokenizer, prompts: Sequence[str], layer: int, *
 def last_token_means(model, tokenizer, prompts: Sequence[str], layer: int, batch_size: int = 32) -> torch.Tensor:
     """Mean residual at the last prompt token (left padding puts it at position −1)."""
     acc = None
-    for ids, mask in _batches(model, tokenizer, prompts, batch_size):
+    for ids, mask, _ in _batches(model, tokenizer, prompts, batch_size):
         with capture_residual(model, layer) as store:
             model(input_ids=ids, attention_mask=mask)
         last = store[0][:, -1].sum(0)
@@ -109,7 +116,11 @@ def last_token_means(model, tokenizer, prompts: Sequence[str], layer: int, batch
 
 def refusal_direction(model, tokenizer, harmful: Sequence[str], harmless: Sequence[str], layer: int,
                       batch_size: int = 32) -> torch.Tensor:
-    """r̂ = unit(mean_harmful − mean_harmless) at the last prompt token (Arditi et al. 2024)."""
-    diff = (last_token_means(model, tokenizer, harmful, layer, batch_size)
-            - last_token_means(model, tokenizer, harmless, layer, batch_size))
-    return unit(diff.cpu())
+    """r̂ = unit(mean_harmful − mean_harmless) at the last prompt token (Arditi et al. 2024); an error when the
+    two means coincide (up to float noise), e.g. the same prompts on both sides."""
+    mean_harmful = last_token_means(model, tokenizer, harmful, layer, batch_size)
+    diff = (mean_harmful - last_token_means(model, tokenizer, harmless, layer, batch_size)).cpu()
+    if float(diff.norm()) <= 1e-6 * float(mean_harmful.norm()):
+        raise ValueError(f"refusal direction at layer {layer} has zero norm: the harmful and harmless prompts give "
+                         "the same mean activation (check steering.prompts.benign)")
+    return unit(diff, "refusal direction")

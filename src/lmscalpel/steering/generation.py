@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from lmscalpel.steering.data import chat_prompt
+from lmscalpel.steering.data import encode_prompts
 from lmscalpel.steering.hook import skip_token_ids, steering
 
 
@@ -21,15 +21,14 @@ def generate_steered(model, tokenizer, prompts: Sequence[str], vectors: torch.Te
     """
     if not (len(prompts) == len(vectors) == len(alphas)):
         raise ValueError(f"{len(prompts)} prompts, {len(vectors)} vectors, {len(alphas)} alphas: one each per row")
-    tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     skip = skip_token_ids(tokenizer, skip_tokens)
     responses: list[str] = []
     for start in range(0, len(prompts), batch_size):
         stop = start + batch_size
-        texts = [chat_prompt(tokenizer, p) if chat else p for p in prompts[start:stop]]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat).to(device)
-        with steering(model, layer, vectors[start:stop], torch.as_tensor(alphas[start:stop]), skip_token_ids=skip):
+        enc, keep = encode_prompts(tokenizer, prompts[start:stop], skip_tokens=skip_tokens, chat=chat, device=device)
+        with steering(model, layer, vectors[start:stop], torch.as_tensor(alphas[start:stop]), skip_token_ids=skip,
+                      prompt_keep=keep):
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
                                  top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
         responses += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -8,6 +8,8 @@ to steer, so cached and uncached generation give the same outputs.
 Positions whose token id is in ``skip_token_ids`` (special tokens: BOS, chat-template markers, padding) are not
 steered, following Neuronpedia's convention (spec §2). The token ids of the current forward pass are read by a
 pre-hook on the input embedding; a forward called with ``inputs_embeds`` only (no ids) steers every position.
+``prompt_keep`` ([B, T] bool, the prompt's positions to steer) adds a positional mask on the prompt, for what ids
+cannot tell: the ordinary tokens a chat template puts around the user's text ("user", "assistant", newlines).
 
 The hook is prepended to the block's forward hooks: transformers 5 records ``output_hidden_states`` with forward
 hooks of its own, installed on first use, and ours must run first so that ``hidden_states[l + 1]`` shows the
@@ -32,15 +34,33 @@ def special_token_ids(tokenizer) -> list[int]:
     return sorted(ids)
 
 
+SKIP_MODES = ("special", "bos_pad", "template")
+
+
+def template_added_ids(tokenizer) -> list[int]:
+    """Ids of the tokenizer's added tokens (special or not, e.g. ChatML's ``<|im_start|>``, Llama-3's
+    ``<|start_header_id|>``) that its chat template emits around a user turn; ``all_special_ids`` may miss them."""
+    if not getattr(tokenizer, "chat_template", None):
+        return []
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
+                                         tokenize=False)
+    ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return sorted(ids & set(tokenizer.added_tokens_decoder))
+
+
 def skip_token_ids(tokenizer, mode: str = "special") -> list[int]:
-    """Ids left unsteered: ``special`` = every special token and padding (spec §2, Neuronpedia); ``bos_pad`` = only
-    BOS and padding, for chat templates whose post-instruction marker is itself a special token (the toy's
+    """Ids left unsteered: ``special`` = every named special token and padding (spec §2, Neuronpedia);
+    ``template`` = those plus every added token of the chat template (with a positional mask on prompts, see
+    :func:`lmscalpel.steering.data.encode_prompts`, that also skips the template's ordinary tokens); ``bos_pad`` =
+    only BOS and padding, for chat templates whose post-instruction marker is itself a special token (the toy's
     ``<|assistant|>``), where masking it would keep steering off the position that decides the reply."""
     if mode == "special":
         return special_token_ids(tokenizer)
+    if mode == "template":
+        return sorted(set(special_token_ids(tokenizer)) | set(template_added_ids(tokenizer)))
     if mode == "bos_pad":
         return sorted({i for i in (tokenizer.bos_token_id, tokenizer.pad_token_id) if i is not None})
-    raise ValueError(f"steering.skip_tokens: unknown {mode!r} (expected 'special' or 'bos_pad')")
+    raise ValueError(f"steering.skip_tokens: unknown {mode!r} (expected one of {', '.join(SKIP_MODES)})")
 
 
 def steering_deltas(vectors: torch.Tensor, alphas: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -59,9 +79,10 @@ def steering_deltas(vectors: torch.Tensor, alphas: float | Sequence[float] | tor
 class _SteeringState:
     """Holds the delta and the token mask of the forward pass in flight."""
 
-    def __init__(self, deltas: torch.Tensor, skip_token_ids: Iterable[int]):
+    def __init__(self, deltas: torch.Tensor, skip_token_ids: Iterable[int], prompt_keep: torch.Tensor | None):
         self.deltas = deltas
         self.skip = torch.tensor(sorted(set(int(i) for i in skip_token_ids)), dtype=torch.long)
+        self.prompt_keep = prompt_keep
         self.mask: torch.Tensor | None = None
         self.calls = 0
         self._cast: torch.Tensor | None = None
@@ -78,6 +99,10 @@ class _SteeringState:
             return
         skip = self.skip.to(ids.device)
         self.mask = ~torch.isin(ids, skip) if skip.numel() else torch.ones_like(ids, dtype=torch.bool)
+        keep = self.prompt_keep
+        # Prefill (and uncached passes) start with the prompt; a cached decode step holds only new tokens.
+        if keep is not None and ids.shape[0] == keep.shape[0] and ids.shape[1] >= keep.shape[1]:
+            self.mask[:, :keep.shape[1]] &= keep.to(ids.device)
 
     def add(self, module, args, output):
         hidden = output[0] if isinstance(output, tuple) else output
@@ -104,15 +129,17 @@ def steering(
     alphas: float | Sequence[float] | torch.Tensor = 1.0,
     *,
     skip_token_ids: Iterable[int] = (),
+    prompt_keep: torch.Tensor | None = None,
 ) -> Iterator[_SteeringState]:
     """Add ``alphas[b] * vectors[b]`` to the output of decoder block ``layer`` for batch row ``b``.
 
     ``vectors``: ``[d]`` (same for every row) or ``[B, d]`` (one per row, B = batch size of every forward inside the
     block). ``alphas``: a scalar or one per vector. Vectors are used as given (normalise them first if α is meant as
     a norm). ``skip_token_ids``: positions holding these ids are left untouched (see :func:`special_token_ids`).
+    ``prompt_keep``: [B, T_prompt] bool, False on prompt positions to leave untouched (left-padded prompts).
     Yields the state object; ``state.calls`` counts steered forward passes (tests check one per decode step).
     """
-    state = _SteeringState(steering_deltas(vectors, alphas), skip_token_ids)
+    state = _SteeringState(steering_deltas(vectors, alphas), skip_token_ids, prompt_keep)
     handles = [
         model.get_input_embeddings().register_forward_pre_hook(state.record_ids, with_kwargs=True),
         residual_module(model, layer).register_forward_hook(state.add, prepend=True),

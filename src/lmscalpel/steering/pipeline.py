@@ -19,7 +19,6 @@ from lmscalpel.steering.data import load_prompts
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
 from lmscalpel.steering.grid import DirectionSet, judge_key, run_grid
-from lmscalpel.steering.hook import skip_token_ids
 from lmscalpel.steering.judges import build_judge
 from lmscalpel.steering.universal import universal_attack
 from lmscalpel.toyworld.judge import is_compliant
@@ -67,7 +66,8 @@ def run_setup(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str | None, ou
                               skip_tokens=cfg["skip_tokens"])
     split = "train" if cfg["prompts"]["source"] == "toyworld" else None
     harmful = [p["prompt"] for p in load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="harmful", split=split)]
-    harmless = [p["prompt"] for p in load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="benign", split=split)]
+    harmless = [p["prompt"] for p in load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="benign", split="train")]
+    check_distinct_sets(harmful, harmless)
     refusal = refusal_direction(model, tokenizer, harmful, harmless, layer)
     with atomic_path(output_vectors) as tmp:
         save_file({"refusal": refusal.contiguous()}, str(tmp))
@@ -75,7 +75,20 @@ def run_setup(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str | None, ou
                              "skip_tokens": cfg["skip_tokens"], "n_mu_prompts": len(prompts),
                              "n_refusal_harmful": len(harmful),
                              "n_refusal_harmless": len(harmless), "refusal_split": split,
-                             "prompt_source": cfg["prompts"]["source"], **model_provenance(ref)})
+                             "prompt_source": cfg["prompts"]["source"],
+                             "benign_source": cfg["prompts"].get("benign", {}).get("source", "auto"),
+                             **model_provenance(ref)})
+
+
+def check_distinct_sets(harmful: Sequence[str], harmless: Sequence[str]) -> None:
+    """The refusal direction is harmful minus harmless means: the same prompts on both sides give a zero vector."""
+    if set(harmful) == set(harmless):
+        raise ValueError("steering.prompts: the harmful and harmless prompts of the refusal direction are the same "
+                         f"{len(set(harmful))} prompts; give the harmless ones their own source "
+                         "(steering.prompts.benign)")
+    overlap = len(set(harmful) & set(harmless))
+    if overlap:
+        log.warning("%d prompts are both harmful and harmless in the refusal-direction sets", overlap)
 
 
 # --- grid --------------------------------------------------------------------------------------------------------
@@ -98,15 +111,11 @@ def sae_direction_set(kind: str, sae_dir: str, *, n: int, seed: int, alive_only:
 
 def _prompt_activations(model, tokenizer, prompts: Sequence[str], layer: int, skip_tokens: str) -> torch.Tensor:
     """Residual activations of the steered prompt tokens (for the SAE alive check)."""
-    from lmscalpel.steering.data import chat_prompt
+    from lmscalpel.steering.data import encode_prompts
 
-    tokenizer.padding_side = "left"
-    enc = tokenizer([chat_prompt(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
-                    add_special_tokens=False).to(next(model.parameters()).device)
+    enc, keep = encode_prompts(tokenizer, prompts, skip_tokens=skip_tokens, device=next(model.parameters()).device)
     with torch.no_grad(), capture_residual(model, layer) as store:
         model(**enc)
-    skip = torch.tensor(skip_token_ids(tokenizer, skip_tokens), device=enc["input_ids"].device)
-    keep = ~torch.isin(enc["input_ids"], skip)
     return store[0][keep].cpu()
 
 
