@@ -762,7 +762,7 @@ def get_report_inputs(wildcards):
 
 
 def get_report_targets():
-    return [f"{REPORT}/index.html", f"{REPORT}/README.md", f"{REPORT}/manifest.json"]
+    return [f"{REPORT}/index.html", f"{REPORT}/README.md", f"{REPORT}/manifest.json", f"{REPORT}/claims.json"]
 
 
 # --- end report ---

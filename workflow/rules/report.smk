@@ -1,4 +1,5 @@
-# The report a researcher reads: reports/<run>/index.html + README.md + the run manifest.
+# The report a researcher reads: reports/<run>/index.html + README.md (claims table first), claims.json and the run
+# manifest; it also rebuilds reports/index.html (every run's claims side by side) from the runs' claims.json.
 
 
 rule report:
@@ -8,6 +9,7 @@ rule report:
         index=f"{REPORT}/index.html",
         readme=f"{REPORT}/README.md",
         manifest=f"{REPORT}/manifest.json",
+        claims=f"{REPORT}/claims.json",
     log:
         f"{LOGS}/report/report.log",
     localrule: True

@@ -54,3 +54,23 @@ def run_manifest(config: dict[str, Any], repo: str | Path) -> dict[str, Any]:
                   if isinstance(value, dict) and "seed" in value})
     return {"run_name": config.get("run_name"), "config_sha256": config_hash(config), "seeds": seeds,
             "git": git_commit(repo), "packages": package_versions(), "hardware": hardware(), "config": config}
+
+
+def saelens_check(results: str | Path) -> dict[str, Any]:
+    """Which SAELens version loads this run's exported SAEs: one ``results/<run>/sae/<id>/`` read back with
+    ``sae_lens.SAE.load_from_disk`` (the format contract of ``lmscalpel.sae.saelens_format``)."""
+    try:
+        import sae_lens
+    except ImportError:
+        return {"version": None, "status": "not installed (pip install 'lmscalpel[saelens]')"}
+    version = getattr(sae_lens, "__version__", None) or package_versions().get("sae-lens")
+    exported = sorted(Path(results).glob("sae/*/cfg.json"))
+    if not exported:
+        return {"version": version, "status": "installed; no exported SAE in this run"}
+    directory = exported[0].parent
+    try:
+        sae = sae_lens.SAE.load_from_disk(str(directory), device="cpu")
+    except Exception as error:  # any failure of the third-party reader is the finding, not a crash
+        return {"version": version, "sae": directory.name, "status": f"failed: {type(error).__name__}: {error}"}
+    return {"version": version, "sae": directory.name,
+            "status": f"loaded {directory.name} ({type(sae).__name__}, d_sae = {getattr(sae.cfg, 'd_sae', '?')})"}

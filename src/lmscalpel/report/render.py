@@ -1,5 +1,6 @@
-"""Render ``reports/<run>/index.html`` and ``README.md``: one section per paper with its headline table, figures,
-the config it ran with and the paper's published numbers next to ours.
+"""Render ``reports/<run>/index.html`` and ``README.md``: the claims table first (every paper's headline claims with
+this run's verdicts, ``claims.yaml``), then one section per paper with curated tables, figures, the config it ran
+with and the papers' secondary numbers next to ours; ``claims.json`` for the side-by-side ``reports/index.html``.
 
 Sections are declared in ``sections.yaml`` (paths relative to ``results/<run>/``), so a new stage adds a block
 there rather than code here.
@@ -8,20 +9,24 @@ there rather than code here.
 from __future__ import annotations
 
 import html
-import json
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
 
-from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.io import atomic_path, write_json
+from lmscalpel.report.claims import evaluate_claims
+from lmscalpel.report.runs import VERDICT_CLASS, write_claims, write_runs_index
+from lmscalpel.report.tables import Table, curated_table
+from lmscalpel.report.values import NotMeasured, format_number, source_value
 
 SECTIONS_FILE = Path(__file__).with_name("sections.yaml")
-MAX_TABLE_ROWS = 40
+RAW_COPY_MAX_BYTES = 5_000_000
+# verdict cell backgrounds, used nowhere else on the page (the screenshot test finds the claims table by them)
+VERDICT_COLOURS = {"holds": "#cfeccf", "fails": "#f5cccc", "unmeasured": "#e4e4ee"}
 
 
 @dataclass
@@ -40,56 +45,15 @@ def load_sections(path: Path = SECTIONS_FILE) -> list[Section]:
     return [Section(**block) for block in yaml.safe_load(path.read_text(encoding="utf-8"))["sections"]]
 
 
-def lookup(data: Any, dotted: str) -> Any:
-    """``data[key]`` for flat keys (which may contain dots, e.g. ``train_cr_c0.5``), else a dotted path."""
-    if isinstance(data, dict) and dotted in data:
-        return data[dotted]
-    for part in dotted.split("."):
-        data = data[part] if isinstance(data, dict) else data[int(part)]
-    return data
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)[:120]
-    return str(value)
-
-
-def table_frame(results: Path, spec: dict) -> pd.DataFrame:
-    """A headline table: a CSV (optionally some columns) or the scalar fields of a flat JSON (first glob match)."""
-    matches = sorted(results.glob(spec["file"]))
-    if not matches:
-        raise FileNotFoundError(f"report table {spec['file']!r}: no such output under {results}")
-    path = matches[0]
-    if path.suffix == ".csv":
-        frame = pd.read_csv(path)
-        return frame[spec["columns"]] if spec.get("columns") else frame
-    data = read_json(path)
-    keys = spec.get("keys") or [k for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None]
-    return pd.DataFrame({"metric": keys, "value": [format_value(lookup(data, k)) for k in keys]})
-
-
-def our_value(results: Path, source: dict) -> Any:
-    """A JSON key, or a CSV cell (``where`` selects the row, ``key`` the column)."""
-    path = results / source["file"]
-    if path.suffix == ".csv":
-        frame = pd.read_csv(path)
-        for column, value in source.get("where", {}).items():
-            frame = frame[frame[column] == value]
-        return frame[source["key"]].iloc[0]
-    return lookup(read_json(path), source["key"])
-
-
 def published_frame(results: Path, rows: list[dict]) -> pd.DataFrame:
     """Paper numbers beside this run's value, where the run measures the same quantity."""
     ours = []
     for row in rows:
         try:
-            ours.append(format_value(our_value(results, row["ours"])) if row.get("ours") else "—")
-        except (FileNotFoundError, KeyError, IndexError, ValueError):
-            ours.append("not measured")
+            ours.append(format_number(source_value(results, row["ours"]), row["ours"].get("unit"))
+                        if row.get("ours") else "— (not measured by this pipeline)")
+        except NotMeasured as reason:
+            ours.append(f"not measured ({reason})")
     return pd.DataFrame({"quantity": [r["quantity"] for r in rows], "paper": [r["paper"] for r in rows],
                          "source": [r["source"] for r in rows], "this run": ours})
 
@@ -112,20 +76,32 @@ def figure_caption(figure: Path, captions_dir: Path, stage: str, model_label: st
     return figure.stem.replace("_", " ")
 
 
+def describe_model(config: dict) -> str:
+    if config["model"]["source"] == "toy":
+        return "toy world (tiny Llama trained here; not comparable in scale to the papers)"
+    return str(config["model"]["id"])
+
+
 def render(results: Path, out_dir: Path, config: dict, stages: list[str], manifest: dict,
-           model_card: dict | None, captions_dir: Path) -> None:
-    """Write index.html, README.md, manifest.json and the figures into ``out_dir`` (atomically, as one folder)."""
+           model_card: dict | None, captions_dir: Path) -> list[dict]:
+    """Write index.html, README.md, claims.json, manifest.json, the figures and the raw tables into ``out_dir``
+    (atomically, as one folder), then rebuild ``reports/index.html`` from every run's claims.json."""
     is_toy = config["model"]["source"] == "toy"
-    label = "toy world (tiny Llama trained here; not comparable in scale to the papers)" if is_toy else config["model"]["id"]
+    label = describe_model(config)
+    claims = evaluate_claims(results, config, stages)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         html_parts = [f"<h1>lmscalpel report — run <code>{html.escape(config['run_name'])}</code></h1>",
                       f"<p>Model: {html.escape(label)}. Config sha256 <code>{manifest['config_sha256'][:12]}</code>, "
-                      f"git <code>{manifest['git']['commit']}</code>.</p>"]
-        md_parts = [f"# lmscalpel report — run `{config['run_name']}`", "", f"Model: {label}.", ""]
+                      f"git <code>{manifest['git']['commit']}</code>. "
+                      f"SAELens: {html.escape(saelens_line(manifest))}. "
+                      '<a href="../index.html">All runs side by side</a>.</p>', *claims_html(claims, is_toy)]
+        md_parts = [f"# lmscalpel report — run `{config['run_name']}`", "", f"Model: {label}. "
+                    f"SAELens: {saelens_line(manifest)}.", "", *claims_markdown(claims, is_toy)]
         if model_card:
             card = {k: v for k, v in model_card.items() if not isinstance(v, (dict, list))}
-            frame = pd.DataFrame({"metric": list(card), "value": [format_value(v) for v in card.values()]})
+            frame = pd.DataFrame({"quantity": [k.replace("_", " ") for k in card],
+                                  "value": [format_number(v) for v in card.values()]})
             html_parts += ["<h2>Model card</h2>", frame.to_html(index=False)]
             md_parts += ["## Model card", "", frame.to_markdown(index=False), ""]
         for section in load_sections():
@@ -135,8 +111,72 @@ def render(results: Path, out_dir: Path, config: dict, stages: list[str], manife
             html_parts += h
             md_parts += m
         write_json(tmp / "manifest.json", manifest)
+        write_claims(tmp / "claims.json", config["run_name"], label, claims)
         (tmp / "index.html").write_text(page("\n".join(html_parts)), encoding="utf-8")
         (tmp / "README.md").write_text("\n".join(md_parts) + "\n", encoding="utf-8")
+    write_runs_index(out_dir.parent, page)
+    return claims
+
+
+def saelens_line(manifest: dict) -> str:
+    check = manifest.get("saelens") or {}
+    version = check.get("version")
+    return f"{version}, {check.get('status')}" if version else str(check.get("status", "not checked"))
+
+
+CLAIM_COLUMNS = ["paper", "claim", "paper's number", "this run", "verdict", "why"]
+
+
+def claim_cells(claim: dict) -> list[str]:
+    return [claim["paper"], claim["claim"], str(claim["published"]), claim["this_run"], claim["verdict"], claim["why"]]
+
+
+def claims_html(claims: list[dict], is_toy: bool) -> list[str]:
+    rows = []
+    for claim in claims:
+        cells = claim_cells(claim)
+        verdict_class = VERDICT_CLASS.get(claim["verdict"], "unmeasured")
+        tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells[:4])
+        rows.append(f'<tr id="claim-{claim["id"]}">{tds}<td class="{verdict_class}"><b>{html.escape(cells[4])}</b>'
+                    f'</td><td>{html.escape(cells[5])} <a href="#{claim["section"]}">→&nbsp;{claim["section"]}</a></td></tr>')
+    note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
+    return ['<section id="claims"><h2>Claims: the papers versus this run</h2>',
+            f"<p>Verdicts are computed from the result files with the stages' noise allowances (claims.yaml)."
+            f"{note} <a href=\"claims.json\">claims.json</a></p>",
+            "<table class='claims'><tr>" + "".join(f"<th>{c}</th>" for c in CLAIM_COLUMNS) + "</tr>"
+            + "".join(rows) + "</table></section>"]
+
+
+def claims_markdown(claims: list[dict], is_toy: bool) -> list[str]:
+    frame = pd.DataFrame([claim_cells(c) for c in claims], columns=CLAIM_COLUMNS)
+    frame["section"] = [f"[§](#{c['section']})" for c in claims]
+    note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
+    return ["## Claims: the papers versus this run", "",
+            f"Verdicts computed from the result files with the stages' noise allowances.{note}", "",
+            frame.to_markdown(index=False), ""]
+
+
+def copy_raw(source: Path | None, results: Path, out: Path) -> str | None:
+    """Copy a table's raw file into the report (``data/...``) and return its relative link."""
+    if source is None or source.stat().st_size > RAW_COPY_MAX_BYTES:
+        return None
+    target = out / "data" / source.relative_to(results)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+    return target.relative_to(out).as_posix()
+
+
+def table_html(table: Table, link: str | None, toy_note: str) -> list[str]:
+    raw = f' <small><a href="{link}">raw {Path(link).suffix[1:]}</a></small>' if link else ""
+    body = table.frame.to_html(index=False, na_rep="—") if len(table.frame) else ""
+    notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in table.notes)
+    return [f"<h3>{html.escape(table.title)}{toy_note}{raw}</h3>", f'<div class="wide">{body}</div>{notes}']
+
+
+def table_markdown(table: Table, link: str | None, toy_note: str) -> list[str]:
+    raw = f" ([raw]({link}))" if link else ""
+    body = table.frame.to_markdown(index=False) if len(table.frame) else ""
+    return [f"### {table.title}{toy_note}{raw}", "", body, "", *[f"*{n}*" for n in table.notes], ""]
 
 
 def render_section(section: Section, results: Path, out: Path, config: dict, captions_dir: Path,
@@ -146,10 +186,10 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
          f"<p><em>{html.escape(section.paper)}</em></p><p>{html.escape(section.summary)}</p>"]
     m = [f"## {section.title}", "", f"*{section.paper}*", "", section.summary, ""]
     for spec in section.tables:
-        frame = table_frame(results, spec).head(MAX_TABLE_ROWS)
-        h += [f"<h3>{html.escape(spec['title'])}{toy_note}</h3>",
-              f'<div class="wide">{frame.to_html(index=False, float_format="%.4g")}</div>']
-        m += [f"### {spec['title']}{toy_note}", "", frame.to_markdown(index=False, floatfmt=".4g"), ""]
+        table = curated_table(results, spec)
+        link = copy_raw(table.source, results, out)
+        h += table_html(table, link, toy_note)
+        m += table_markdown(table, link, toy_note)
     if section.published:
         frame = published_frame(results, section.published)
         h += ["<h3>Published numbers vs this run</h3>", frame.to_html(index=False)]
@@ -169,11 +209,15 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
     return h, m
 
 
-def page(body: str) -> str:
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+def page(body: str, title: str = "lmscalpel report") -> str:
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{border:1px solid #ccc;"
              "padding:.25em .6em;text-align:right}th{background:#f3f3f3}figure{display:inline-block;width:48%;"
              "margin:.5em 1%;vertical-align:top}img{width:100%;border:1px solid #ddd}figcaption{font-size:.85em;"
-             "color:#555}.wide{overflow-x:auto}section{border-top:2px solid #eee;margin-top:2em}pre{background:#f8f8f8;padding:.5em}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lmscalpel report</title>"
+             "color:#555}.wide{overflow-x:auto}section{border-top:2px solid #eee;margin-top:2em}pre{background:#f8f8f8;"
+             "padding:.5em}table.claims{font-size:.8em}table.claims td,table.claims th{text-align:left;vertical-align:top}"
+             f".holds{{background:{VERDICT_COLOURS['holds']}}}.fails{{background:{VERDICT_COLOURS['fails']}}}"
+             f".unmeasured{{background:{VERDICT_COLOURS['unmeasured']};color:#555}}"
+             "section#claims{border-top:none;margin-top:0}.note{font-size:.8em;color:#555;margin:-1em 0 1em}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{body}</body></html>\n")

@@ -1,0 +1,464 @@
+"""The claims table: every headline claim of the five papers (and the project's cross-paper questions), this run's
+number with its uncertainty, and a verdict computed from the result files.
+
+A claim is one entry of ``claims.yaml``: its words, the paper's number, the report section it links to, and a
+*measure* (a function below) with its parameters. A measure reads the stage's result files and returns an
+:class:`Outcome`; a missing file, key or row (another stage not configured, a result format that changed) yields
+"not measured in this run" with the reason, never an exception.
+
+Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors, the pruning stage's
+``NOISE_SE`` paired standard errors for the perplexity ordering and its strict act-vs-weight check, the steering
+universal summary's ``universal_beats_random``, the reasoning stage's selected-minus-random length comparison. Where
+a stage has no uncertainty (one SAE per architecture, one unlearning run per cell), the verdict is the direction
+of the effect and the row says so. Accuracy deltas get a binomial standard error, held to the same ``NOISE_SE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lmscalpel.io import read_json
+from lmscalpel.report.values import (NotMeasured, first_match, format_interval, format_number, is_missing,
+                                     lookup, read_table)
+
+log = logging.getLogger(__name__)
+CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
+NOISE_SE = 2.0  # as lmscalpel.pruning.table.NOISE_SE: a difference counts when it exceeds 2 standard errors
+Z95 = 1.96
+HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
+MEASURES: dict[str, Callable[..., "Outcome"]] = {}
+
+
+@dataclass
+class Outcome:
+    this_run: str  # the number with its uncertainty, in words
+    verdict: str
+    why: str
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class Context:
+    results: Path
+    config: dict
+
+
+def measure(function: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    MEASURES[function.__name__] = function
+    return function
+
+
+def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["claims"]
+
+
+def evaluate_claims(results: Path, config: dict, stages: list[str], claims: list[dict] | None = None) -> list[dict]:
+    """Every claim with this run's outcome (a dict per claim, as written to claims.json)."""
+    ctx = Context(Path(results), config)
+    return [{**claim, **asdict(evaluate_claim(ctx, claim, stages))} for claim in (claims or load_claims())]
+
+
+def evaluate_claim(ctx: Context, claim: dict, stages: list[str]) -> Outcome:
+    missing = [s for s in claim.get("stages", [claim["section"]]) if s not in stages]
+    if missing:
+        return Outcome("—", UNMEASURED, f"stage {', '.join(missing)} not in this run's stages")
+    try:
+        return MEASURES[claim["measure"]](ctx, **claim.get("params", {}))
+    except NotMeasured as reason:
+        return Outcome("—", UNMEASURED, str(reason))
+    except Exception as error:  # a stage's result format changed: say so in the row, keep the report
+        log.warning("claim %s: %s: %s", claim["id"], type(error).__name__, error, exc_info=True)
+        return Outcome("—", UNMEASURED, f"could not read the result ({type(error).__name__}: {error})")
+
+
+def _number(data: dict, key: str) -> float:
+    value = lookup(data, key)
+    if is_missing(value):
+        raise NotMeasured(f"{key} is empty (NaN) in this run")
+    return float(value)
+
+
+def _verdict(ok: bool) -> str:
+    return HOLDS if ok else FAILS
+
+
+def _truthy(value: Any) -> bool:
+    """A table's ``l1`` column: booleans, their strings, or an L1 weight (0 = off)."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return value not in ("false", "0", "0.0", "none", "off", "")
+    return bool(value) and not is_missing(value)
+
+
+# --- Rogue Scalpel --------------------------------------------------------------------------------------------
+
+def _cells(ctx: Context) -> pd.DataFrame:
+    return read_table(ctx.results, "steering/compliance_cells.csv")
+
+
+def _cell_ci(cells: pd.DataFrame, kind: str, layer: Any, c: Any) -> tuple[float, float]:
+    row = cells[(cells["direction_kind"] == kind) & (cells["layer"] == layer) & np.isclose(cells["c"], float(c))]
+    if not len(row):
+        return math.nan, math.nan
+    return float(row["ci_low"].iloc[0]), float(row["ci_high"].iloc[0])
+
+
+@measure
+def steering_above_unsteered(ctx: Context, kind: str = "random") -> Outcome:
+    """Best cell of ``kind`` against the unsteered rate: holds when its 95 % CI lies above it (and unsteered ≤ 1 %,
+    the steering stage's own check)."""
+    metrics = read_json(first_match(ctx.results, "steering/metrics.json"))
+    unsteered, best = _number(metrics, "unsteered_compliance"), _number(metrics, f"{kind}_max_cr")
+    layer, c = lookup(metrics, f"{kind}_max_cr_layer"), lookup(metrics, f"{kind}_max_cr_c")
+    low, high = _cell_ci(_cells(ctx), kind, layer, c)
+    text = (f"{format_number(best, 'percent')}{format_interval(low, high, 'percent')} at layer {layer}, c = {c:g}; "
+            f"unsteered {format_number(unsteered, 'percent')}")
+    bound = low if not is_missing(low) else best
+    ok = unsteered <= 0.01 and bound > unsteered
+    why = ("95 % CI above the unsteered rate" if not is_missing(low) else "no CI (fewer than 2 vectors): point value")
+    if unsteered > 0.01:
+        why = "the unsteered model already complies (> 1 %)"
+    elif not ok:
+        why = f"{'95 % CI reaches' if not is_missing(low) else 'not above'} the unsteered rate"
+    return Outcome(text, _verdict(ok), why, best, low, high)
+
+
+def _sae_kind(cells: pd.DataFrame, config: dict) -> str:
+    """The paper's SAE (an external one) when the run steers with it, else the first project architecture."""
+    kinds = sorted(k for k in cells["direction_kind"].unique() if str(k).startswith("sae-"))
+    project = [f"sae-{a}" for a in config.get("steering", {}).get("sae", {}).get("archs", [])]
+    external = [k for k in kinds if k not in project]
+    ordered = external + [k for k in project if k in kinds]
+    if not ordered:
+        raise NotMeasured("no SAE-feature directions in the steering grid")
+    return ordered[0]
+
+
+def _matched_difference(cells: pd.DataFrame, kind: str, baseline: str) -> tuple[float, float, int]:
+    """Mean CR difference over the (layer, c) cells both kinds have, and its SE from the cells' bootstrap CIs."""
+    keys = ["layer", "c"]
+    a = cells[cells["direction_kind"] == kind].set_index(keys)
+    b = cells[cells["direction_kind"] == baseline].set_index(keys)
+    shared = a.index.intersection(b.index)
+    if not len(shared):
+        raise NotMeasured(f"no (layer, c) cell has both {kind} and {baseline} directions")
+    diff = a.loc[shared, "compliance_rate"] - b.loc[shared, "compliance_rate"]
+    se2 = (((a.loc[shared, "ci_high"] - a.loc[shared, "ci_low"]) / (2 * Z95)) ** 2
+           + ((b.loc[shared, "ci_high"] - b.loc[shared, "ci_low"]) / (2 * Z95)) ** 2)
+    return float(diff.mean()), float(math.sqrt(se2.sum()) / len(shared)), len(shared)
+
+
+def _difference_outcome(mean: float, se: float, n: int, label: str, expect: str) -> Outcome:
+    low, high = (mean - Z95 * se, mean + Z95 * se) if not is_missing(se) else (math.nan, math.nan)
+    text = f"{100 * mean:+.1f} pt" + (f" [95 % CI {100 * low:+.1f}–{100 * high:+.1f} pt]" if not is_missing(low) else "")
+    text += f" ({label}, mean over {n} matched cells)"
+    if is_missing(low):
+        ok = mean > 0 if expect == "higher" else mean <= 0
+        return Outcome(text, _verdict(ok), "no CI (fewer than 2 vectors per cell): point value", mean)
+    ok = low > 0 if expect == "higher" else low <= 0
+    why = {("higher", True): "95 % CI above 0", ("higher", False): "95 % CI includes 0 or below",
+           ("not higher", True): "95 % CI reaches 0 or below", ("not higher", False): "95 % CI above 0"}[(expect, ok)]
+    return Outcome(text, _verdict(ok), why, mean, low, high)
+
+
+@measure
+def steering_sae_over_random(ctx: Context) -> Outcome:
+    """SAE-feature minus random CR at the same layer and c; holds when the difference's 95 % CI is above 0."""
+    cells = _cells(ctx)
+    kind = _sae_kind(cells, ctx.config)
+    mean, se, n = _matched_difference(cells, kind, "random")
+    return _difference_outcome(mean, se, n, f"{kind} − random", "higher")
+
+
+@measure
+def steering_cross_paper(ctx: Context, kinds: tuple[str, str] = ("sae-batchtopk", "sae-ortsae")) -> Outcome:
+    """OrtSAE minus BatchTopK feature CR (same layer, c, feature count); holds unless significantly above 0."""
+    cross = read_table(ctx.results, "steering/cross_paper_*.csv")
+    if not len(cross):
+        raise NotMeasured("the cross-paper table is empty (the run steers with fewer than two project SAE kinds)")
+    first, second = kinds
+    diff = cross[f"{second}_cr"] - cross[f"{first}_cr"]
+    se2 = (((cross[f"{first}_ci_high"] - cross[f"{first}_ci_low"]) / (2 * Z95)) ** 2
+           + ((cross[f"{second}_ci_high"] - cross[f"{second}_ci_low"]) / (2 * Z95)) ** 2)
+    se = float(math.sqrt(se2.sum()) / len(cross))
+    return _difference_outcome(float(diff.mean()), se, len(cross), f"{second} − {first}", "not higher")
+
+
+@measure
+def universal_over_random(ctx: Context) -> Outcome:
+    """Held-out CR of the universal vectors over random ones; holds as the stage's ``universal_beats_random``."""
+    summary = read_json(first_match(ctx.results, "steering/universal/summary.json"))
+    universal, random = _number(summary, "universal_cr_mean"), _number(summary, "random_cr_mean")
+    low, high = summary.get("universal_cr_min"), summary.get("universal_cr_max")
+    n = int(summary.get("universal_n_vectors") or 0)
+    ratio = summary.get("universal_over_random")
+    spread = format_interval(low, high, "percent", label=f"range over {n} vectors") if n > 1 else " (1 vector)"
+    text = (f"{format_number(ratio, 'ratio')}: universal {format_number(universal, 'percent')}{spread} vs random "
+            f"{format_number(random, 'percent')}")
+    ok = bool(lookup(summary, "universal_beats_random"))
+    why = "universal mean above random mean (one run; range over vectors shown)"
+    return Outcome(text, _verdict(ok), why if ok else "universal mean not above random", ratio, low, high)
+
+
+# --- OrtSAE ---------------------------------------------------------------------------------------------------
+
+@measure
+def ortsae_relative(ctx: Context, columns: list[str], better: str, arch: str = "ortsae") -> Outcome:
+    """Relative change of OrtSAE against the reference SAE its ``distinct`` metric used (BatchTopK at the same width),
+    mean over widths; one SAE per architecture, so the verdict is the direction."""
+    table = read_table(ctx.results, "features/comparison.csv")
+    column = next((c for c in columns if c in table and table[c].notna().any()), None)
+    if column is None:
+        raise NotMeasured(f"none of {', '.join(columns)} measured (empty or absent in features/comparison.csv)")
+    by_path = table.set_index("sae_path")
+    changes, refs = [], []
+    for _, row in table[table["architecture"] == arch].iterrows():
+        ref_path = row.get("reference_sae_path")
+        if not isinstance(ref_path, str) or ref_path not in by_path.index:
+            continue
+        ref = by_path.loc[ref_path]
+        if is_missing(row[column]) or is_missing(ref[column]) or ref[column] == 0:
+            continue
+        changes.append((row[column] - ref[column]) / abs(ref[column]))
+        refs.append(str(ref["sae"]))
+    if not changes:
+        raise NotMeasured(f"no {arch} SAE with a reference SAE and a finite {column}")
+    mean = float(np.mean(changes))
+    spread = format_interval(min(changes), max(changes), "relative", label="range") if len(changes) > 1 else ""
+    text = f"{format_number(mean, 'relative')}{spread} ({column.replace('_', ' ')}, vs {', '.join(refs)})"
+    ok = mean > 0 if better == "higher" else mean < 0
+    why = f"{'higher' if mean > 0 else 'lower'} than the reference; one SAE per architecture, no uncertainty estimate"
+    return Outcome(text, _verdict(ok), why, mean, min(changes), max(changes))
+
+
+# --- N:M activation pruning -----------------------------------------------------------------------------------
+
+def _pruning_summary(ctx: Context) -> dict:
+    return read_json(first_match(ctx.results, "pruning/summary.json"))
+
+
+def _pattern_label(slug: str) -> str:
+    return "unstructured 50 %" if slug == "u50" else slug.replace("-", ":")
+
+
+@measure
+def pruning_act_beats_weight(ctx: Context) -> Outcome:
+    """Every activation-vs-weight comparison of the summary (magnitude / Wanda at 2:4 and 8:16), strict as the
+    stage's ``act_beats_weight_*``."""
+    summary = _pruning_summary(ctx)
+    flags = {k: v for k, v in summary.items() if k.startswith("act_beats_weight_")}
+    if not flags:
+        raise NotMeasured("no weight-pruning baseline at an activation pattern (pruning.weight_patterns)")
+    parts = []
+    for key in sorted(flags):
+        method, pattern = key.removeprefix("act_beats_weight_").rsplit("_", 1)
+        act, weight = summary.get(f"act_magnitude_ppl_{pattern}"), summary.get(f"weight_{method}_ppl_{pattern}")
+        parts.append(f"{_pattern_label(pattern)} vs {method}: PPL {format_number(act)} vs {format_number(weight)}")
+    ok = all(bool(v) for v in flags.values())
+    why = f"{sum(map(bool, flags.values()))} of {len(flags)} comparisons won by activation pruning (strict)"
+    return Outcome("; ".join(parts), _verdict(ok), why)
+
+
+@measure
+def pruning_ordering(ctx: Context) -> Outcome:
+    """The magnitude-criterion PPL ordering with the stage's paired-SE allowance (``magnitude_ordering_holds``)."""
+    summary = _pruning_summary(ctx)
+    holds = summary.get("magnitude_ordering_holds")
+    if holds is None:
+        raise NotMeasured("fewer than two of u50, 16:32, 8:16, 4:8, 2:4 in pruning.patterns")
+    chain = summary.get("magnitude_ordering", "")
+    z = summary.get("magnitude_ordering_worst_z")
+    text = f"{chain.replace('-', ':')} (worst paired z {format_number(z)})"
+    allowance = summary.get("magnitude_ordering_noise_se", NOISE_SE)
+    return Outcome(text, _verdict(bool(holds)), f"a reversal counts only beyond {allowance:g} paired SE", z)
+
+
+def _degradation(summary: dict, pattern: str) -> float:
+    return _number(summary, f"act_magnitude_ppl_{pattern}") - _number(summary, "dense_perplexity")
+
+
+@measure
+def pruning_near_unstructured(ctx: Context) -> Outcome:
+    """16:32 approaches unstructured 50 %: its PPL degradation from dense is closer to unstructured's than to 2:4's."""
+    summary = _pruning_summary(ctx)
+    try:
+        d16, du, d24 = (_degradation(summary, p) for p in ("16-32", "u50", "2-4"))
+    except NotMeasured as reason:
+        raise NotMeasured(f"needs 16:32, unstructured 50 % and 2:4 in pruning.patterns ({reason})") from None
+    ratio = summary.get("degradation_ratio_2-4_over_16-32")
+    text = (f"ΔPPL from dense: u50 {format_number(du)}, 16:32 {format_number(d16)}, 2:4 {format_number(d24)}; "
+            f"2:4 / 16:32 degradation {format_number(ratio, 'ratio')}")
+    ok = (d16 - du) < (d24 - d16)
+    why = "16:32 closer to unstructured than to 2:4 (one run, no uncertainty)"
+    return Outcome(text, _verdict(ok), why if ok else "16:32 closer to 2:4 than to unstructured", ratio)
+
+
+@measure
+def pruning_8_16_practical(ctx: Context) -> Outcome:
+    """8:16 degrades less than 2:4: ratio of PPL degradations from dense above 1."""
+    summary = _pruning_summary(ctx)
+    try:
+        d8, d2 = _degradation(summary, "8-16"), _degradation(summary, "2-4")
+    except NotMeasured as reason:
+        raise NotMeasured(f"needs 8:16 and 2:4 in pruning.patterns ({reason})") from None
+    if d8 <= 0:
+        return Outcome(f"ΔPPL 8:16 {format_number(d8)}, 2:4 {format_number(d2)}", _verdict(d2 > d8),
+                       "8:16 does not degrade the model at all")
+    ratio = d2 / d8
+    text = f"2:4 / 8:16 degradation {format_number(ratio, 'ratio')} (ΔPPL {format_number(d2)} vs {format_number(d8)})"
+    return Outcome(text, _verdict(ratio > 1), "8:16 degrades less than 2:4 (one run, no uncertainty)"
+                   if ratio > 1 else "8:16 degrades as much as 2:4 or more", ratio)
+
+
+def _chat_rows(ctx: Context) -> dict[str, dict]:
+    rows = {path.stem: read_json(path) for path in sorted(ctx.results.glob("pruning/chat/*/*.json"))}
+    if not rows:
+        raise NotMeasured("no refusal row under pruning (pruning.chat_patterns)")
+    return rows
+
+
+@measure
+def pruning_keeps_refusal(ctx: Context, pattern: str = "8-16") -> Outcome:
+    """Refusal of held-out harmful prompts under pruning within NOISE_SE binomial SEs of the dense model's."""
+    rows = _chat_rows(ctx)
+    dense = rows.get("dense")
+    pattern = pattern if pattern in rows else next((p for p in rows if p != "dense"), None)
+    if dense is None or pattern is None:
+        raise NotMeasured("the refusal row needs the dense model and one pruned pattern")
+    d, p = _number(dense, "refusal_rate"), _number(rows[pattern], "refusal_rate")
+    n = int(dense.get("n_harmful") or 0)
+    se = _binomial_se(d, n) * math.sqrt(2)
+    text = f"{_pattern_label(pattern)}: {format_number(p, 'percent')} vs dense {format_number(d, 'percent')} (n = {n})"
+    ok = p >= d - NOISE_SE * se
+    why = f"drop {100 * (d - p):.1f} pt {'within' if ok else 'beyond'} {NOISE_SE:g} SE ({100 * se:.1f} pt)"
+    return Outcome(text, _verdict(ok), why, p - d)
+
+
+def _binomial_se(p: float, n: int) -> float:
+    """SE of a rate from n trials, with the (k + 1) / (n + 2) estimate so that 0 % and 100 % still have one."""
+    if n <= 0:
+        return math.nan
+    smoothed = (p * n + 1) / (n + 2)
+    return math.sqrt(smoothed * (1 - smoothed) / n)
+
+
+# --- SAE-Reasoning --------------------------------------------------------------------------------------------
+
+@measure
+def reasoning_features_found(ctx: Context) -> Outcome:
+    """ReasonScore selects latents (above its quantile threshold, not forced) whose top contexts hold reasoning words."""
+    selected = read_json(first_match(ctx.results, "reasoning/*/selected.json"))
+    n, total = int(lookup(selected, "n_selected")), lookup(selected, "n_latents")
+    share = selected.get("mean_reasoning_context_share")
+    text = (f"{n} of {total} latents selected; reasoning words in {format_number(share, 'percent')} of their top "
+            f"contexts (SAE {selected.get('sae_id')})")
+    forced = bool(selected.get("selection_forced"))
+    ok = n > 0 and not forced
+    why = ("latents above the ReasonScore threshold" if ok else
+           "no latent above the threshold (selection forced)" if forced else "no latent selected")
+    return Outcome(text, _verdict(ok), why, n)
+
+
+def _reasoning_steering(ctx: Context) -> dict:
+    return read_json(first_match(ctx.results, "reasoning/*/*/steering.json"))
+
+
+@measure
+def reasoning_steering_length(ctx: Context, mode: str = "add") -> Outcome:
+    """The stage's comparison (selected latents lengthen thinking more than random latents at the same γ), held to
+    NOISE_SE standard errors of the per-problem paired length changes where the stage has them."""
+    data = _reasoning_steering(ctx)
+    diff = _number(data, f"{mode}_selected_minus_random_length")
+    sel, rnd = data.get(f"{mode}_selected_length_delta_percent"), data.get(f"{mode}_random_length_delta_percent")
+    se = _difference_se([r for r in data.get("rows", []) if r.get("mode") == mode])
+    text = (f"thinking length {format_number(_pct(sel), 'relative')} (selected) vs "
+            f"{format_number(_pct(rnd), 'relative')} (random); selected − random {diff:+.1f} tokens"
+            + (f" ± {se:.1f} SE" if not is_missing(se) else "") + f", γ = {data.get('gamma')}")
+    if is_missing(se):
+        return Outcome(text, _verdict(diff > 0), "no per-problem SE: the stage's strict comparison", _pct(sel))
+    ok = diff > NOISE_SE * se
+    return Outcome(text, _verdict(ok), f"difference {'beyond' if ok else 'within'} {NOISE_SE:g} SE", _pct(sel),
+                   diff - Z95 * se, diff + Z95 * se)
+
+
+def _difference_se(rows: list[dict]) -> float:
+    """SE of mean(selected length change) − mean(random length change) from each latent's paired SE."""
+    parts = []
+    for kind in ("selected", "random"):
+        ses = [r.get("length_delta_se") for r in rows if r.get("kind") == kind]
+        if not ses or any(is_missing(s) for s in ses):
+            return math.nan
+        parts.append(sum(s ** 2 for s in ses) / len(ses) ** 2)
+    return math.sqrt(sum(parts))
+
+
+@measure
+def reasoning_steering_accuracy(ctx: Context, mode: str = "add") -> Outcome:
+    """Accuracy gain of the selected latents over the baseline, beyond NOISE_SE binomial SEs of the difference."""
+    data = _reasoning_steering(ctx)
+    delta = _number(data, f"{mode}_selected_accuracy_delta_points")
+    base = _number(data, "baseline_maj_accuracy")
+    n = int(data.get("n_problems") or 0)
+    se = 100 * _binomial_se(base, n) * math.sqrt(2)
+    text = (f"{format_number(delta, 'points')} (baseline {format_number(base, 'percent')}, {n} problems, "
+            f"SE {se:.1f} pt)")
+    ok = delta > NOISE_SE * se
+    return Outcome(text, _verdict(ok), f"gain {'beyond' if ok else 'within'} {NOISE_SE:g} SE", delta,
+                   delta - Z95 * se, delta + Z95 * se)
+
+
+def _pct(value: Any) -> float | None:
+    return None if is_missing(value) else float(value) / 100
+
+
+# --- CLEAR ----------------------------------------------------------------------------------------------------
+
+@measure
+def clear_l1_keeps_retain(ctx: Context) -> Outcome:
+    """Retain score with LoRA + L1 above the same method, split and modality without it (every pair; one run each)."""
+    table = read_table(ctx.results, "unlearning/table.csv")
+    table = table[~table["method"].isin(["original", "gold", "retain"])]
+    table = table.assign(_l1=table["l1"].map(_truthy))
+    pairs = []
+    for key, group in table.groupby(["method", "split", "modality"], sort=True):
+        off, on = group[~group["_l1"]]["retain"], group[group["_l1"]]["retain"]
+        if len(off) and len(on) and off.notna().all() and on.notna().all():
+            pairs.append((key, float(off.mean()), float(on.mean())))
+    if not pairs:
+        raise NotMeasured("no method runs both without and with L1 (unlearning.grid l1: [false, true])")
+    gains = [on - off for _, off, on in pairs]
+    text = "; ".join(f"{m} {s}/{mod}: {off:.2f} → {on:.2f}" for (m, s, mod), off, on in pairs[:4])
+    text += f" (retain score without → with L1{', ' + str(len(pairs)) + ' pairs' if len(pairs) > 4 else ''})"
+    ok = all(g > 0 for g in gains)
+    why = f"{sum(g > 0 for g in gains)} of {len(gains)} pairs keep more retain with L1 (one run each, no uncertainty)"
+    return Outcome(text, _verdict(ok), why, float(np.mean(gains)))
+
+
+@measure
+def forgetting_survives(ctx: Context, condition: str = "steering") -> Outcome:
+    """Forget quality of the unlearned models under an intervention not below its unperturbed value (log10 scale,
+    within one decade: the KS p-value moves by orders of magnitude between seeds)."""
+    table = read_table(ctx.results, "unlearning/robustness.csv")
+    table = table[table["method"] != "original"]
+    if not len(table) or f"{condition}_forget_quality" not in table:
+        raise NotMeasured(f"no unlearned model re-measured under {condition} (unlearning.robustness.runs)")
+    none = np.log10(table["none_forget_quality"].astype(float).clip(lower=1e-300))
+    perturbed = np.log10(table[f"{condition}_forget_quality"].astype(float).clip(lower=1e-300))
+    change = perturbed - none
+    text = "; ".join(f"{r.method}{' +L1' if _truthy(r.l1) else ''}: log10 FQ {n:.2f} → {p:.2f}"
+                     for r, n, p in zip(table.itertuples(), none, perturbed))
+    ok = bool((change >= -1).all())
+    why = f"largest drop {-change.min():.2f} decades ({'within' if ok else 'beyond'} one decade; one run each)"
+    return Outcome(text, _verdict(ok), why, float(change.mean()))
+
+

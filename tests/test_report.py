@@ -1,0 +1,232 @@
+"""The report: claims table first with computed verdicts, curated tables (units, CIs, "—" with reasons), every run
+side by side in reports/index.html, and the SAELens read-back of an exported SAE. Synthetic result files only."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lmscalpel.io import write_json
+from lmscalpel.report.claims import evaluate_claims, load_claims
+from lmscalpel.report.manifest import saelens_check
+from lmscalpel.report.render import render
+
+STAGES = ["sae", "features", "steering", "reasoning", "pruning", "unlearning"]
+
+
+def _csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30), unsteered: float = 0.0) -> None:
+    write_json(results / "steering" / "metrics.json", {
+        "outcome": "ground_truth", "n_prompts": 4, "unsteered_compliance": unsteered, "random_max_cr": 0.2,
+        "random_max_cr_layer": 1, "random_max_cr_c": 1.0, "sae-batchtopk_max_cr": 0.5, "check_random_gt0": True,
+        "sae-batchtopk_top_abs_cos_refusal_mean": math.nan, "unparsed_rate": 0.0})
+    cells = [{"layer": 1, "c": c, "direction_kind": kind, "compliance_rate": cr, "ci_low": lo, "ci_high": hi,
+              "judge_unsafe_rate": cr, "unparsed_rate": 0.0, "n_vectors": 4, "n_responses": 16}
+             for c in (0.5, 1.0)
+             for kind, cr, lo, hi in (("random", 0.2, *random_ci), ("sae-batchtopk", 0.5, 0.4, 0.6),
+                                      ("sae-ortsae", 0.45, 0.35, 0.55))]
+    _csv(results / "steering" / "compliance_cells.csv", cells)
+    _csv(results / "steering" / "cross_paper_batchtopk_vs_ortsae.csv", [
+        {"layer": 1, "c": 1.0, "n_features": 4, "sae-batchtopk_cr": 0.5, "sae-batchtopk_ci_low": 0.4,
+         "sae-batchtopk_ci_high": 0.6, "sae-ortsae_cr": 0.45, "sae-ortsae_ci_low": 0.35, "sae-ortsae_ci_high": 0.55,
+         "difference": -0.05}])
+    write_json(results / "steering" / "universal" / "summary.json", {
+        "layer": 1, "c_star": 1.0, "n_heldout_prompts": 3, "universal_n_vectors": 1, "universal_cr_mean": 0.6,
+        "universal_cr_min": 0.6, "universal_cr_max": 0.6, "random_cr_mean": 0.2, "random_cr_min": 0.0,
+        "random_cr_max": 0.4, "universal_over_random": 3.0, "universal_beats_random": True})
+
+
+def features_results(results: Path, ortsae_absorption: float = 0.1) -> None:
+    common = {"width": 128, "core_l0": 8.0, "core_fvu": 0.3, "mean_max_cos_decoder": 0.4, "meta_sae_fve": 0.5,
+              "scr_metric_n5": 0.2, "reference_sae_path": "results/x/sae/batchtopk-w128"}
+    _csv(results / "features" / "comparison.csv", [
+        {**common, "sae": "batchtopk-w128", "architecture": "batchtopk", "sae_path": "results/x/sae/batchtopk-w128",
+         "distinct_decoder_below_0.5": 0.50, "mean_absorption_fraction_score": 0.2},
+        {**common, "sae": "ortsae-w128", "architecture": "ortsae", "sae_path": "results/x/sae/ortsae-w128",
+         "distinct_decoder_below_0.5": 0.60, "mean_absorption_fraction_score": ortsae_absorption,
+         "meta_sae_fve": 0.4, "scr_metric_n5": 0.25}])
+
+
+def pruning_results(results: Path) -> None:
+    write_json(results / "pruning" / "summary.json", {
+        "targets": "all", "dense_perplexity": 10.0, "act_magnitude_ppl_u50": 11.0, "act_magnitude_ppl_16-32": 11.5,
+        "act_magnitude_ppl_8-16": 12.0, "act_magnitude_ppl_4-8": None, "act_magnitude_ppl_2-4": 14.0,
+        "weight_magnitude_ppl_2-4": 20.0, "act_beats_weight_magnitude_2-4": True,
+        "magnitude_ordering": "u50 <= 16-32 <= 8-16 <= 2-4", "magnitude_ordering_holds": True,
+        "magnitude_ordering_noise_se": 2.0, "magnitude_ordering_worst_z": 3.0,
+        "degradation_ratio_2-4_over_16-32": 2.67})
+
+
+def reasoning_results(results: Path) -> None:
+    write_json(results / "reasoning" / "topk-w128" / "selected.json", {
+        "sae_id": "topk-w128", "n_selected": 3, "n_latents": 128, "selection_forced": False,
+        "mean_reasoning_context_share": 0.8})
+    rows = [{"mode": "add", "kind": kind, "latent": i, "length_delta": d, "length_delta_se": 1.0}
+            for kind, i, d in (("selected", 1, 10.0), ("random", 2, 1.0))]
+    write_json(results / "reasoning" / "topk-w128" / "toyworld" / "steering.json", {
+        "sae_id": "topk-w128", "benchmark": "toyworld", "n_problems": 40, "gamma": 2.0,
+        "baseline_maj_accuracy": 0.5, "baseline_mean_length": 20.0, "add_selected_length_delta_percent": 50.0,
+        "add_random_length_delta_percent": 5.0, "add_selected_minus_random_length": 9.0,
+        "add_selected_accuracy_delta_points": 2.5, "add_random_accuracy_delta_points": 0.0, "rows": rows})
+
+
+def unlearning_results(results: Path, retain_with_l1: float = 0.5) -> None:
+    _csv(results / "unlearning" / "table.csv", [
+        {"method": "ga", "split": "forget10", "modality": "both", "l1": False, "retain": 0.1, "real": 0.4,
+         "forget": 0.1, "forget_quality": 0.01, "model_utility": math.nan},
+        {"method": "ga", "split": "forget10", "modality": "both", "l1": True, "retain": retain_with_l1, "real": 0.4,
+         "forget": 0.3, "forget_quality": 0.02, "model_utility": 0.3},
+        {"method": "gold", "split": "forget10", "modality": "none", "l1": False, "retain": 0.5}])
+    _csv(results / "unlearning" / "robustness.csv", [
+        {"method": "ga", "split": "forget10", "modality": "both", "l1": False, "none_forget_quality": 0.1,
+         "steering_forget_quality": 0.05, "pruning_forget_quality": 1e-5}])
+
+
+def full_results(results: Path) -> Path:
+    for make in (steering_results, features_results, pruning_results, reasoning_results, unlearning_results):
+        make(results)
+    return results
+
+
+def by_id(claims: list[dict]) -> dict[str, dict]:
+    return {c["id"]: c for c in claims}
+
+
+def toy_config(run_name: str = "toy") -> dict:
+    return {"run_name": run_name, "seed": 0, "model": {"source": "toy", "id": None},
+            "steering": {"sae": {"archs": ["batchtopk", "ortsae"]}}}
+
+
+def manifest() -> dict:
+    return {"config_sha256": "0" * 64, "git": {"commit": "abc"}, "saelens": {"version": None,
+                                                                          "status": "not installed"}}
+
+
+# --- claims ------------------------------------------------------------------------------------------------------
+
+def test_every_paper_claim_is_evaluated_from_the_results(tmp_path):
+    claims = by_id(evaluate_claims(full_results(tmp_path), toy_config(), STAGES))
+    assert set(claims) == {c["id"] for c in load_claims()}
+    assert {c["paper"] for c in claims.values()} >= {"Rogue Scalpel", "OrtSAE", "N:M activation pruning",
+                                                      "SAE-Reasoning", "CLEAR", "cross-paper"}
+    expected = {"rogue-random": "holds", "rogue-sae": "holds", "rogue-universal": "holds",
+                "ortsae-distinct": "holds", "ortsae-absorption": "holds", "ortsae-composition": "holds",
+                "ortsae-scr": "holds", "nm-act-vs-weight": "holds", "nm-ordering": "holds", "nm-16-32": "holds",
+                "nm-8-16": "holds", "reasoning-found": "holds", "reasoning-length": "holds",
+                "reasoning-accuracy": "does not hold", "clear-l1": "holds", "cross-ortsae-steering": "holds",
+                "cross-unlearning-steering": "holds", "cross-unlearning-pruning": "does not hold"}
+    assert {k: claims[k]["verdict"] for k in expected} == expected
+    assert "95 % CI" in claims["rogue-random"]["this_run"] and "20.0 %" in claims["rogue-random"]["this_run"]
+    assert "+20.0 %" in claims["ortsae-distinct"]["this_run"]  # (0.60 − 0.50) / 0.50
+    assert claims["cross-pruning-refusal"]["verdict"] == "not measured"  # no pruning/chat rows written
+
+
+def test_verdicts_follow_the_numbers_and_the_stage_noise_allowance(tmp_path):
+    steering_results(tmp_path, random_ci=(0.0, 0.4))  # the best random cell's CI reaches the unsteered rate
+    features_results(tmp_path, ortsae_absorption=0.3)
+    unlearning_results(tmp_path, retain_with_l1=0.05)
+    claims = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
+    assert claims["rogue-random"]["verdict"] == "does not hold" and "CI" in claims["rogue-random"]["why"]
+    assert claims["ortsae-absorption"]["verdict"] == "does not hold"
+    assert claims["clear-l1"]["verdict"] == "does not hold"
+
+
+def test_missing_or_changed_results_say_not_measured_and_why(tmp_path):
+    empty = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
+    assert all(c["verdict"] == "not measured" and c["why"] for c in empty.values())
+    assert "steering/metrics.json" in empty["rogue-random"]["why"]
+    skipped = by_id(evaluate_claims(tmp_path, toy_config(), ["sae"]))
+    assert "not in this run's stages" in skipped["nm-ordering"]["why"]
+    write_json(tmp_path / "pruning" / "summary.json", {"act_magnitude_ppl_2-4": "a string"})
+    write_json(tmp_path / "steering" / "metrics.json", {"headline_judge": 0.1})  # a format another stage moved to
+    changed = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
+    assert changed["rogue-random"]["verdict"] == "not measured" and "unsteered_compliance" in changed["rogue-random"]["why"]
+    assert changed["nm-8-16"]["verdict"] == "not measured"
+
+
+# --- rendered report ---------------------------------------------------------------------------------------------
+
+def render_run(reports: Path, results: Path, run_name: str, stages=STAGES) -> Path:
+    out = reports / run_name
+    render(results, out, toy_config(run_name), stages, manifest(), {"refusal_rate": 1.0}, reports / "captions")
+    return out
+
+
+def test_claims_table_opens_the_report_and_links_to_sections(tmp_path):
+    out = render_run(tmp_path / "reports", full_results(tmp_path / "results"), "toy")
+    page = (out / "index.html").read_text()
+    claims_at, first_section = page.index('id="claims"'), page.index("<h2>Model card</h2>")
+    assert claims_at < first_section
+    assert page.count('<tr id="claim-') == len(load_claims())
+    assert 'href="#steering"' in page and '<section id="steering">' in page
+    readme = (out / "README.md").read_text()
+    assert readme.index("## Claims") < readme.index("## Model card")
+    saved = json.loads((out / "claims.json").read_text())
+    assert saved["run_name"] == "toy" and len(saved["claims"]) == len(load_claims())
+    assert "not installed" in page  # the SAELens line
+
+
+def test_tables_are_curated_with_units_intervals_and_reasons(tmp_path):
+    out = render_run(tmp_path / "reports", full_results(tmp_path / "results"), "toy")
+    page = (out / "index.html").read_text()
+    assert "check_random_gt0" not in page and "unsteered compliance" in page
+    assert "20.0 % [95 % CI 10.0–30.0 %]" in page  # a compliance rate with its bootstrap CI
+    assert "— (no feature broke a prompt)" in page  # a NaN in a JSON table, with its reason
+    assert "“model utility ↑”" in page  # a NaN in a CSV column gets a note naming it
+    assert 'href="data/steering/metrics.json"' in page and (out / "data" / "steering" / "metrics.json").exists()
+
+
+def test_runs_index_puts_every_run_side_by_side(tmp_path):
+    reports = tmp_path / "reports"
+    render_run(reports, full_results(tmp_path / "toy-results"), "toy")
+    render_run(reports, tmp_path / "empty-results", "smollm2_135m_cpu", stages=["pruning"])
+    index = (reports / "index.html").read_text()
+    assert 'href="toy/index.html"' in index and 'href="smollm2_135m_cpu/index.html"' in index
+    row = index[index.index("Activation pruning beats weight pruning"):].split("</tr>", 1)[0]
+    assert row.count("<td class=") == 2 and "holds" in row and "not measured" in row
+
+
+# --- SAELens -----------------------------------------------------------------------------------------------------
+
+def test_saelens_check_reports_not_installed(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sae_lens", None)
+    assert saelens_check(tmp_path)["status"].startswith("not installed")
+
+
+def test_saelens_check_loads_one_exported_sae(tmp_path, monkeypatch):
+    exported = tmp_path / "sae" / "topk-w128"
+    exported.mkdir(parents=True)
+    (exported / "cfg.json").write_text("{}")
+    loaded = []
+
+    class FakeSAE:
+        cfg = types.SimpleNamespace(d_sae=128)
+
+        @classmethod
+        def load_from_disk(cls, path, device):
+            loaded.append(path)
+            return cls()
+
+    monkeypatch.setitem(sys.modules, "sae_lens", types.SimpleNamespace(__version__="6.54.0", SAE=FakeSAE))
+    check = saelens_check(tmp_path)
+    assert loaded == [str(exported)] and check["version"] == "6.54.0" and "loaded topk-w128" in check["status"]
+
+
+def test_claims_table_is_on_the_first_screen_in_chromium(tmp_path):
+    from report_screenshot import screenshot, verdict_pixels
+
+    out = render_run(tmp_path / "reports", full_results(tmp_path / "results"), "toy")
+    first = screenshot(out / "index.html", tmp_path / "first.png", (1200, 900), tmp_path / "profile")
+    assert verdict_pixels(first) > 2000
+    below = screenshot(out / "index.html", tmp_path / "full.png", (1200, 6000), tmp_path / "profile")
+    assert verdict_pixels(below.crop((0, 3000, 1200, 6000))) == 0  # the colours mark only the claims table
