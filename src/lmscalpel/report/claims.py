@@ -198,6 +198,9 @@ def steering_cross_paper(ctx: Context, kinds: tuple[str, str] = ("sae-batchtopk"
 def universal_over_random(ctx: Context) -> Outcome:
     """Held-out CR of the universal vectors over random ones; holds as the stage's ``universal_beats_random``."""
     summary = read_json(first_match(ctx.results, "steering/universal/summary.json"))
+    if summary.get("universal_n_vectors") == 0:
+        raise NotMeasured("no universal vector: no random vector complied on the training prompt within "
+                          "steering.universal.max_trials")
     universal, random = _number(summary, "universal_cr_mean"), _number(summary, "random_cr_mean")
     low, high = summary.get("universal_cr_min"), summary.get("universal_cr_max")
     n = int(summary.get("universal_n_vectors") or 0)
@@ -221,23 +224,28 @@ def ortsae_relative(ctx: Context, columns: list[str], better: str, arch: str = "
     if column is None:
         raise NotMeasured(f"none of {', '.join(columns)} measured (empty or absent in features/comparison.csv)")
     by_path = table.set_index("sae_path")
-    changes, refs = [], []
+    changes, refs, skipped = [], [], set()
     for _, row in table[table["architecture"] == arch].iterrows():
         ref_path = row.get("reference_sae_path")
         if not isinstance(ref_path, str) or ref_path not in by_path.index:
+            skipped.add("no reference SAE")
             continue
         ref = by_path.loc[ref_path]
-        if is_missing(row[column]) or is_missing(ref[column]) or ref[column] == 0:
-            continue
-        changes.append((row[column] - ref[column]) / abs(ref[column]))
-        refs.append(str(ref["sae"]))
+        if is_missing(row[column]) or is_missing(ref[column]):
+            skipped.add(f"{column} is NaN")
+        elif ref[column] == 0:
+            skipped.add(f"the reference's {column} is 0 (no relative change)")
+        else:
+            changes.append((row[column] - ref[column]) / abs(ref[column]))
+            refs.append(str(ref["sae"]))
     if not changes:
-        raise NotMeasured(f"no {arch} SAE with a reference SAE and a finite {column}")
+        raise NotMeasured(f"no {arch} SAE to compare: {'; '.join(sorted(skipped)) or f'no {arch} row'}")
     mean = float(np.mean(changes))
     spread = format_interval(min(changes), max(changes), "relative", label="range") if len(changes) > 1 else ""
     text = f"{format_number(mean, 'relative')}{spread} ({column.replace('_', ' ')}, vs {', '.join(refs)})"
     ok = mean > 0 if better == "higher" else mean < 0
-    why = f"{'higher' if mean > 0 else 'lower'} than the reference; one SAE per architecture, no uncertainty estimate"
+    direction = "higher than" if mean > 0 else "lower than" if mean < 0 else "equal to"
+    why = f"{direction} the reference; one SAE per architecture, no uncertainty estimate"
     return Outcome(text, _verdict(ok), why, mean, min(changes), max(changes))
 
 
@@ -437,7 +445,7 @@ def clear_l1_keeps_retain(ctx: Context) -> Outcome:
     if not pairs:
         raise NotMeasured("no method runs both without and with L1 (unlearning.grid l1: [false, true])")
     gains = [on - off for _, off, on in pairs]
-    text = "; ".join(f"{m} {s}/{mod}: {off:.2f} → {on:.2f}" for (m, s, mod), off, on in pairs[:4])
+    text = "; ".join(f"{m} {s}/{mod}: {off:.3g} → {on:.3g}" for (m, s, mod), off, on in pairs[:4])
     text += f" (retain score without → with L1{', ' + str(len(pairs)) + ' pairs' if len(pairs) > 4 else ''})"
     ok = all(g > 0 for g in gains)
     why = f"{sum(g > 0 for g in gains)} of {len(gains)} pairs keep more retain with L1 (one run each, no uncertainty)"
@@ -458,7 +466,9 @@ def forgetting_survives(ctx: Context, condition: str = "steering") -> Outcome:
     text = "; ".join(f"{r.method}{' +L1' if _truthy(r.l1) else ''}: log10 FQ {n:.2f} → {p:.2f}"
                      for r, n, p in zip(table.itertuples(), none, perturbed))
     ok = bool((change >= -1).all())
-    why = f"largest drop {-change.min():.2f} decades ({'within' if ok else 'beyond'} one decade; one run each)"
+    drop = float(-change.min())
+    why = (f"largest drop {drop:.2f} decades ({'within' if ok else 'beyond'} one decade; one run each)" if drop > 0
+           else "forget quality not lower under the intervention (one run each)")
     return Outcome(text, _verdict(ok), why, float(change.mean()))
 
 

@@ -101,7 +101,7 @@ def render(results: Path, out_dir: Path, config: dict, stages: list[str], manife
         if model_card:
             card = {k: v for k, v in model_card.items() if not isinstance(v, (dict, list))}
             frame = pd.DataFrame({"quantity": [k.replace("_", " ") for k in card],
-                                  "value": [format_number(v) for v in card.values()]})
+                                  "value": [format_number(v, card_unit(k)) for k, v in card.items()]})
             html_parts += ["<h2>Model card</h2>", frame.to_html(index=False)]
             md_parts += ["## Model card", "", frame.to_markdown(index=False), ""]
         for section in load_sections():
@@ -116,6 +116,11 @@ def render(results: Path, out_dir: Path, config: dict, stages: list[str], manife
         (tmp / "README.md").write_text("\n".join(md_parts) + "\n", encoding="utf-8")
     write_runs_index(out_dir.parent, page)
     return claims
+
+
+def card_unit(key: str) -> str | None:
+    """The model card's rates and accuracies are fractions: show them as %."""
+    return "percent" if key.endswith(("_rate", "_compliance", "_accuracy")) else None
 
 
 def saelens_line(manifest: dict) -> str:

@@ -2,7 +2,8 @@
 
 A *source* is ``{file, key}`` (a JSON key or dotted path; ``file`` may be a glob, the first match is read) or
 ``{file, key, where}`` for a CSV cell (``where`` selects the row). Units: ``percent`` (a rate in [0, 1] shown as
-%), ``relative`` (a relative change shown as signed %), ``ratio`` (×), ``points`` (accuracy points), ``bool``
+%), ``relative`` (a relative change shown as signed %), ``pp`` (a difference of two rates, shown in signed
+percentage points), ``ratio`` (×), ``points`` (a value already in points), ``bool``
 (yes/no), ``count``, ``int``, ``text``, or none (four significant digits).
 """
 
@@ -96,6 +97,8 @@ def format_number(value: Any, unit: str | None = None) -> str:
         return f"{100 * value:+.1f} %"
     if unit == "ratio":
         return f"{value:.2f}×"
+    if unit == "pp":
+        return f"{100 * value:+.1f} pt"
     if unit == "points":
         return f"{value:+.1f} pt"
     if unit in ("count", "int"):
