@@ -230,3 +230,12 @@ def test_claims_table_is_on_the_first_screen_in_chromium(tmp_path):
     assert verdict_pixels(first) > 2000
     below = screenshot(out / "index.html", tmp_path / "full.png", (1200, 6000), tmp_path / "profile")
     assert verdict_pixels(below.crop((0, 3000, 1200, 6000))) == 0  # the colours mark only the claims table
+
+
+def test_clear_claim_compares_every_lambda_of_a_sweep(tmp_path):
+    rows = [{"method": "ga", "split": "forget10", "modality": "both", "l1": l1, "l1_lambda": lam, "retain": r}
+            for l1, lam, r in ((False, None, 0.1), (True, 0.01, 0.3), (True, 1.0, 0.05))]
+    _csv(tmp_path / "unlearning" / "table.csv", rows)
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["clear-l1"]
+    assert claim["verdict"] == "does not hold" and "1 of 2 pairs" in claim["why"]
+    assert "λ=0.01: 0.1 → 0.3" in claim["this_run"] and "λ=1: 0.1 → 0.05" in claim["this_run"]

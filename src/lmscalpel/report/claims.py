@@ -433,19 +433,26 @@ def _pct(value: Any) -> float | None:
 
 @measure
 def clear_l1_keeps_retain(ctx: Context) -> Outcome:
-    """Retain score with LoRA + L1 above the same method, split and modality without it (every pair; one run each)."""
+    """Retain score with LoRA + L1 (each λ of a sweep) above the same method, split and modality without it (every
+    pair; one run each, so the verdict is the direction)."""
     table = read_table(ctx.results, "unlearning/table.csv")
     table = table[~table["method"].isin(["original", "gold", "retain"])]
     table = table.assign(_l1=table["l1"].map(_truthy))
+    if "l1_lambda" not in table:
+        table["l1_lambda"] = math.nan
     pairs = []
-    for key, group in table.groupby(["method", "split", "modality"], sort=True):
-        off, on = group[~group["_l1"]]["retain"], group[group["_l1"]]["retain"]
-        if len(off) and len(on) and off.notna().all() and on.notna().all():
-            pairs.append((key, float(off.mean()), float(on.mean())))
+    for (method, split, modality), group in table.groupby(["method", "split", "modality"], sort=True):
+        off = group[~group["_l1"]]["retain"]
+        if not len(off) or off.isna().any():
+            continue
+        for lam, on in group[group["_l1"]].groupby(group["l1_lambda"].fillna(-1.0), sort=True)["retain"]:
+            if on.notna().all():
+                label = f"{method} {split}/{modality}" + (f" λ={lam:g}" if lam >= 0 else "")
+                pairs.append((label, float(off.mean()), float(on.mean())))
     if not pairs:
         raise NotMeasured("no method runs both without and with L1 (unlearning.grid l1: [false, true])")
     gains = [on - off for _, off, on in pairs]
-    text = "; ".join(f"{m} {s}/{mod}: {off:.3g} → {on:.3g}" for (m, s, mod), off, on in pairs[:4])
+    text = "; ".join(f"{label}: {off:.3g} → {on:.3g}" for label, off, on in pairs[:4])
     text += f" (retain score without → with L1{', ' + str(len(pairs)) + ' pairs' if len(pairs) > 4 else ''})"
     ok = all(g > 0 for g in gains)
     why = f"{sum(g > 0 for g in gains)} of {len(gains)} pairs keep more retain with L1 (one run each, no uncertainty)"
