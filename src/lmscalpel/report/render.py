@@ -189,7 +189,7 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
     toy_note = " (toy-world numbers)" if is_toy else ""
     h = [f'<section id="{section.stage}"><h2>{html.escape(section.title)}</h2>',
          f"<p><em>{html.escape(section.paper)}</em></p><p>{html.escape(section.summary)}</p>"]
-    m = [f"## {section.title}", "", f"*{section.paper}*", "", section.summary, ""]
+    m = [f'<a id="{section.stage}"></a>', "", f"## {section.title}", "", f"*{section.paper}*", "", section.summary, ""]
     for spec in section.tables:
         table = curated_table(results, spec)
         link = copy_raw(table.source, results, out)
