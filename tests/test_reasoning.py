@@ -299,6 +299,27 @@ def test_hub_benchmark_loaders_read_local_files(tmp_path):
         load_problems("nope")
 
 
+def test_gpqa_answers_are_read_as_the_released_code_reads_them():
+    assert extract_answer("thinking... answer: b", "choice") == "B"  # case-insensitive 'Answer', lone lower letter
+    # the text after the FIRST 'Answer:' runs to the end (one DOTALL match), not the last match
+    assert extract_answer("so Answer: B, since x.\nAnswer: C", "choice") == "B"
+    assert extract_answer("Answer:\n**D**) because", "choice") == "D"
+    assert extract_answer("so \\boxed{\\text{A}}. Answer: C", "choice") == "A"  # \boxed comes first
+    assert extract_answer("Answer: None of the above", "choice") is None
+    assert extract_answer("no verdict at all", "choice") is None
+
+
+def test_gpqa_choices_are_preprocessed(tmp_path):
+    row = {"Question": "Q?\n", "Correct Answer": " right [1] answer ", "Incorrect Answer 1": "w1 [title] more",
+           "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "Record ID": "r0"}
+    gpqa_file = tmp_path / "gpqa.jsonl"
+    gpqa_file.write_text(json.dumps(row) + "\n")
+    (problem,) = load_problems("gpqa_diamond", data_file=str(gpqa_file))
+    assert f"{problem['answer']}) right answer\n" in problem["prompt"] + "\n"
+    assert ") w1. more" in problem["prompt"] and "[" not in problem["prompt"]
+    assert "\n\nQ?\n\n\nA)" in problem["prompt"]  # the question as stored (the released template)
+
+
 def test_scores_and_interpretation_on_the_toy_corpus(tiny_lm_dir, toyworld_dir, tokenizer):
     from lmscalpel.io import read_jsonl
     from lmscalpel.reasoning.interpret import interpretation_markdown, logit_lens, reasoning_share, top_contexts

@@ -3,8 +3,8 @@
 Thinking length = generated tokens before the thinking-end marker (toy world: ``"Answer:"``; R1 presets:
 ``"</think>"``); when the marker never appears the whole generation counts and the answer is wrong. Answer checking
 is normalised exact match (spec §7): last ``\\boxed{}``, else the last ``Answer:`` match, else ``"0"``; integers and
-other numbers compare numerically. Several samples per problem give pass@1 (mean) and maj@n (majority vote,
-ties to the first answer seen).
+other numbers compare numerically; GPQA letters follow the released ``process_results`` (``extract_choice``).
+Several samples per problem give pass@1 (mean) and maj@n (majority vote, ties to the first answer seen).
 """
 
 from __future__ import annotations
@@ -67,14 +67,23 @@ def _hub_rows(benchmark: str, data_file: str | None) -> list[dict]:
     return list(datasets.load_dataset(path, name, split=split))
 
 
+def gpqa_preprocess(text: str | None) -> str:
+    """Clean a GPQA choice as the released ``process_docs`` does: strip, ``" [title]"`` → ``". "``, drop bracketed
+    spans (``[...]``, non-greedy), collapse double spaces once; a missing choice becomes ``" "``."""
+    if text is None:
+        return " "
+    text = text.strip().replace(" [title]", ". ")
+    return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
+
+
 def _gpqa_problem(row: dict, index: int, seed: int) -> dict:
-    """simple-evals template; choices shuffled with a per-question seed (the released code's shuffle is unseeded)."""
+    """simple-evals template over the preprocessed choices, the question as stored (as the released code); choices
+    shuffled with a per-question seed (the released code's shuffle is unseeded)."""
     choices = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
     order = list(range(4))
     random.Random(seed * 1_000_003 + index).shuffle(order)
-    letters = dict(zip("ABCD", (choices[k].strip() for k in order)))
-    return {"id": str(row.get("Record ID", index)), "prompt": GPQA_PROMPT.format(question=row["Question"].strip(),
-                                                                                   **letters),
+    letters = dict(zip("ABCD", (gpqa_preprocess(choices[k]) for k in order)))
+    return {"id": str(row.get("Record ID", index)), "prompt": GPQA_PROMPT.format(question=row["Question"], **letters),
             "answer": "ABCD"[order.index(0)], "kind": "choice"}
 
 
@@ -98,13 +107,29 @@ def extract_answer(text: str, kind: str) -> str | None:
         match = re.search(r"Answer:\s*(-?\d+)", text)
         return match.group(1) if match else None
     if kind == "choice":
-        matches = re.findall(r"Answer\s*:\s*\$?\(?([A-D])\b", text)
-        return matches[-1] if matches else None
+        return extract_choice(text)
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
     matches = re.findall(r"Answer:\s*(.+)", text)
     return matches[-1].strip() if matches else "0"
+
+
+def extract_choice(text: str) -> str | None:
+    """GPQA letter as the released ``process_results`` reads it: the last ``\\boxed{}`` content, else everything
+    after the first ``Answer:`` (case-insensitive; its DOTALL ``(.*)`` has a single match running to the end); a lone
+    lower-case letter is upper-cased. The reference sends any other candidate to an LLM extractor; here the letter
+    that opens it (after ``*``, ``$``, ``(`` or ``\\text{``) stands in for that, else None."""
+    candidate = last_boxed(text)
+    if candidate is None:
+        match = re.search(r"Answer\s*:\s*(.*)", text, re.IGNORECASE | re.DOTALL)
+        if match is None:
+            return None
+        candidate = match.group(1)
+    if candidate.strip() in ("a", "b", "c", "d"):
+        return candidate.strip().upper()
+    match = re.match(r"[\s*$(]*(?:\\text(?:bf)?\{)?([A-D])(?![A-Za-z0-9])", candidate)
+    return match.group(1) if match else None
 
 
 def normalize_answer(text: str) -> str:
