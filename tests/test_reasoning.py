@@ -2,12 +2,14 @@
 additive interventions, the vocabulary ban, answer checking and thinking length."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from lmscalpel.reasoning.activations import FoldedSAE, pack_texts, residual_stream
+from lmscalpel.reasoning.activations import FoldedSAE, corpus_rows, pack_texts, residual_stream
 from lmscalpel.reasoning.evaluate import (answers_match, extract_answer, load_problems, run_condition, summarise,
                                           thinking_length)
 from lmscalpel.reasoning.intervene import SuppressUntilMarker, add_latent, banned_sequences, clamp_latent
@@ -253,6 +255,30 @@ def test_pack_texts_layout(tokenizer):
     rows = pack_texts(tokenizer, ["a b", "c"], context_length=4, max_tokens=100)
     flat = rows.flatten().tolist()
     assert flat[0] == tokenizer.bos_token_id and tokenizer.eos_token_id in flat and rows.shape[1] == 4
+
+
+def test_corpus_rows_shuffle_packed_rows_across_domains(tokenizer):
+    domains = ["hmm " * 30, "wait " * 30, "maybe " * 30]
+    texts = [d for d in domains for _ in range(8)]  # stored domain by domain
+    cfg = {"context_length": 16, "max_tokens": 64, "add_bos": True, "n_rows": None, "shuffle_seed": None}
+    first = {tokenizer.decode(r).split()[1] for r in corpus_rows(tokenizer, iter(texts), cfg)}
+    assert first == {"hmm"}  # file order: a prefix of the first domain
+    shuffled = {**cfg, "shuffle_seed": 42, "n_rows": 9}
+    rows = corpus_rows(tokenizer, iter(texts), shuffled)
+    full = pack_texts(tokenizer, texts, 16, None, drop_last=True)
+    keep = np.random.default_rng(42).permutation(len(full))[:9]  # datasets' Dataset.shuffle(seed=42)
+    assert rows.shape == (9, 16) and torch.equal(rows, full[torch.from_numpy(keep)])
+    assert {tokenizer.decode(r).split()[1] for r in rows} == {"hmm", "wait", "maybe"}
+    assert torch.equal(rows, corpus_rows(tokenizer, iter(texts), shuffled))
+    assert len(corpus_rows(tokenizer, iter(texts), {**shuffled, "n_rows": None})) == 4  # max_tokens 64 / 16
+
+
+def test_preset_reads_the_released_reasonscore_corpus():
+    import yaml
+
+    corpus = yaml.safe_load((Path(__file__).parents[1] / "presets/sae_reasoning_r1_llama8b.yaml").read_text()
+                            )["reasoning"]["corpus"]
+    assert (corpus["text_column"], corpus["shuffle_seed"], corpus["n_rows"]) == ("text", 42, 4096)
 
 
 def test_run_condition_resumes_from_checkpoints(tiny_lm_dir, tokenizer, tmp_path):

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from lmscalpel.models import residual_module
@@ -56,26 +57,48 @@ def sae_layer(sae_dir: str | Path) -> int:
     return int(match.group(1))
 
 
-def pack_texts(tokenizer, texts: Iterable[str], context_length: int, max_tokens: int,
-               add_bos: bool = True) -> torch.Tensor:
+def pack_texts(tokenizer, texts: Iterable[str], context_length: int, max_tokens: int | None,
+               add_bos: bool = True, drop_last: bool = False) -> torch.Tensor:
     """Pack documents ``[BOS] text EOS`` (the toy model's training layout) into ``[N, context_length]`` rows.
 
-    The last row is right-padded with the pad token; padding and special tokens are excluded downstream.
+    ``max_tokens`` None packs every text. The last row is right-padded with the pad token (padding and special
+    tokens are excluded downstream), or dropped when incomplete with ``drop_last`` (as TransformerLens'
+    ``tokenize_and_concatenate`` in the released code).
     """
     bos = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    stream: list[int] = []
+    chunks, total = [], 0
     for text in texts:
-        stream += bos + tokenizer.encode(text, add_special_tokens=False) + eos
-        if len(stream) >= max_tokens:
+        chunks.append(np.asarray(bos + tokenizer.encode(text, add_special_tokens=False) + eos, dtype=np.int64))
+        total += len(chunks[-1])
+        if max_tokens is not None and total >= max_tokens:
             break
-    stream = stream[:max_tokens]
-    if not stream:
-        raise ValueError("reasoning corpus is empty (config key reasoning.corpus)")
-    n_rows = -(-len(stream) // context_length)
+    stream = np.concatenate(chunks)[:max_tokens] if chunks else np.zeros(0, dtype=np.int64)
+    n_rows = len(stream) // context_length if drop_last else -(-len(stream) // context_length)
+    if n_rows == 0:
+        raise ValueError("reasoning corpus is empty or shorter than one row (config key reasoning.corpus)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
-    stream += [pad] * (n_rows * context_length - len(stream))
-    return torch.tensor(stream, dtype=torch.long).view(n_rows, context_length)
+    rows = np.full(n_rows * context_length, pad, dtype=np.int64)
+    rows[:min(len(stream), len(rows))] = stream[:len(rows)]
+    return torch.from_numpy(rows).view(n_rows, context_length)
+
+
+def corpus_rows(tokenizer, texts: Iterable[str], corpus: dict) -> torch.Tensor:
+    """The ReasonScore rows of config ``reasoning.corpus``.
+
+    ``shuffle_seed`` null (project default): the documents in file order, packed up to the budget. An integer: the
+    released code's selection — pack the whole corpus (incomplete last row dropped), permute the rows as
+    ``datasets.Dataset.shuffle(seed=...)`` does (``numpy.random.default_rng(seed).permutation``) and keep the first
+    rows, so every domain of a corpus stored in domain order is sampled. The budget is ``n_rows`` rows when set
+    (released code 4,096), else ``max_tokens`` tokens.
+    """
+    length, n_rows, seed = corpus["context_length"], corpus.get("n_rows"), corpus.get("shuffle_seed")
+    budget = n_rows * length if n_rows else corpus["max_tokens"]
+    if seed is None:
+        return pack_texts(tokenizer, texts, length, budget, add_bos=corpus["add_bos"])
+    rows = pack_texts(tokenizer, texts, length, None, add_bos=corpus["add_bos"], drop_last=True)
+    keep = np.random.default_rng(seed).permutation(len(rows))[:-(-budget // length)]
+    return rows[torch.from_numpy(keep)]
 
 
 class _StopForward(Exception):

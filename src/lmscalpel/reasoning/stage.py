@@ -19,7 +19,7 @@ from tqdm import tqdm
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl, write_text
 from lmscalpel.models import load_model
 from lmscalpel.models.loader import ModelRef, model_provenance
-from lmscalpel.reasoning.activations import FoldedSAE, pack_texts, residual_stream, sae_layer
+from lmscalpel.reasoning.activations import FoldedSAE, corpus_rows, residual_stream, sae_layer
 from lmscalpel.reasoning.evaluate import load_problems, run_condition, summarise
 from lmscalpel.reasoning.interpret import interpretation_markdown, logit_lens, reasoning_share, top_contexts
 from lmscalpel.reasoning.intervene import add_latent, ban_processor_factory, banned_sequences, clamp_latent
@@ -91,8 +91,7 @@ def run_reason_score(*, model_ref: ModelRef, sae_dir: str, sae_id: str, toyworld
     device = next(model.parameters()).device
     sae, layer = load_folded_sae(sae_dir, device), sae_layer(sae_dir)
     corpus = cfg["corpus"]
-    rows = pack_texts(tokenizer, corpus_texts(corpus, toyworld_dir), corpus["context_length"], corpus["max_tokens"],
-                      add_bos=corpus["add_bos"])
+    rows = corpus_rows(tokenizer, corpus_texts(corpus, toyworld_dir), corpus)
     vocab = parse_vocabulary(cfg["vocabulary"])
     words = [v.word for v in vocab]
     res = compute_reason_scores(model, tokenizer, sae, layer, rows, vocab, cfg["window"], cfg["alpha"],
@@ -124,7 +123,8 @@ def run_reason_score(*, model_ref: ModelRef, sae_dir: str, sae_id: str, toyworld
     shares = [f["share"] for f in features if not math.isnan(f["share"])]
     summary = {
         **model_provenance(model_ref), "sae_id": sae_id, "sae_path": sae_dir, "layer": layer, "seed": seed,
-        "dataset": corpus["path"], "n_tokens": acc.n_tokens, "n_tokens_r": acc.count_r,
+        "dataset": corpus["path"], "text_column": corpus.get("text_column"), "shuffle_seed": corpus.get("shuffle_seed"),
+        "n_rows": int(rows.shape[0]), "n_tokens": acc.n_tokens, "n_tokens_r": acc.count_r,
         "n_tokens_not_r": acc.count_not_r, "n_latents": sae.n_latents, "alpha": cfg["alpha"],
         "quantile": cfg["quantile"], "threshold": threshold, "window_before": cfg["window"]["before"],
         "window_after": cfg["window"]["after"], "n_selected": len(selected), "selected": selected,
