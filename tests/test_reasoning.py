@@ -251,6 +251,36 @@ def test_banned_sequences_modes():
         banned_sequences(forms, "all")
 
 
+def test_random_ban_pool_ranks_words_by_p_think():
+    from lmscalpel.reasoning.stage import ban_word_pool, random_ban_words
+
+    think = ["so the sum is odd, okay, the check is fine"] * 3 + ["the the the okay"]
+    solution = ["the sum is odd and the proof is fine"] * 4
+    # p_think - p_solution: okay .118, check = so .088, the .043; 'is', 'sum' are commoner in solutions
+    assert ban_word_pool(think, solution, ["let me"], 4, "p_think") == ["okay", "check", "so", "the"]
+    assert ban_word_pool(think, solution, ["okay", "let me"], 2, "p_think") == ["check", "so"]
+    assert ban_word_pool(think, solution, ["let me"], 3, "frequency") == ["the", "is", "okay"]  # the old pool
+    pool = ban_word_pool(think, solution, [], 5, "p_think")
+    words = random_ban_words(pool, 3, seed=1)
+    assert words == random_ban_words(pool, 3, seed=1) and len(set(words)) == 3 and set(words) <= set(pool)
+
+
+def test_random_ban_pool_reads_the_corpus_columns(tmp_path):
+    from lmscalpel.reasoning.stage import ban_pool_texts
+
+    corpus_file = tmp_path / "corpus.jsonl"
+    corpus_file.write_text(json.dumps({"text": "t", "deepseek_reasoning": "hmm okay", "ground_truth_solution": None})
+                           + "\n")
+    cfg = {"corpus": {"path": "json", "data_files": str(corpus_file), "split": "train"},
+           "ban": {"random_pool_rank": "p_think", "think_column": "deepseek_reasoning",
+                   "solution_column": "ground_truth_solution"}}
+    assert ban_pool_texts(cfg, None, []) == (["hmm okay"], [""])
+    frequency = {**cfg, "ban": {**cfg["ban"], "random_pool_rank": "frequency"}}
+    assert ban_pool_texts(frequency, None, [{"text": "generated"}]) == (["generated"], [])
+    with pytest.raises(KeyError, match="reasoning.ban.think_column"):
+        ban_pool_texts({**cfg, "ban": {**cfg["ban"], "think_column": "nope"}}, None, [])
+
+
 def test_pack_texts_layout(tokenizer):
     rows = pack_texts(tokenizer, ["a b", "c"], context_length=4, max_tokens=100)
     flat = rows.flatten().tolist()

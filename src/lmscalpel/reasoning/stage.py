@@ -246,14 +246,56 @@ def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: s
 
 # --- vocabulary ban -------------------------------------------------------------------------------------------
 
-def random_ban_words(traces: Iterable[str], exclude: Iterable[str], pool_size: int, k: int, seed: int) -> list[str]:
-    """``k`` words drawn (seeded) from the ``pool_size`` most frequent alphabetic words of the traces, outside R
-    (the paper's control: random words from the top of p_think)."""
+def _words(texts: Iterable[str]) -> Counter:
+    return Counter(w.lower() for t in texts for w in re.findall(r"[A-Za-z]+", t or ""))
+
+
+def ban_word_pool(think_texts: Iterable[str], solution_texts: Iterable[str], exclude: Iterable[str], size: int,
+                  rank: str) -> list[str]:
+    """The ``size`` candidate words of the random-word ban, words of R (and of its phrases) left out.
+
+    ``p_think`` (paper App. A.2 with §3.1's ranking): words ordered by p_think − p_solution, their relative
+    frequencies in reasoning traces and in solutions, keeping words more frequent in the traces.
+    ``frequency``: the most frequent words of ``think_texts`` alone (mostly function words).
+    """
     banned = {w.lower() for phrase in exclude for w in phrase.split()}
-    counts = Counter(w.lower() for t in traces for w in re.findall(r"[A-Za-z]+", t))
-    pool = [w for w, _ in counts.most_common() if w not in banned][:pool_size]
+    think = _words(think_texts)
+    if rank == "frequency":
+        return [w for w, _ in think.most_common() if w not in banned][:size]
+    if rank != "p_think":
+        raise ValueError(f"config key reasoning.ban.random_pool_rank: {rank!r} is not p_think or frequency")
+    solution = _words(solution_texts)
+    n_think, n_solution = max(sum(think.values()), 1), max(sum(solution.values()), 1)
+    diff = {w: c / n_think - solution[w] / n_solution for w, c in think.items() if w not in banned}
+    return [w for w in sorted(diff, key=lambda w: (-diff[w], w)) if diff[w] > 0][:size]
+
+
+def random_ban_words(pool: Sequence[str], k: int, seed: int) -> list[str]:
+    """``k`` words of ``pool`` drawn without replacement (seeded)."""
     rng = np.random.default_rng(seed)
-    return [str(w) for w in rng.choice(pool, size=min(k, len(pool)), replace=False)]
+    return [str(w) for w in rng.choice(list(pool), size=min(k, len(pool)), replace=False)] if pool else []
+
+
+def ban_pool_texts(cfg: dict, toyworld_dir: str | None, baseline: Sequence[dict]) -> tuple[list[str], list[str]]:
+    """(reasoning texts, solution texts) the pool is ranked on. ``p_think``: the corpus' traces and solutions
+    (toy world: the train traces and their answers; otherwise columns ``reasoning.ban.think_column`` /
+    ``solution_column`` of ``reasoning.corpus``). ``frequency``: the toy traces, or the baseline's generations."""
+    ban, corpus = cfg["ban"], cfg["corpus"]
+    if ban["random_pool_rank"] == "frequency" and toyworld_dir is None:
+        return [r["text"] for r in baseline], []
+    if ban["random_pool_rank"] == "frequency" or corpus["path"] == "toyworld":
+        rows = [r for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train"]
+        return [r["trace"] for r in rows], [str(r["answer"]) for r in rows]
+    return _corpus_column(corpus, ban, "think_column"), _corpus_column(corpus, ban, "solution_column")
+
+
+def _corpus_column(corpus: dict, ban: dict, key: str) -> list[str]:
+    from lmscalpel.data import iter_texts
+
+    try:
+        return [t or "" for t in iter_texts({**corpus, "text_column": ban[key]})]
+    except KeyError as err:
+        raise KeyError(f"config key reasoning.ban.{key}: {err}") from err
 
 
 def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | None, cfg: dict, seed: int,
@@ -272,12 +314,11 @@ def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | No
         return sequences, compare(records, baseline)
 
     ids, banned = banned_condition(vocab, "ban-reasoning-vocabulary")
-    traces = [r["trace"] for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train"] \
-        if toyworld_dir else [r["text"] for r in baseline]
+    pool = ban_word_pool(*ban_pool_texts(cfg, toyworld_dir, baseline), [v.word for v in vocab],
+                         ban_cfg["random_pool"], ban_cfg["random_pool_rank"]) if ban_cfg["random_repeats"] else []
     controls = []
     for rep in range(ban_cfg["random_repeats"]):
-        words = random_ban_words(traces, [v.word for v in vocab], ban_cfg["random_pool"], ban_cfg["random_words"],
-                                 seed + rep)
+        words = random_ban_words(pool, ban_cfg["random_words"], seed + rep)
         _, result = banned_condition([VocabEntry(w) for w in words], f"ban-random-{rep}")
         controls.append({"words": words, **result})
     base = summarise(baseline)
@@ -291,7 +332,8 @@ def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | No
                "banned_length_delta_percent": banned["length_delta_percent"],
                "ban_mode": ban_cfg["mode"], "banned_sequences": [tokenizer.decode(list(q)) for q in ids],
                "random_ban_maj_accuracy": mean("maj_accuracy"), "random_ban_pass_at_1": mean("pass_at_1"),
-               "random_ban_mean_length": mean("mean_length"), "random_ban_repeats": controls,
+               "random_ban_mean_length": mean("mean_length"), "random_pool_rank": ban_cfg["random_pool_rank"],
+               "random_pool": pool, "random_ban_repeats": controls,
                "banned_example": banned["example"]}
     write_json(out_metrics, metrics)
     return metrics
