@@ -327,6 +327,104 @@ def test_run_condition_resumes_from_checkpoints(tiny_lm_dir, tokenizer, tmp_path
     assert summary["n_problems"] == 3 and 0 <= summary["maj_accuracy"] <= 1
 
 
+@pytest.fixture
+def generate_calls(monkeypatch):
+    """Counts generate calls of run_condition (one per batch that is not resumed from a checkpoint)."""
+    from lmscalpel.reasoning import evaluate
+
+    calls, real = [], evaluate.generate_ids
+    monkeypatch.setattr(evaluate, "generate_ids", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def _count(calls, run):
+    calls.clear()
+    run()
+    return len(calls)
+
+
+def test_run_condition_regenerates_when_its_config_or_key_changes(tiny_lm_dir, tokenizer, tmp_path,
+                                                                  generate_calls):
+    model = LlamaForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    problems = [{"id": f"p{i}", "prompt": f"Question: {i} plus 1?\nThinking:", "answer": str(i + 1),
+                 "kind": "integer"} for i in range(3)]
+    cfg = {"chat_template": False, "add_bos": True, "batch_size": 2, "n_samples": 1, "max_new_tokens": 4,
+           "temperature": 0.0, "top_p": 1.0, "thinking_end": "Answer:", "seed": 0}
+
+    def run(eval_cfg=cfg, key=None, items=problems):
+        return lambda: run_condition(model, tokenizer, items, eval_cfg, checkpoint_dir=tmp_path,
+                                     key=key or {"strength": 2.0})
+
+    assert _count(generate_calls, run()) == 2
+    assert _count(generate_calls, run()) == 0  # nothing changed: both batches resume
+    for change in ({"max_new_tokens": 3}, {"temperature": 0.5}, {"seed": 1}, {"thinking_end": "Thinking:"}):
+        assert _count(generate_calls, run({**cfg, **change})) == 2, change
+    assert _count(generate_calls, run(key={"strength": 3.0})) == 2
+    assert _count(generate_calls, run(key={"strength": 3.0})) == 0
+    swapped = [{**p, "prompt": p["prompt"].replace("plus", "minus")} for p in problems]
+    assert _count(generate_calls, run(key={"strength": 3.0}, items=swapped)) == 2
+    assert _count(generate_calls, run({**cfg, "n_samples": 2}, {"strength": 3.0}, swapped)) == 2  # new samples only
+
+
+def test_stage_checkpoints_are_keyed_by_what_changes_their_numbers(tiny_lm_dir, toyworld_dir, tmp_path,
+                                                                   generate_calls):
+    """Baseline, steered latent and vocabulary ban: change one key and the piece is regenerated; change nothing and
+    it resumes."""
+    import pandas as pd
+
+    from lmscalpel.models.loader import ModelRef
+    from lmscalpel.reasoning.stage import run_baseline, run_steering, run_vocab_ban
+    from lmscalpel.sae import build_sae, save_sae
+
+    ref = ModelRef(str(tiny_lm_dir), device="cpu")
+    save_sae(build_sae("relu", {"d_in": 64, "d_sae": 8, "l1_coefficient": 0.1},
+                       generator=torch.Generator().manual_seed(0)), tmp_path / "sae",
+             {"hook_name": "blocks.0.hook_resid_post", "layer": 0})
+    scores = tmp_path / "scores.parquet"
+    (tmp_path / "selected.json").write_text(json.dumps({"selected": [3]}))
+    cfg = {"steering": {"modes": ["add"], "gamma": 2.0, "positions": "all", "max_features": 1,
+                        "n_random_latents": 0},
+           "eval": {"data_files": {}, "max_problems": 2, "max_new_tokens": 4, "n_samples": 1, "temperature": 0.0,
+                    "top_p": 1.0, "batch_size": 2, "chat_template": False, "add_bos": True,
+                    "thinking_end": "Answer:", "stop_strings": []},
+           "vocabulary": None, "corpus": {"path": "toyworld"},
+           "ban": {"mode": "sequence", "random_repeats": 0, "random_words": 2, "random_pool": 5,
+                   "random_pool_rank": "p_think"}}
+    common = {"model_ref": ref, "benchmark": "toyworld", "toyworld_dir": str(toyworld_dir), "seed": 0}
+    baseline = str(tmp_path / "baseline.jsonl")
+
+    def base(c):
+        return lambda: run_baseline(**common, cfg=c, checkpoint_dir=str(tmp_path / "ckpt/baseline"),
+                                    out_generations=baseline, out_metrics=str(tmp_path / "baseline.json"))
+
+    def steer(c, f_max=1.5):
+        pd.DataFrame({"latent": range(8), "f_max": [f_max] * 8}).to_parquet(scores)
+        return lambda: run_steering(**common, cfg=c, sae_dir=str(tmp_path / "sae"), sae_id="s",
+                                    scores_path=str(scores), selected_path=str(tmp_path / "selected.json"),
+                                    baseline_path=baseline, checkpoint_dir=str(tmp_path / "ckpt/steer"),
+                                    out_metrics=str(tmp_path / "steering.json"))
+
+    def ban(c):
+        return lambda: run_vocab_ban(**common, cfg=c, baseline_path=baseline,
+                                     checkpoint_dir=str(tmp_path / "ckpt/ban"), out_metrics=str(tmp_path / "ban.json"))
+
+    def changed(section, **values):
+        return {**cfg, section: {**cfg[section], **values}}
+
+    assert _count(generate_calls, base(cfg)) == 1 and _count(generate_calls, base(cfg)) == 0
+    assert _count(generate_calls, base(changed("eval", temperature=0.7))) == 1
+    assert _count(generate_calls, base(cfg)) == 1
+    assert _count(generate_calls, steer(cfg)) == 1 and _count(generate_calls, steer(cfg)) == 0
+    assert _count(generate_calls, steer(changed("steering", gamma=3.0))) == 1
+    assert _count(generate_calls, steer(changed("steering", gamma=3.0), f_max=2.5)) == 1
+    assert _count(generate_calls, steer(changed("steering", gamma=3.0, positions="generated"), f_max=2.5)) == 1
+    assert _count(generate_calls, steer(changed("eval", max_new_tokens=3))) == 1
+    assert _count(generate_calls, steer(changed("eval", max_new_tokens=3))) == 0
+    assert _count(generate_calls, ban(cfg)) == 1 and _count(generate_calls, ban(cfg)) == 0
+    assert _count(generate_calls, ban(changed("ban", mode="first_token"))) == 1
+    assert _count(generate_calls, ban(changed("eval", max_new_tokens=3))) == 1
+
+
 # --- answers and benchmark loaders ----------------------------------------------------------------------------
 
 def test_answer_extraction_and_normalised_match():

@@ -1,7 +1,9 @@
 # Reasoning features (SAE-Reasoning, arXiv:2503.18878 v2): ReasonScore + selection + interpretation per SAE, an
 # unsteered baseline per benchmark, steering selected vs random latents (add / clamp), the vocabulary ban, figures.
 # All selected features are steered inside one rule (capped by reasoning.steering.max_features), so no checkpoint
-# rule is needed.
+# rule is needed. Their resumable batches (CHECKPOINTS/reasoning/...) carry a fingerprint of everything that changes
+# their numbers (model files, SAE files, gamma, f_max, positions, banned sequences, generation settings, problems);
+# a changed fingerprint regenerates them.
 
 
 rule score_reasoning_features:

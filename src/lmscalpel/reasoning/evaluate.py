@@ -10,6 +10,9 @@ Several samples per problem give pass@1 (mean) and maj@n (majority vote, ties to
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import logging
 import random
 import re
 from collections import Counter
@@ -19,7 +22,9 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from lmscalpel.io import read_jsonl, write_jsonl
+from lmscalpel.io import read_json, read_jsonl, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
 
 MATH_PROMPT = ("Please reason step by step, and put your final answer within \\boxed{{}}.\n"
                "Problem: {problem}\nAnswer:")
@@ -200,15 +205,47 @@ def generate_ids(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: in
     return result
 
 
+# eval settings that change a generated batch or its scores (n_samples only adds batches of its own)
+GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size", "chat_template", "add_bos",
+                   "thinking_end", "stop_strings", "seed")
+PIECE_GLOB = "sample*-batch*.jsonl"
+
+
+def condition_spec(model, problems: Sequence[dict], eval_cfg: dict, key: dict | None) -> dict:
+    """Everything a finished batch of a condition depends on: generation settings, device and dtype, the problems,
+    and the caller's ``key`` (model identity, intervention and its strength, banned sequences...)."""
+    weight = next(model.parameters())
+    problems_json = json.dumps([[p["id"], p["prompt"], p["answer"], p["kind"]] for p in problems])
+    return {"generation": {k: eval_cfg.get(k) for k in GENERATION_KEYS}, "device": str(weight.device),
+            "dtype": str(weight.dtype), "problems": hashlib.sha256(problems_json.encode()).hexdigest(),
+            "key": key or {}}
+
+
+def prepare_checkpoints(ckpt: Path, spec: dict) -> None:
+    """Keep the finished batches in ``ckpt`` only if they were made under ``spec``; otherwise delete them."""
+    fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    marker = ckpt / "fingerprint.json"
+    if marker.exists() and read_json(marker).get("fingerprint") == fingerprint:
+        return
+    stale = sorted(ckpt.glob(PIECE_GLOB))
+    if stale:
+        log.info("%s: %d batches were made under another config; regenerating", ckpt, len(stale))
+    for piece in stale:
+        piece.unlink()
+    write_json(marker, {"fingerprint": fingerprint, "spec": spec})
+
+
 def run_condition(model, tokenizer, problems: Sequence[dict], eval_cfg: dict, *, checkpoint_dir: str | Path,
-                  intervention: Callable[[], contextlib.AbstractContextManager] | None = None,
+                  key: dict | None = None, intervention: Callable[[], contextlib.AbstractContextManager] | None = None,
                   logits_processor: Callable[[int], object] | None = None, desc: str = "condition") -> list[dict]:
     """Generate ``eval_cfg['n_samples']`` samples per problem under ``intervention`` (a factory entered once per
-    batch) and score them. Finished batches are kept under ``checkpoint_dir`` and reused after a kill.
+    batch) and score them. Finished batches are kept under ``checkpoint_dir`` and reused after a kill, as long as
+    ``condition_spec`` (with the caller's ``key``) is unchanged; a changed spec regenerates them.
 
     ``logits_processor(prompt_length)`` builds the processors for one batch (the vocabulary ban).
     """
     ckpt = Path(checkpoint_dir)
+    prepare_checkpoints(ckpt, condition_spec(model, problems, eval_cfg, key))
     prompts = render_prompts(tokenizer, problems, eval_cfg["chat_template"], eval_cfg["add_bos"])
     size = eval_cfg["batch_size"]
     records = []

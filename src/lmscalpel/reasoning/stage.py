@@ -145,6 +145,23 @@ def run_reason_score(*, model_ref: ModelRef, sae_dir: str, sae_id: str, toyworld
 
 # --- evaluation conditions ------------------------------------------------------------------------------------
 
+MODEL_FILES = ("*.safetensors", "config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",
+               "chat_template*")
+SAE_FILES = ("cfg.json", "*.safetensors", "params.npz")
+
+
+def files_stamp(directory: str | Path, patterns: Sequence[str]) -> dict[str, list[int]]:
+    """Name → (size, mtime in ns) of the files of a model or SAE directory that define it: a cheap stand-in for
+    their content in checkpoint keys (a re-trained or re-imported model / SAE invalidates its generations)."""
+    path = Path(directory)
+    files = sorted({f for pattern in patterns for f in path.glob(pattern) if f.is_file()}) if path.is_dir() else []
+    return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+
+
+def model_key(model_ref: ModelRef) -> dict:
+    return {**model_provenance(model_ref), "files": files_stamp(model_ref.name_or_path, MODEL_FILES)}
+
+
 def _problems(eval_cfg: dict, benchmark: str, toyworld_dir: str | None, seed: int) -> list[dict]:
     return load_problems(benchmark, toyworld_dir=toyworld_dir, data_file=(eval_cfg.get("data_files") or {}).get(
         benchmark), limit=eval_cfg["max_problems"], seed=seed)
@@ -159,7 +176,8 @@ def run_baseline(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | Non
     model, tokenizer = load_model(model_ref)
     eval_cfg = _eval_cfg(cfg, seed)
     problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
-    records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=checkpoint_dir, desc="baseline")
+    records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=checkpoint_dir,
+                            key={"model": model_key(model_ref)}, desc="baseline")
     write_jsonl(out_generations, records)
     metrics = {**model_provenance(model_ref), "benchmark": benchmark, "seed": seed, **summarise(records),
                "max_new_tokens": eval_cfg["max_new_tokens"], "thinking_end": eval_cfg["thinking_end"],
@@ -210,6 +228,8 @@ def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: s
     n_random = steer_cfg["n_random_latents"]
     controls = random_latents(table, selected, len(features) if n_random is None else n_random, seed)
     gamma, positions = steer_cfg["gamma"], steer_cfg["positions"]
+    base_key = {"model": model_key(model_ref), "sae": files_stamp(sae_dir, SAE_FILES), "layer": layer, "gamma": gamma,
+                "positions": positions}
     rows = []
     for mode in steer_cfg["modes"]:
         for kind, latents in (("selected", features), ("random", controls)):
@@ -219,7 +239,8 @@ def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: s
                     factory = lambda lat=latent, a=target: add_latent(model, layer, sae.direction(lat), a, positions)
                 else:
                     factory = lambda lat=latent, a=target: clamp_latent(model, layer, sae, lat, a, positions)
-                records = run_condition(model, tokenizer, problems, eval_cfg, intervention=factory,
+                key = {**base_key, "mode": mode, "latent": latent, "f_max": f_max[latent], "strength": target}
+                records = run_condition(model, tokenizer, problems, eval_cfg, intervention=factory, key=key,
                                         checkpoint_dir=Path(checkpoint_dir) / f"{mode}-latent{latent}",
                                         desc=f"{mode} {kind} {latent}")
                 rows.append({"mode": mode, "kind": kind, "latent": latent, "f_max": f_max[latent],
@@ -309,8 +330,10 @@ def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | No
 
     def banned_condition(entries, name):
         sequences = banned_sequences(form_token_ids(tokenizer, entries), ban_cfg["mode"])
+        key = {"model": model_key(model_ref), "mode": ban_cfg["mode"], "sequences": [list(q) for q in sequences]}
         records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=Path(checkpoint_dir) / name,
-                                logits_processor=ban_processor_factory(sequences, tokenizer, marker), desc=name)
+                                key=key, logits_processor=ban_processor_factory(sequences, tokenizer, marker),
+                                desc=name)
         return sequences, compare(records, baseline)
 
     ids, banned = banned_condition(vocab, "ban-reasoning-vocabulary")
