@@ -314,9 +314,10 @@ def _corpus_column(corpus: dict, ban: dict, key: str) -> list[str]:
     from lmscalpel.data import iter_texts
 
     try:
-        return [t or "" for t in iter_texts({**corpus, "text_column": ban[key]})]
+        return [t or "" for t in iter_texts({**corpus, "text_column": ban[key]}, key="reasoning.corpus")]
     except KeyError as err:
-        raise KeyError(f"config key reasoning.ban.{key}: {err}") from err
+        raise KeyError(f"config key reasoning.ban.{key}: {ban[key]!r} is not a column of reasoning.corpus "
+                       f"({err})") from err
 
 
 def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | None, cfg: dict, seed: int,
@@ -339,6 +340,10 @@ def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | No
     ids, banned = banned_condition(vocab, "ban-reasoning-vocabulary")
     pool = ban_word_pool(*ban_pool_texts(cfg, toyworld_dir, baseline), [v.word for v in vocab],
                          ban_cfg["random_pool"], ban_cfg["random_pool_rank"]) if ban_cfg["random_repeats"] else []
+    if ban_cfg["random_repeats"] and not pool:
+        raise ValueError("config key reasoning.ban.random_pool_rank: no word outside R is commoner in the corpus' "
+                         "traces than in its solutions (reasoning.ban.think_column / solution_column); use "
+                         "frequency for a corpus without separate solutions")
     controls = []
     for rep in range(ban_cfg["random_repeats"]):
         words = random_ban_words(pool, ban_cfg["random_words"], seed + rep)
