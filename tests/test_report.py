@@ -204,9 +204,11 @@ def test_saelens_check_reports_not_installed(tmp_path, monkeypatch):
 
 
 def test_saelens_check_loads_one_exported_sae(tmp_path, monkeypatch):
-    exported = tmp_path / "sae" / "topk-w128"
-    exported.mkdir(parents=True)
-    (exported / "cfg.json").write_text("{}")
+    for name, size in (("big-w4096", 4096), ("topk-w128", 128)):
+        (tmp_path / "sae" / name).mkdir(parents=True)
+        (tmp_path / "sae" / name / "cfg.json").write_text("{}")
+        (tmp_path / "sae" / name / "sae_weights.safetensors").write_bytes(b"0" * size)
+    exported = tmp_path / "sae" / "topk-w128"  # the smallest one is read back
     loaded = []
 
     class FakeSAE:
@@ -239,3 +241,12 @@ def test_clear_claim_compares_every_lambda_of_a_sweep(tmp_path):
     claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["clear-l1"]
     assert claim["verdict"] == "does not hold" and "1 of 2 pairs" in claim["why"]
     assert "λ=0.01: 0.1 → 0.3" in claim["this_run"] and "λ=1: 0.1 → 0.05" in claim["this_run"]
+
+
+def test_a_gguf_run_is_named_by_its_file(tmp_path):
+    config = {**toy_config("smollm2"), "model": {"source": "gguf", "id": None,
+                                                  "gguf": {"file": "SmolLM2-135M-Instruct.Q4_1.gguf"}}}
+    out = tmp_path / "reports" / "smollm2"
+    render(tmp_path / "results", out, config, ["pruning"], manifest(), None, tmp_path / "captions")
+    assert "Model: SmolLM2-135M-Instruct.Q4_1.gguf." in (out / "index.html").read_text()
+    assert json.loads((out / "claims.json").read_text())["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"

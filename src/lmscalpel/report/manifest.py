@@ -67,10 +67,15 @@ def saelens_check(results: str | Path) -> dict[str, Any]:
     exported = sorted(Path(results).glob("sae/*/cfg.json"))
     if not exported:
         return {"version": version, "status": "installed; no exported SAE in this run"}
-    directory = exported[0].parent
+    directory = min((p.parent for p in exported), key=_weights_size)  # the smallest: the report rule has 1 GB
     try:
         sae = sae_lens.SAE.load_from_disk(str(directory), device="cpu")
     except Exception as error:  # any failure of the third-party reader is the finding, not a crash
         return {"version": version, "sae": directory.name, "status": f"failed: {type(error).__name__}: {error}"}
     return {"version": version, "sae": directory.name,
             "status": f"loaded {directory.name} ({type(sae).__name__}, d_sae = {getattr(sae.cfg, 'd_sae', '?')})"}
+
+
+def _weights_size(directory: Path) -> tuple[int, str]:
+    weights = directory / "sae_weights.safetensors"
+    return (weights.stat().st_size if weights.exists() else 0, directory.name)

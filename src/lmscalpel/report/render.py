@@ -76,10 +76,19 @@ def figure_caption(figure: Path, captions_dir: Path, stage: str, model_label: st
     return figure.stem.replace("_", " ")
 
 
+def model_name(config: dict) -> str:
+    """The model's id (hub), its GGUF file (gguf), or "the toy model"."""
+    model = config["model"]
+    if model["source"] == "gguf":
+        gguf = model.get("gguf") or {}
+        return str(gguf.get("path") or gguf.get("file") or "a GGUF model")
+    return str(model.get("id") or "the toy model")
+
+
 def describe_model(config: dict) -> str:
     if config["model"]["source"] == "toy":
         return "toy world (tiny Llama trained here; not comparable in scale to the papers)"
-    return str(config["model"]["id"])
+    return model_name(config)
 
 
 def render(results: Path, out_dir: Path, config: dict, stages: list[str], manifest: dict,
@@ -204,7 +213,7 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(figure, target)
         rel = target.relative_to(out).as_posix()
-        caption = figure_caption(figure, captions_dir, section.stage, config["model"]["id"] or "the toy model")
+        caption = figure_caption(figure, captions_dir, section.stage, model_name(config))
         h.append(f'<figure><img src="{rel}" alt="{html.escape(figure.stem)}"><figcaption>{html.escape(caption)}'
                  "</figcaption></figure>")
         m += [f"![{figure.stem}]({rel})", "", f"*{caption}*", ""]
