@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from lmscalpel.io import write_json
 from lmscalpel.report.claims import evaluate_claims, load_claims
@@ -194,6 +193,7 @@ def test_runs_index_puts_every_run_side_by_side(tmp_path):
     assert 'href="toy/index.html"' in index and 'href="smollm2_135m_cpu/index.html"' in index
     row = index[index.index("Activation pruning beats weight pruning"):].split("</tr>", 1)[0]
     assert row.count("<td class=") == 2 and "holds" in row and "not measured" in row
+    assert f"0 hold, 0 do not hold, {len(load_claims())} not measured" in index  # the empty run's header
 
 
 # --- SAELens -----------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import yaml
 
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.report.claims import evaluate_claims
-from lmscalpel.report.runs import VERDICT_CLASS, write_claims, write_runs_index
+from lmscalpel.report.runs import VERDICT_CLASS, verdict_counts, write_claims, write_runs_index
 from lmscalpel.report.tables import Table, curated_table
 from lmscalpel.report.values import NotMeasured, format_number, source_value
 
@@ -155,7 +155,8 @@ def claims_html(claims: list[dict], is_toy: bool) -> list[str]:
                     f'</td><td>{html.escape(cells[5])} <a href="#{claim["section"]}">→&nbsp;{claim["section"]}</a></td></tr>')
     note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
     return ['<section id="claims"><h2>Claims: the papers versus this run</h2>',
-            f"<p>Verdicts are computed from the result files with the stages' noise allowances (claims.yaml)."
+            f"<p><b>{verdict_counts(claims)}.</b> Verdicts are computed from the result files with the stages' "
+            "noise allowances (claims.yaml)."
             f"{note} <a href=\"claims.json\">claims.json</a></p>",
             "<table class='claims'><tr>" + "".join(f"<th>{c}</th>" for c in CLAIM_COLUMNS) + "</tr>"
             + "".join(rows) + "</table></section>"]
@@ -166,7 +167,8 @@ def claims_markdown(claims: list[dict], is_toy: bool) -> list[str]:
     frame["section"] = [f"[§](#{c['section']})" for c in claims]
     note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
     return ["## Claims: the papers versus this run", "",
-            f"Verdicts computed from the result files with the stages' noise allowances.{note}", "",
+            f"**{verdict_counts(claims)}.** Verdicts computed from the result files with the stages' noise "
+            f"allowances.{note}", "",
             frame.to_markdown(index=False), ""]
 
 

@@ -39,7 +39,8 @@ def runs_index_html(runs: list[dict]) -> str:
         for claim in run["claims"]:
             order.setdefault(claim["id"], claim)
     head = "".join(f'<th><a href="{html.escape(r["dir"])}/index.html">{html.escape(r["run_name"])}</a><br>'
-                   f'<small>{html.escape(str(r["model"]))}</small></th>' for r in runs)
+                   f'<small>{html.escape(str(r["model"]))}<br>{verdict_counts(r["claims"])}</small></th>'
+                   for r in runs)
     rows = []
     for claim_id, claim in order.items():
         cells = []
@@ -56,6 +57,12 @@ def runs_index_html(runs: list[dict]) -> str:
     return ("<h1>lmscalpel — every run's claims side by side</h1>"
             f"<p>{len(runs)} runs under <code>reports/</code>; each column links to its report.</p>"
             f"<table class='claims'><tr><th>paper</th><th>claim</th>{head}</tr>{''.join(rows)}</table>")
+
+
+def verdict_counts(claims: list[dict]) -> str:
+    """E.g. "9 hold, 3 do not hold, 7 not measured"."""
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICT_CLASS}
+    return f"{counts['holds']} hold, {counts['does not hold']} do not hold, {counts['not measured']} not measured"
 
 
 def write_runs_index(reports: Path, page) -> Path:
