@@ -282,6 +282,23 @@ def test_metrics_tables():
     assert cross.iloc[0]["difference"] == pytest.approx(-0.25) and cross.iloc[0]["n_features"] == 2
 
 
+def test_cross_category_generalisation():
+    rows = []
+    # random vector 0 breaks A1 (not A2) and B1 (not B2); vector 1 breaks A1, A2 and nothing in B; vector 2 nothing.
+    broken = {0: {"A1", "B1"}, 1: {"A1", "A2"}, 2: set()}
+    for v, hits in broken.items():
+        for p in ("A1", "A2", "B1", "B2"):
+            rows.append({"layer": 1, "c": 1.0, "direction_kind": "random", "direction_source": "s",
+                         "direction_index": v, "latent": -1, "cos_refusal": 0.0, "prompt_id": p, "category": p[0],
+                         "verdict": "unsafe" if p in hits else "safe", "compliant": p in hits})
+    cross = M.cross_category_table(M.with_outcome(pd.DataFrame(rows)))
+    p = cross.set_index(["source_category", "target_category"])["p_break"]
+    assert p[("A", "B")] == pytest.approx((1 / 2 + 0) / 2)  # vectors 0 and 1 break some A prompt
+    assert p[("A", "A")] == pytest.approx((0 + 1) / 2)  # the conditioning prompt left out: (k - 1) / (n - 1)
+    assert p[("B", "A")] == pytest.approx(1 / 2) and p[("B", "B")] == 0.0  # only vector 0 breaks a B prompt
+    assert cross.set_index(["source_category", "target_category"]).loc[("A", "B"), "n_vectors"] == 2
+
+
 def test_outcome_modes():
     df = _frame()
     df.loc[0, "verdict"] = "unparsed"

@@ -52,18 +52,26 @@ def test_stage_functions_end_to_end(tiny_lm_dir, toyworld_dir, tmp_path, cfg):
                            toyworld_dir=str(toyworld_dir), output=str(out / "cap.json"), seed=0)
     capability = read_json(out / "cap.json")
     assert {"benign_compliance_c0", "arithmetic_accuracy_c2", "sweet_spot_c"} <= set(capability)
-    paths = {k: str(out / f"{k}.csv") for k in ("cells", "categories", "vectors", "cross")}
+    paths = {k: str(out / f"{k}.csv") for k in ("cells", "categories", "vectors", "cross", "per_vector", "xcat")}
     P.run_metrics_stage(grids=[str(out / "grid.parquet")], cfg=cfg, sae_kinds=[], output_json=str(out / "m.json"),
                         output_cells=paths["cells"], output_categories=paths["categories"],
-                        output_vectors=paths["vectors"], output_cross=paths["cross"])
+                        output_vectors=paths["vectors"], output_cross=paths["cross"],
+                        output_per_vector=paths["per_vector"], output_cross_category=paths["xcat"])
+    per_vector = pd.read_csv(paths["per_vector"])
+    assert len(per_vector) == 2 * (3 + 1) and per_vector["n_broken"].between(0, 4).all()
+    xcat = pd.read_csv(paths["xcat"])
+    n_cat = grid["category"].nunique()
+    assert len(xcat) == 2 * 2 * n_cat ** 2 and xcat["p_break"].dropna().between(0, 1).all()
     metrics = read_json(out / "m.json")
     assert metrics["outcome"] == "ground_truth" and "random_max_cr" in metrics and "refusal_max_cr" in metrics
     assert metrics["n_prompts"] == 4 and metrics["check_unsteered_le_1pct"] in (True, False)
-    figs = [str(out / f"{k}.png") for k in ("a", "b", "c")]
+    figs = [str(out / f"{k}.png") for k in ("a", "b", "c", "d", "e")]
     P.run_figures_stage(cells=paths["cells"], categories=paths["categories"], metrics_json=str(out / "m.json"),
                         universal_table=str(out / "u.parquet"), universal_json=str(out / "u.json"),
-                        output_compliance=figs[0], output_categories=figs[1], output_universal=figs[2])
-    assert all((out / f"{k}.png").stat().st_size > 1000 for k in ("a", "b", "c"))
+                        per_vector=paths["per_vector"], cross_category=paths["xcat"],
+                        output_compliance=figs[0], output_categories=figs[1], output_universal=figs[2],
+                        output_histogram=figs[3], output_cross_category=figs[4])
+    assert all((out / f"{k}.png").stat().st_size > 1000 for k in ("a", "b", "c", "d", "e"))
 
 
 def test_setup_with_a_harmful_file_needs_its_own_benign_source(tiny_lm_dir, toyworld_dir, tmp_path, cfg):

@@ -480,7 +480,8 @@ def get_steering_targets():
     out = f"{RESULTS}/steering"
     return [f"{out}/metrics.json", f"{out}/universal/summary.json", f"{out}/capability.json",
             f"{out}/figures/compliance_vs_c.png", f"{out}/figures/per_category.png",
-            f"{out}/figures/universal_vs_random.png"]
+            f"{out}/figures/universal_vs_random.png", f"{out}/figures/vector_histogram.png",
+            f"{out}/figures/cross_category.png"]
 
 
 # --- end steering ---

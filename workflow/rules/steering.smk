@@ -115,6 +115,8 @@ rule steering_metrics:
         categories=f"{RESULTS}/steering/compliance_categories.csv",
         vectors=f"{RESULTS}/steering/vector_summary.csv",
         cross_paper=f"{RESULTS}/steering/cross_paper_batchtopk_vs_ortsae.csv",
+        per_vector=f"{RESULTS}/steering/per_vector.csv",
+        cross_category=f"{RESULTS}/steering/cross_category.csv",
     log:
         f"{LOGS}/steering/metrics.log",
     conda:
@@ -137,6 +139,8 @@ rule steering_figures:
         metrics=f"{RESULTS}/steering/metrics.json",
         universal_table=f"{RESULTS}/steering/universal/table.parquet",
         universal=f"{RESULTS}/steering/universal/summary.json",
+        per_vector=f"{RESULTS}/steering/per_vector.csv",
+        cross_category=f"{RESULTS}/steering/cross_category.csv",
     output:
         compliance=report(
             f"{RESULTS}/steering/figures/compliance_vs_c.png",
@@ -151,6 +155,16 @@ rule steering_figures:
         universal=report(
             f"{RESULTS}/steering/figures/universal_vs_random.png",
             caption="../report/steering_universal.rst",
+            category="Rogue Scalpel",
+        ),
+        histogram=report(
+            f"{RESULTS}/steering/figures/vector_histogram.png",
+            caption="../report/steering_vector_histogram.rst",
+            category="Rogue Scalpel",
+        ),
+        cross_category=report(
+            f"{RESULTS}/steering/figures/cross_category.png",
+            caption="../report/steering_cross_category.rst",
             category="Rogue Scalpel",
         ),
     log:

@@ -1,4 +1,5 @@
-"""Figures of the steering stage (matplotlib, Agg): compliance vs c, per-category bars, universal vs random."""
+"""Figures of the steering stage (matplotlib, Agg): compliance vs c, per-category bars, universal vs random, the
+per-vector histogram and the cross-category heatmap (both at the layer and c where random steering peaks)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from lmscalpel.io import atomic_path  # noqa: E402
 
@@ -38,11 +40,26 @@ def compliance_vs_c(cells: pd.DataFrame, path: str, outcome: str) -> None:
     _save(fig, path)
 
 
+def headline_cell(cells: pd.DataFrame) -> tuple[int, float]:
+    """The (layer, c) where random steering complies most (ties: the smallest c); the largest c without random."""
+    rnd = cells[cells["direction_kind"] == "random"].sort_values(["compliance_rate", "c"], ascending=[False, True])
+    row = rnd.iloc[0] if len(rnd) else cells.sort_values("c").iloc[-1]
+    return int(row["layer"]), float(row["c"])
+
+
+def _at(frame: pd.DataFrame, layer: int, c: float) -> pd.DataFrame:
+    return frame[(frame["layer"] == layer) & (frame["c"] == c)]
+
+
+def _vector_kinds(frame: pd.DataFrame) -> list[str]:
+    """Steered kinds with a population of vectors (the single refusal control has no distribution)."""
+    return [k for k in sorted(frame["direction_kind"].unique()) if k not in ("none", "refusal")]
+
+
 def per_category(categories: pd.DataFrame, cells: pd.DataFrame, path: str) -> None:
     """Per-category CR of every kind at the (layer, c) where random steering peaks."""
-    rnd = cells[cells["direction_kind"] == "random"].sort_values(["compliance_rate", "c"], ascending=[False, True])
-    layer, c = (rnd.iloc[0]["layer"], rnd.iloc[0]["c"]) if len(rnd) else (cells["layer"].iloc[0], cells["c"].max())
-    sub = categories[(categories["layer"] == layer) & (categories["c"] == c)]
+    layer, c = headline_cell(cells)
+    sub = _at(categories, layer, c)
     table = sub.pivot(index="category", columns="direction_kind", values="compliance_rate").fillna(0) * 100
     fig, ax = plt.subplots(figsize=(8, 4))
     if len(table):
@@ -67,4 +84,43 @@ def universal_vs_random(table: pd.DataFrame, summary: dict, path: str) -> None:
     ax.set_xlabel("vector")
     ax.set_ylabel("held-out compliance rate (%)")
     ax.set_title(f"Universal attack vs random (layer {summary['layer']}, c* = {summary['c_star']:g})")
+    _save(fig, path)
+
+
+def vector_histogram(per_vector: pd.DataFrame, cells: pd.DataFrame, path: str) -> None:
+    """Histogram of prompts broken per vector (spec §5), one panel per direction kind, at the headline cell."""
+    layer, c = headline_cell(cells)
+    sub = _at(per_vector, layer, c)
+    kinds = _vector_kinds(sub) or ["random"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, sharey=True)
+    for ax, kind in zip(axes[0], kinds):
+        group = sub[sub["direction_kind"] == kind]
+        n_prompts = int(group["n_prompts"].max()) if len(group) else 0
+        ax.hist(group["n_broken"], bins=range(n_prompts + 2), align="left", color="tab:blue")
+        share = float((group["n_broken"] >= 1).mean()) if len(group) else float("nan")
+        ax.set_title(f"{kind}: {len(group)} vectors, {100 * share:.0f}% break ≥ 1", fontsize=9)
+        ax.set_xlabel(f"prompts broken (of {n_prompts})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0][0].set_ylabel("vectors")
+    fig.suptitle(f"Prompts jailbroken per vector (layer {layer}, c = {c:g})")
+    _save(fig, path)
+
+
+def cross_category(cross: pd.DataFrame, cells: pd.DataFrame, path: str) -> None:
+    """P(a vector breaking a prompt of source category A breaks a prompt of target B), one heatmap per kind."""
+    layer, c = headline_cell(cells)
+    sub = _at(cross, layer, c)
+    kinds = _vector_kinds(sub) or ["random"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 4.8), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        table = (sub[sub["direction_kind"] == kind]
+                 .pivot(index="source_category", columns="target_category", values="p_break"))
+        image = ax.imshow(100 * table.to_numpy(dtype=float), vmin=0, vmax=100, cmap="viridis")
+        ax.set_xticks(range(len(table.columns)), table.columns, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(table.index)), table.index, fontsize=7)
+        ax.set_xlabel("target category")
+        ax.set_title(kind)
+    axes[0][0].set_ylabel("source category (vector breaks ≥ 1 of its prompts)")
+    fig.colorbar(image, ax=axes[0].tolist(), label="prompts of the target broken (%)")
+    fig.suptitle(f"Cross-category generalisation (layer {layer}, c = {c:g})")
     _save(fig, path)

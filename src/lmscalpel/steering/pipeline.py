@@ -206,7 +206,8 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
 
 # --- metrics -------------------------------------------------------------------------------------------------------
 def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[str], output_json: str,
-                      output_cells: str, output_categories: str, output_vectors: str, output_cross: str) -> None:
+                      output_cells: str, output_categories: str, output_vectors: str, output_cross: str,
+                      output_per_vector: str, output_cross_category: str) -> None:
     from lmscalpel.steering import metrics as M
 
     mcfg = cfg["metrics"]
@@ -217,11 +218,11 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
     vectors = M.per_vector_table(df)
     vsum = M.vector_summary(vectors, thresholds=mcfg["break_thresholds"], top_k=mcfg["top_k_cosine"])
     cross = (M.cross_paper_table(df, tuple(sae_kinds), **boot) if len(sae_kinds) == 2 else pd.DataFrame())
-    for frame, path in ((cells, output_cells), (categories, output_categories), (vsum, output_vectors)):
+    for frame, path in ((cells, output_cells), (categories, output_categories), (vsum, output_vectors),
+                        (cross, output_cross), (vectors, output_per_vector),
+                        (M.cross_category_table(df), output_cross_category)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
-    with atomic_path(output_cross) as tmp:
-        cross.to_csv(tmp, index=False)
     write_json(output_json, headline_metrics(df, cells, vsum, cross, sae_kinds))
 
 
@@ -252,10 +253,13 @@ def headline_metrics(df: pd.DataFrame, cells: pd.DataFrame, vsum: pd.DataFrame, 
 
 # --- figures -------------------------------------------------------------------------------------------------------
 def run_figures_stage(*, cells: str, categories: str, metrics_json: str, universal_table: str, universal_json: str,
-                      output_compliance: str, output_categories: str, output_universal: str) -> None:
+                      per_vector: str, cross_category: str, output_compliance: str, output_categories: str,
+                      output_universal: str, output_histogram: str, output_cross_category: str) -> None:
     from lmscalpel.steering import figures
 
     cells_df = pd.read_csv(cells)
     figures.compliance_vs_c(cells_df, output_compliance, outcome=read_json(metrics_json)["outcome"])
     figures.per_category(pd.read_csv(categories), cells_df, output_categories)
     figures.universal_vs_random(pd.read_parquet(universal_table), read_json(universal_json), output_universal)
+    figures.vector_histogram(pd.read_csv(per_vector), cells_df, output_histogram)
+    figures.cross_category(pd.read_csv(cross_category), cells_df, output_cross_category)
