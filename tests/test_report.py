@@ -250,3 +250,15 @@ def test_a_gguf_run_is_named_by_its_file(tmp_path):
     render(tmp_path / "results", out, config, ["pruning"], manifest(), None, tmp_path / "captions")
     assert "Model: SmolLM2-135M-Instruct.Q4_1.gguf." in (out / "index.html").read_text()
     assert json.loads((out / "claims.json").read_text())["model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_a_table_spec_without_rows_or_columns_still_renders(tmp_path):
+    from lmscalpel.report.tables import curated_table
+
+    write_json(tmp_path / "x.json", {"best_rate": 0.5, "nested": {"a": 1}})
+    _csv(tmp_path / "y.csv", [{"a_b": 1.0, "c": math.nan}])
+    assert curated_table(tmp_path, {"title": "t", "file": "x.json"}).frame["quantity"].tolist() == ["best rate"]
+    table = curated_table(tmp_path, {"title": "t", "file": "y.csv"})
+    assert list(table.frame.columns) == ["a b", "c"] and table.frame["c"].iloc[0] == "—"
+    assert table.notes == ["— in “c”: not computed in this run"]
+    assert curated_table(tmp_path, {"title": "t", "file": "missing.csv"}).notes == ["no missing.csv in this run"]

@@ -1,4 +1,5 @@
-"""Rule report: render reports/<run>/ from the results of every configured stage."""
+"""Rule report: render reports/<run>/ (claims table first) from the results of every configured stage, and rebuild
+reports/index.html from every run's claims.json."""
 
 from pathlib import Path
 

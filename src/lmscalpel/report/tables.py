@@ -3,7 +3,8 @@ intervals where the stage has them and "—" plus the reason where a value is Na
 
 A table spec (in ``sections.yaml``) is ``{title, file, rows: [...]}`` for a JSON (each row ``{label, key, unit,
 ci: [low_key, high_key], nan: reason}``) or ``{title, file, columns: [...]}`` for a CSV (each column ``{key, label,
-unit, ci, nan}``; optional ``where`` selects rows). A string instead of a dict is a key shown under its own name.
+unit, ci, nan}``; optional ``where`` selects rows). A string instead of a dict is a key shown under its own name;
+a spec without ``rows`` / ``columns`` shows every field.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def _entry(entry: str | dict) -> dict:
     return {"key": entry, "label": entry.replace("_", " ")} if isinstance(entry, str) else entry
 
 
+def _scalar_keys(data: dict) -> list[str]:
+    """A spec without ``rows`` (not curated yet): every scalar field, under its own name."""
+    return [k for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None]
+
+
 def _cell(value, entry: dict, low=None, high=None) -> tuple[str, str | None]:
     """The formatted cell and, for "—", the reason."""
     if is_missing(value):
@@ -47,7 +53,7 @@ def _label(entry: dict) -> str:
 def json_table(path: Path, spec: dict) -> Table:
     data = read_json(path)
     labels, values = [], []
-    for raw in spec["rows"]:
+    for raw in spec.get("rows") or _scalar_keys(data):
         entry = _entry(raw)
         try:
             value = lookup(data, entry["key"])
@@ -64,7 +70,7 @@ def json_table(path: Path, spec: dict) -> Table:
 
 def csv_table(path: Path, spec: dict) -> Table:
     raw = select_rows(pd.read_csv(path), spec.get("where", {}))
-    entries = [_entry(e) for e in spec["columns"] if _entry(e)["key"] in raw]
+    entries = [_entry(e) for e in spec.get("columns") or list(raw.columns) if _entry(e)["key"] in raw]
     columns, reasons = {}, {}
     for entry in entries:
         low_key, high_key = (entry.get("ci") or [None, None])
