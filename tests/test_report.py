@@ -262,3 +262,15 @@ def test_a_table_spec_without_rows_or_columns_still_renders(tmp_path):
     assert list(table.frame.columns) == ["a b", "c"] and table.frame["c"].iloc[0] == "—"
     assert table.notes == ["— in “c”: not computed in this run"]
     assert curated_table(tmp_path, {"title": "t", "file": "missing.csv"}).notes == ["no missing.csv in this run"]
+
+
+def test_every_claim_entry_names_a_measure_and_its_parameters():
+    import inspect
+
+    from lmscalpel.report.claims import MEASURES
+
+    for claim in load_claims():
+        assert {"id", "paper", "claim", "published", "section", "measure"} <= set(claim), claim
+        signature = inspect.signature(MEASURES[claim["measure"]])
+        signature.bind(None, **claim.get("params", {}))  # raises on an unknown or missing parameter
+    assert len({c["id"] for c in load_claims()}) == len(load_claims())
