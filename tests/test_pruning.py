@@ -126,6 +126,38 @@ def test_clact_uses_column_norms_of_the_sequence():
     assert _keep("clact", other, scope="batch")[0, 0].tolist() == [True, False, True, False]
 
 
+def test_clact_column_norm_leaves_padding_out():
+    seq = torch.randn(1, 3, 8, generator=torch.Generator().manual_seed(0))
+    padded = torch.cat([seq, 50 * torch.ones(1, 5, 8)], dim=1)  # right padding with large activations
+    valid = torch.arange(8).unsqueeze(0) < 3
+    for scope in ("sequence", "batch"):
+        alone = get_criterion("clact").score(seq, scope=scope)
+        assert torch.allclose(get_criterion("clact").score(padded, scope=scope, valid=valid)[:, :3], alone)
+        assert not torch.allclose(get_criterion("clact").score(padded, scope=scope)[:, :3], alone)
+
+
+def test_global_unstructured_scope_takes_one_top_k_over_the_call(tiny_model):
+    from lmscalpel.pruning.pruner import token_mask
+    from lmscalpel.pruning.run import criterion_options
+
+    x = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.1, 3, 5)[:, None]
+    cfg = {"amber_quantile": 0.005, "unstructured": {"scope": "global", "global_criteria": ["amber"]}}
+    assert "unstructured_scope" not in criterion_options(cfg, "magnitude", "u50")
+    assert "unstructured_scope" not in criterion_options(cfg, "amber", "2:4")
+    pruning = ActivationPruning(tiny_model, "u50", "amber", criterion_options=criterion_options(cfg, "amber", "u50"))
+    name = next(iter(pruning.modules))
+    kept = pruning.prune(name, x) != 0
+    scores = get_criterion("amber").score(x, pruning.factors[name])
+    assert int(kept.sum()) == 2 * 5 * 16 and torch.equal(kept, scores >= scores.flatten().topk(160).values[-1])
+    assert len(set(kept.sum(-1).flatten().tolist())) > 1  # tokens keep different counts
+    per_token = ActivationPruning(tiny_model, "u50", "amber").prune(name, x) != 0
+    assert (per_token.sum(-1) == 16).all()
+    valid = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    with token_mask(valid):
+        kept = pruning.prune(name, x) != 0
+    assert int(kept.sum()) == 7 * 16 and not kept[1, 2:].any()
+
+
 def test_registries_have_the_paper_entries():
     assert {"magnitude", "amber", "clact", "wanda"} <= set(CRITERIA)
     assert {"none", "var", "dpts", "spts", "learnable"} <= set(MITIGATIONS)

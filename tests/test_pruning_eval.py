@@ -87,6 +87,42 @@ def test_toy_zero_shot_tasks_run_through_lm_eval(lm, toyworld_dir, tmp_path):
     assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if "/acc" in k)
 
 
+def test_zero_shot_bos_is_explicit_and_recorded_with_the_result(lm, narrative_windows, toyworld_dir, tmp_path):
+    from lmscalpel.pruning.run import evaluate_model
+    from lmscalpel.pruning.zero_shot import build_toy_tasks, make_hflm
+
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    model, tokenizer = lm
+    adds_bos = copy.deepcopy(tokenizer)  # like Llama-3.1's tokenizer: BOS from the post-processor
+    adds_bos._tokenizer.post_processor = TemplateProcessing(
+        single=f"{tokenizer.bos_token} $A", special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id)])
+    encoded = {flag: make_hflm(model, adds_bos, batch_size=2, add_bos_token=flag).tok_encode("the cat")
+               for flag in (False, None)}
+    assert encoded[None] == [tokenizer.bos_token_id, *encoded[False]]
+    build_toy_tasks(toyworld_dir, tmp_path / "tasks", n_choices=4, seed=0)
+    cfg = {"perplexity": {"batch_size": 4, "dataset": {"path": "toyworld", "split": "heldout"}},
+           "zero_shot": {"enabled": True, "tasks": ["toy_first_letter"], "batch_size": 4, "limit": 2,
+                         "num_fewshot": 0, "add_bos_token": False}}
+    row = evaluate_model(model, tokenizer, narrative_windows[:2], cfg, tmp_path / "tasks", seed=0)
+    assert row["lm_eval_add_bos_token"] is False and row["toy_first_letter/n_docs"] == 2
+
+
+def test_clact_loglikelihoods_do_not_depend_on_the_batch_under_lm_eval_padding(lm):
+    from lmscalpel.pruning.zero_shot import make_hflm
+
+    model, tokenizer = lm
+    generator = torch.Generator().manual_seed(0)
+    short, long = torch.randint(5, 300, (1, 6), generator=generator), torch.randint(5, 300, (1, 40), generator=generator)
+    padded = torch.cat([torch.nn.functional.pad(short, (0, 34)), long])  # lm-eval: right padding with id 0
+    hflm = make_hflm(model, tokenizer, batch_size=2, add_bos_token=False)
+    with activation_pruning(model, "2:4", "clact", criterion_options={"scope": "sequence"}):
+        alone, batched = hflm._model_call(short)[0], hflm._model_call(padded)[0, :6]
+    assert torch.allclose(alone, batched, atol=1e-4)
+
+
 def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
     from lmscalpel.pruning.chat import chat_prompts, chat_row
 

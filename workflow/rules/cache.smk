@@ -17,6 +17,7 @@ rule cache_activations:
         runtime=120,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("cache"),
         cache=config["cache"],
     script:
         "../scripts/cache-activations.py"

@@ -5,6 +5,9 @@ from snakemake.utils import validate
 
 from lmscalpel import jobserver
 from lmscalpel.config import check_config
+# rules pass code=code_fingerprint("<subpackage>"): an edit of the library code a rule runs reruns it
+from lmscalpel.fingerprint import code_fingerprint
+from lmscalpel.pruning.patterns import check_pruning_values
 
 
 check_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -542,6 +545,55 @@ def get_reasoning_targets():
 # --- pruning ---
 PRUNING = config["pruning"]
 PRUNING_LEARNED = ("learnable", "learnable_bias", "learnable_scale_shift")
+check_pruning_values(PRUNING)
+
+
+def pruning_config(*keys, targets=None, pattern=None, criterion=None):
+    """The pruning keys a job reads, so that editing another key (or another cell's option) does not rerun it;
+    ``keys``, the one target set, the unstructured options of an unstructured pattern, the criterion's option."""
+    cfg = {key: PRUNING[key] for key in keys}
+    if targets is not None:
+        cfg["target_sets"] = {targets: PRUNING["target_sets"][targets]}
+    if pattern is not None and pattern.startswith("u"):
+        cfg["unstructured"] = PRUNING["unstructured"]
+    cfg |= {key: PRUNING[key] for key in PRUNING_CRITERION_KEYS.get(criterion, ())}
+    return cfg
+
+
+PRUNING_CRITERION_KEYS = {"clact": ("clact_scope",), "amber": ("amber_quantile",)}
+
+
+def get_pruning_dense_config(wildcards):
+    """The dense cell: evaluation settings and the per-kind diagnostic (every grid target set)."""
+    cfg = pruning_config("perplexity", "zero_shot", "grid_targets", "per_kind_pattern",
+                         pattern=PRUNING["per_kind_pattern"] or "")
+    cfg["target_sets"] = {name: PRUNING["target_sets"][name] for name in PRUNING["grid_targets"]}
+    return cfg
+
+
+def get_pruning_activation_config(wildcards):
+    return pruning_config("perplexity", "zero_shot", targets=wildcards.targets, pattern=wildcards.pattern,
+                          criterion=wildcards.criterion)
+
+
+def get_pruning_weight_config(wildcards):
+    """Weight baselines: the unstructured options are activation-side; Wanda reads the calibration set."""
+    keys = ("perplexity", "zero_shot", "calibration") if wildcards.method == "wanda" else ("perplexity", "zero_shot")
+    return pruning_config(*keys, targets=wildcards.targets)
+
+
+def get_pruning_learnable_config(wildcards):
+    """Learnable mitigations read their own windows and batch size (not calibration.n_windows / batch_size)."""
+    cfg = pruning_config("learnable", targets=wildcards.targets, pattern=wildcards.pattern,
+                         criterion=wildcards.criterion)
+    cfg["calibration"] = {k: v for k, v in PRUNING["calibration"].items() if k not in ("n_windows", "batch_size")}
+    return cfg
+
+
+def get_pruning_chat_config(wildcards):
+    if wildcards.pattern == "dense":
+        return pruning_config("chat")
+    return pruning_config("chat", targets=wildcards.targets, pattern=wildcards.pattern, criterion="magnitude")
 
 
 def pruning_slug(pattern):

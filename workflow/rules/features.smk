@@ -21,6 +21,7 @@ rule features_spelling_activations:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
     script:
@@ -47,6 +48,7 @@ rule features_dataset_activations:
         runtime=60,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
     script:
@@ -71,6 +73,7 @@ rule features_letter_probe:
         mem_mb=2000,
         runtime=20,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
     script:
@@ -96,6 +99,7 @@ rule features_dataset_probes:
         mem_mb=2000,
         runtime=30,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
     script:
@@ -117,6 +121,7 @@ rule features_absorption:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
         device=config["model"]["device"],
@@ -140,6 +145,7 @@ rule features_composition:
         runtime=60,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
         device=config["model"]["device"],
@@ -162,6 +168,7 @@ rule features_distinct:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
     script:
@@ -183,6 +190,7 @@ rule features_scr:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
         device=config["model"]["device"],
@@ -207,6 +215,7 @@ rule features_tpp:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
         device=config["model"]["device"],
@@ -231,6 +240,7 @@ rule features_sparse_probing:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("features"),
         features=config["features"],
         seed=config["seed"],
         device=config["model"]["device"],
@@ -279,6 +289,7 @@ rule features_compare:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_fingerprint("features"),
         archs=get_features_sae_archs,
     script:
         "../scripts/features-compare.py"

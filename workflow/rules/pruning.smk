@@ -17,7 +17,8 @@ rule pruning_toy_tasks:
         mem_mb=500,
         runtime=5,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg={"zero_shot": {"n_choices": PRUNING["zero_shot"]["n_choices"]}},
     script:
         "../scripts/pruning-toy-tasks.py"
 
@@ -40,7 +41,8 @@ rule pruning_spts:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg=lambda wildcards: pruning_config("calibration", targets=wildcards.targets),
     script:
         "../scripts/pruning-spts.py"
 
@@ -66,7 +68,8 @@ rule pruning_learnable:
         runtime=120,
         gpu=0 if is_toy_model() else 1,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg=get_pruning_learnable_config,
         checkpoint_dir=f"{CHECKPOINTS}/pruning/learnable/{{mitigation}}-{{targets}}-{{pattern}}-{{criterion}}",
     script:
         "../scripts/pruning-learnable.py"
@@ -88,7 +91,8 @@ rule pruning_dense:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg=get_pruning_dense_config,
         family="dense",
     script:
         "../scripts/pruning-cell.py"
@@ -116,7 +120,8 @@ rule pruning_activation:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg=get_pruning_activation_config,
         family="act",
     script:
         "../scripts/pruning-cell.py"
@@ -143,7 +148,8 @@ rule pruning_weight:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg=get_pruning_weight_config,
         family="weight",
     script:
         "../scripts/pruning-cell.py"
@@ -168,7 +174,8 @@ rule pruning_chat:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
-        cfg=config["pruning"],
+        code=code_fingerprint("pruning"),
+        cfg=get_pruning_chat_config,
     script:
         "../scripts/pruning-chat.py"
 
@@ -204,6 +211,7 @@ rule pruning_table:
         mem_mb=1000,
         runtime=10,
     params:
+        code=code_fingerprint("pruning"),
         targets=config["pruning"]["grid_targets"][0],
     script:
         "../scripts/pruning-table.py"

@@ -27,6 +27,7 @@ rule score_reasoning_features:
         runtime=30 if is_toy_model() else 600,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
         seed=config["seed"],
     script:
@@ -53,6 +54,8 @@ rule plot_reasonscore:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_fingerprint("reasoning"),
     script:
         "../scripts/reasoning-plot-scores.py"
 
@@ -76,6 +79,7 @@ rule reasoning_baseline:
         runtime=30 if is_toy_model() else 1440,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/baseline",
@@ -106,6 +110,7 @@ rule steer_reasoning_features:
         runtime=60 if is_toy_model() else 4320,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{sae}}/{{benchmark}}/steering",
@@ -133,6 +138,8 @@ rule plot_reasoning_steering:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_fingerprint("reasoning"),
     script:
         "../scripts/reasoning-plot-steering.py"
 
@@ -156,6 +163,7 @@ rule ban_reasoning_vocabulary:
         runtime=30 if is_toy_model() else 2880,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/banned_vocab",

@@ -20,6 +20,7 @@ rule report:
         mem_mb=1000,
         runtime=10,
     params:
+        code=code_fingerprint("report"),
         stages=STAGES,
         captions=CAPTIONS_DIR,
     script:

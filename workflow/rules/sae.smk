@@ -23,6 +23,7 @@ rule train_saes:
         runtime=120,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("sae"),
         specs=lambda wildcards: sae_specs(int(wildcards.layer)),
         sae=config["sae"],
         model=config["model"],
@@ -47,6 +48,7 @@ rule import_sae:
         mem_mb=16000,
         runtime=60,
     params:
+        code=code_fingerprint("sae"),
         spec=get_sae_import_spec,
     script:
         "../scripts/sae-import.py"
@@ -72,6 +74,7 @@ rule sae_core_metrics:
         runtime=60,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("sae"),
         eval=config["sae"]["eval"],
         hook=CACHE_HOOK,
         dataset=config["cache"]["dataset"],
@@ -99,5 +102,7 @@ rule sae_l0_fvu_figure:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_fingerprint("sae"),
     script:
         "../scripts/sae-figure.py"

@@ -20,6 +20,7 @@ rule steering_setup:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("steering"),
         steering=config["steering"],
     script:
         "../scripts/steering-setup.py"
@@ -46,6 +47,7 @@ rule steering_grid:
         runtime=60 if is_toy_model() else 1440,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("steering"),
         steering=config["steering"],
         sae_dirs=get_steering_sae_dirs,
         toy=is_toy_model(),
@@ -73,6 +75,7 @@ rule steering_universal:
         runtime=30 if is_toy_model() else 720,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("steering"),
         steering=config["steering"],
         layer=lambda wildcards: steering_universal_layer(),
         toy=is_toy_model(),
@@ -99,6 +102,7 @@ rule steering_capability:
         runtime=30 if is_toy_model() else 720,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("steering"),
         steering=config["steering"],
         layer=lambda wildcards: steering_universal_layer(),
         seed=config["seed"],
@@ -126,6 +130,7 @@ rule steering_metrics:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_fingerprint("steering"),
         steering=config["steering"],
         sae_kinds=get_steering_sae_kinds,
     script:
@@ -175,5 +180,7 @@ rule steering_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_fingerprint("steering"),
     script:
         "../scripts/steering-figures.py"

@@ -22,6 +22,7 @@ rule generate_toyworld:
         mem_mb=1000,
         runtime=10,
     params:
+        code=code_fingerprint("toyworld"),
         toyworld=config["toyworld"],
         seed=config["seed"],
     script:
@@ -42,6 +43,7 @@ rule train_toy_model:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_fingerprint("toyworld"),
         toy_model=config["toy_model"],
         seed=config["seed"],
         device=config["model"]["device"],
@@ -66,6 +68,7 @@ rule model_card:
         runtime=30,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("toyworld"),
         card=config["model_card"],
         window=config["toy_model"]["context_length"],
         enforce_gates=is_toy_model(),

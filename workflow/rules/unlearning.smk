@@ -18,6 +18,7 @@ rule build_mini_clear:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data"),
         seed=config["seed"],
     script:
@@ -38,6 +39,7 @@ rule build_tiny_vlm:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("vlm"),
         image_size=config["toyworld"]["portrait_size"],
         seed=config["seed"],
@@ -60,6 +62,7 @@ rule finetune_original_vlm:
         runtime=30 if is_toy_model() else 720,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
         source=unlearning_source(),
         split=None,
@@ -86,6 +89,7 @@ rule finetune_gold_vlm:
         runtime=30 if is_toy_model() else 720,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
         source=unlearning_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/gold-{{split}}",
@@ -113,6 +117,7 @@ rule evaluate_gold_vlm:
         runtime=20 if is_toy_model() else 240,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "eval"),
         source=unlearning_source(),
         which="gold",
@@ -140,6 +145,7 @@ rule evaluate_original_vlm:
         runtime=20 if is_toy_model() else 240,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "eval"),
         source=unlearning_source(),
         which="original",
@@ -168,6 +174,7 @@ rule unlearn_vlm:
         runtime=20 if is_toy_model() else 480,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "unlearn", "eval"),
         source=unlearning_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
@@ -196,6 +203,7 @@ rule unlearning_robustness:
         runtime=20 if is_toy_model() else 240,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "unlearn", "eval", "robustness"),
         source=unlearning_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
@@ -233,6 +241,8 @@ rule unlearning_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_fingerprint("unlearning"),
     script:
         "../scripts/unlearning-table.py"
 
@@ -255,5 +265,7 @@ rule unlearning_robustness_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_fingerprint("unlearning"),
     script:
         "../scripts/unlearning-robustness-table.py"

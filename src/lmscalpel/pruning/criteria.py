@@ -10,8 +10,8 @@ the pruning is installed, not per forward call.
   std of the entries between the 0.5% and 99.5% quantiles (outlier-clipped statistics; What itself is not clipped).
 - ``clact``: |x_tj| * ||x_:,j|| / (||x_t,:|| + 1e-8); the column norm runs over the tokens of the same sequence
   (``scope="sequence"``, project default) or over every token of the forward call (``scope="batch"``, as the
-  paper's code). Either way a token's mask depends on later tokens (not causal); during cached decoding the
-  column norm only sees the tokens of the current forward call.
+  paper's code), padded positions excluded (``pruner.token_mask``). Either way a token's mask depends on later
+  tokens (not causal); during cached decoding the column norm only sees the tokens of the current forward call.
 - ``wanda``: |x_tj| * ||W_:,j||, the activation-side analogue of Wanda's score (project addition).
 """
 
@@ -103,11 +103,14 @@ def wanda_score(x: torch.Tensor, factor: torch.Tensor, **_) -> torch.Tensor:
 
 
 @register_criterion("clact")
-def clact_score(x: torch.Tensor, factor: torch.Tensor | None = None, scope: str = "sequence", **_) -> torch.Tensor:
+def clact_score(x: torch.Tensor, factor: torch.Tensor | None = None, scope: str = "sequence",
+                valid: torch.Tensor | None = None, **_) -> torch.Tensor:
+    """``valid`` [batch, seq] marks the real tokens: padded positions are left out of the column norm."""
+    pooled = x if valid is None else x * valid.unsqueeze(-1).to(x.dtype)
     if scope == "sequence" and x.dim() >= 3:
-        column_norm = x.norm(dim=-2, keepdim=True)
+        column_norm = pooled.norm(dim=-2, keepdim=True)
     elif scope in ("sequence", "batch"):
-        column_norm = x.reshape(-1, x.shape[-1]).norm(dim=0)
+        column_norm = pooled.reshape(-1, x.shape[-1]).norm(dim=0)
     else:
         raise ValueError(f"config key pruning.clact_scope: expected 'sequence' or 'batch', got {scope!r}")
     row_norm = x.norm(dim=-1, keepdim=True)

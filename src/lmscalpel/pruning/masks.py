@@ -10,76 +10,13 @@ those of a stable descending sort (tested) but are computed from the N-th larges
 from __future__ import annotations
 
 import functools
-import re
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-_NM = re.compile(r"^(\d+)[:_-](\d+)$")
-_UNSTRUCTURED = re.compile(r"^(?:u|unstructured[:_-]?)(\d+(?:\.\d+)?)%?$")
+from lmscalpel.pruning.patterns import Pattern, parse_pattern
 
-
-@dataclass(frozen=True)
-class Pattern:
-    """Either N kept out of every M (``n``, ``m``) or unstructured with ``sparsity`` (fraction removed)."""
-
-    n: int | None = None
-    m: int | None = None
-    sparsity: float | None = None
-
-    def __post_init__(self):
-        if self.is_unstructured:
-            if not 0.0 <= self.sparsity < 1.0:
-                raise ValueError(f"unstructured sparsity must lie in [0, 1), got {self.sparsity}")
-        elif self.n is None or self.m is None or not 0 < self.n <= self.m:
-            raise ValueError(f"N:M pattern needs 0 < N <= M, got {self.n}:{self.m}")
-
-    @property
-    def is_unstructured(self) -> bool:
-        return self.sparsity is not None
-
-    @property
-    def density(self) -> float:
-        return 1.0 - self.sparsity if self.is_unstructured else self.n / self.m
-
-    @property
-    def slug(self) -> str:
-        """File-name form: ``8-16`` or ``u50``."""
-        if self.is_unstructured:
-            return f"u{_percent(self.sparsity)}"
-        return f"{self.n}-{self.m}"
-
-    @property
-    def label(self) -> str:
-        if self.is_unstructured:
-            return f"unstructured {_percent(self.sparsity)}%"
-        return f"{self.n}:{self.m}"
-
-    def keep_count(self, width: int) -> int:
-        """Entries kept per row of ``width`` (unstructured: floor(width * (1 - sparsity)))."""
-        if self.is_unstructured:
-            return int(width * (1.0 - self.sparsity) + 1e-9)
-        full, rest = divmod(width, self.m)
-        return full * self.n + min(rest, self.n)
-
-
-def _percent(sparsity: float) -> str:
-    value = round(sparsity * 100, 6)
-    return str(int(value)) if value == int(value) else str(value)
-
-
-def parse_pattern(text: str | Pattern) -> Pattern:
-    """Parse ``"8:16"``/``"8-16"`` (N kept of M) or ``"u50"``/``"unstructured:50"``/``"unstructured-50%"``."""
-    if isinstance(text, Pattern):
-        return text
-    spec = str(text).strip().lower()
-    if match := _NM.match(spec):
-        return Pattern(n=int(match.group(1)), m=int(match.group(2)))
-    if match := _UNSTRUCTURED.match(spec):
-        return Pattern(sparsity=float(match.group(1)) / 100.0)
-    raise ValueError(f"unknown sparsity pattern {text!r}; expected 'N:M' (e.g. '8:16') or 'uP' (e.g. 'u50')")
-
+__all__ = ["Pattern", "group_topk_mask", "keep_mask", "parse_pattern"]
 
 _NETWORK_MAX = 64  # groups up to this size use a selection network, larger ones torch.topk
 
@@ -158,3 +95,21 @@ def keep_mask(scores: torch.Tensor, pattern: str | Pattern) -> torch.Tensor:
     if pattern.is_unstructured:
         return group_topk_mask(scores, pattern.keep_count(width), width)
     return group_topk_mask(scores, pattern.n, pattern.m)
+
+
+def global_keep_mask(scores: torch.Tensor, pattern: str | Pattern, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Unstructured keep-mask with one top-k over every entry of ``scores`` [..., d] (the paper code's global
+    Amber/CLACT rows): floor(n * d * (1 - sparsity)) entries over the n tokens where ``valid`` [...] is true
+    (padding is never kept and does not count)."""
+    pattern = parse_pattern(pattern)
+    if not pattern.is_unstructured:
+        raise ValueError(f"a global top-k needs an unstructured pattern, got {pattern.label}")
+    if valid is not None:
+        scores = scores.masked_fill(~valid.unsqueeze(-1), float("-inf"))
+    n_valid = scores.shape[:-1].numel() if valid is None else int(valid.sum())
+    flat = scores.reshape(1, -1)
+    keep = pattern.keep_count(n_valid * scores.shape[-1])
+    if keep == 0:
+        return torch.zeros_like(scores, dtype=torch.bool)
+    return group_topk_mask(flat, keep, flat.shape[-1]).reshape(scores.shape)
+

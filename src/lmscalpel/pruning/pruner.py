@@ -4,11 +4,16 @@
 target module (matched by the last component of its name inside the decoder blocks, e.g. ``q_proj``) that replaces
 the input by the mitigated, pruned input; the module itself (and its bias) runs unchanged. Dynamic and per token:
 every forward call, prefill and decode, is pruned. ``lm_head`` and embeddings are never targets.
+
+Padding: a caller that batches padded sequences marks the real tokens with ``token_mask(valid)`` ([batch, seq],
+e.g. the lm-eval adapter in ``zero_shot``); criteria that pool over tokens (CLACT's column norm, the global
+unstructured top-k) then leave the padded positions out, so a sequence's scores do not depend on its batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import weakref
 from typing import Iterable, Iterator, Mapping
@@ -17,12 +22,33 @@ import torch
 
 from lmscalpel.models import decoder_layers
 from lmscalpel.pruning.criteria import get_criterion
-from lmscalpel.pruning.masks import Pattern, keep_mask, parse_pattern
+from lmscalpel.pruning.masks import Pattern, global_keep_mask, keep_mask, parse_pattern
 from lmscalpel.pruning.mitigations import Mitigation, get_mitigation
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 ModuleParams = dict[str, dict[str, torch.Tensor]]
+UNSTRUCTURED_SCOPES = ("token", "global")
+
+_TOKEN_MASK: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("token_mask", default=None)
+
+
+@contextlib.contextmanager
+def token_mask(valid: torch.Tensor | None) -> Iterator[None]:
+    """Mark the real (non-padding) tokens [batch, seq] of the forward calls run inside the block."""
+    reset = _TOKEN_MASK.set(valid)
+    try:
+        yield
+    finally:
+        _TOKEN_MASK.reset(reset)
+
+
+def current_token_mask(x: torch.Tensor) -> torch.Tensor | None:
+    """The marked real tokens when they match the leading [batch, seq] dimensions of ``x``, else None (all real)."""
+    valid = _TOKEN_MASK.get()
+    if valid is None or x.dim() < 3 or tuple(valid.shape) != tuple(x.shape[:-1]):
+        return None
+    return valid.to(device=x.device, dtype=torch.bool)
 
 
 def module_weight(module: torch.nn.Module) -> torch.Tensor | None:
@@ -55,6 +81,8 @@ class ActivationPruning:
     """The installed state: one hook per target module, per-module criterion factors and mitigation parameters.
 
     ``enabled`` can be switched off to run the dense model without removing the hooks (used in calibration).
+    ``criterion_options`` go to the criterion, except ``unstructured_scope`` (``token``, default, or ``global``:
+    one top-k over the whole forward call for an unstructured pattern, config ``pruning.unstructured``).
     """
 
     def __init__(self, model: torch.nn.Module, pattern: str | Pattern = "8:16", criterion: str = "magnitude",
@@ -66,6 +94,11 @@ class ActivationPruning:
         self.criterion = get_criterion(criterion)
         self.mitigation: Mitigation = get_mitigation(mitigation)
         self.criterion_options = dict(criterion_options or {})
+        scope = self.criterion_options.pop("unstructured_scope", "token")
+        if scope not in UNSTRUCTURED_SCOPES:
+            raise ValueError(f"config key pruning.unstructured.scope: expected one of {UNSTRUCTURED_SCOPES}, "
+                             f"got {scope!r}")
+        self.global_topk = scope == "global" and self.pattern.is_unstructured
         self.modules = find_target_modules(model, targets, layers)
         self.factors = {name: self.criterion.prepare(module_weight(m), **self.criterion_options)
                         for name, m in self.modules.items()}
@@ -91,9 +124,13 @@ class ActivationPruning:
 
     def prune(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The criterion + pattern on ``x`` (no mitigation)."""
+        valid = current_token_mask(x)
         with torch.no_grad():
-            scores = self.criterion.score(x.detach(), self.factors[name], **self.criterion_options)
-            mask = keep_mask(scores, self.pattern)
+            scores = self.criterion.score(x.detach(), self.factors[name], valid=valid, **self.criterion_options)
+            if self.global_topk:
+                mask = global_keep_mask(scores, self.pattern, valid)
+            else:
+                mask = keep_mask(scores, self.pattern)
         return x * mask
 
     def transform(self, name: str, x: torch.Tensor) -> torch.Tensor:

@@ -44,12 +44,19 @@ def target_set(cfg: Mapping, name: str) -> tuple[str, ...]:
         raise ValueError(f"config key pruning.target_sets has no set {name!r}") from None
 
 
-def criterion_options(cfg: Mapping, criterion: str) -> dict:
+def criterion_options(cfg: Mapping, criterion: str, pattern: str | None = None) -> dict:
+    """The criterion's config option, and the unstructured scope when ``pattern`` is unstructured and the criterion
+    is in ``unstructured.global_criteria``."""
+    options = {}
     if criterion == "clact":
-        return {"scope": cfg.get("clact_scope", "sequence")}
+        options["scope"] = cfg["clact_scope"]
     if criterion == "amber":
-        return {"quantile": cfg.get("amber_quantile", 0.005)}
-    return {}
+        options["quantile"] = cfg["amber_quantile"]
+    if pattern is not None and parse_pattern(pattern).is_unstructured:
+        unstructured = cfg["unstructured"]
+        if criterion in unstructured["global_criteria"]:
+            options["unstructured_scope"] = unstructured["scope"]
+    return options
 
 
 def load_eval_windows(tokenizer, cfg: Mapping, toyworld_dir) -> torch.Tensor:
@@ -80,9 +87,10 @@ def evaluate_model(model, tokenizer, windows: torch.Tensor, cfg: Mapping, tasks_
 
         metrics |= run_zero_shot(model, tokenizer, zero_shot["tasks"], include_path=tasks_dir,
                                  batch_size=zero_shot["batch_size"], limit=zero_shot.get("limit"),
-                                 num_fewshot=zero_shot["num_fewshot"], seed=seed)
+                                 num_fewshot=zero_shot["num_fewshot"], seed=seed,
+                                 add_bos_token=zero_shot["add_bos_token"])
         metrics |= {"lm_eval": lm_eval.__version__, "lm_eval_batch_size": zero_shot["batch_size"],
-                    "lm_eval_limit": zero_shot.get("limit")}
+                    "lm_eval_limit": zero_shot.get("limit"), "lm_eval_add_bos_token": zero_shot["add_bos_token"]}
     return metrics
 
 
@@ -100,7 +108,8 @@ def per_kind_diagnostic(model, windows: torch.Tensor, cfg: Mapping) -> dict:
     if pattern:
         slug = parse_pattern(pattern).slug
         for kind in tqdm(kinds, desc=f"per-kind {slug}"):
-            with activation_pruning(model, pattern, "magnitude", "none", [kind]):
+            with activation_pruning(model, pattern, "magnitude", "none", [kind],
+                                    criterion_options=criterion_options(cfg, "magnitude", pattern)):
                 row[f"per_kind_{slug}_act_ppl_{kind}"] = perplexity(window_nlls(model, windows, batch))
             with weight_pruning(model, pattern, "magnitude", [kind]):
                 row[f"per_kind_{slug}_weight_ppl_{kind}"] = perplexity(window_nlls(model, windows, batch))
@@ -127,7 +136,7 @@ def run_cell(model_ref: ModelRef, *, family: str, pattern: str | None, method: s
         if family == "act":
             row["mitigation"] = mitigation
             with activation_pruning(model, spec, method, mitigation, modules, calibration_file,
-                                    criterion_options=criterion_options(cfg, method)):
+                                    criterion_options=criterion_options(cfg, method, pattern)):
                 row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
         elif family == "weight":
             calib = None
@@ -166,7 +175,7 @@ def run_learnable(model_ref: ModelRef, *, mitigation: str, targets: str, pattern
     spec = parse_pattern(pattern)
     history: list = []
     params = train_learnable(model, windows, pattern=spec, criterion=criterion, mitigation=mitigation,
-                             targets=target_set(cfg, targets), criterion_options=criterion_options(cfg, criterion),
+                             targets=target_set(cfg, targets), criterion_options=criterion_options(cfg, criterion, pattern),
                              lr=learn["lr"], steps=learn.get("steps"), batch_size=learn["batch_size"],
                              weight_decay=learn["weight_decay"], warmup_fraction=learn["warmup_fraction"],
                              grad_clip=learn["grad_clip"], history=history, checkpoint_dir=checkpoint_dir)
@@ -193,7 +202,8 @@ def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, c
     else:
         spec = parse_pattern(pattern)
         row |= {"pattern": spec.slug, "pattern_label": spec.label}
-        with activation_pruning(model, spec, "magnitude", "none", target_set(cfg, targets)):
+        with activation_pruning(model, spec, "magnitude", "none", target_set(cfg, targets),
+                                criterion_options=criterion_options(cfg, "magnitude", pattern)):
             row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"))
     write_json(output, row)
     return row

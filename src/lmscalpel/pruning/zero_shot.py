@@ -19,6 +19,8 @@ import string
 from pathlib import Path
 from typing import Iterable
 
+import torch
+
 from lmscalpel.io import read_jsonl, write_jsonl, write_text
 from lmscalpel.toyworld.tokenizer import BOS
 
@@ -100,23 +102,48 @@ def build_toy_tasks(toyworld_dir: str | os.PathLike, out_dir: str | os.PathLike,
     return list(docs)
 
 
+def right_padding_mask(inputs: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Real tokens [batch, seq] of lm-eval's loglikelihood batches, right-padded with id 0 and passed without a
+    mask: everything up to each row's last non-pad token (at least one). A real input that ends in token 0 is read
+    as shorter; scores then pool over fewer tokens, never over another row's padding."""
+    positions = torch.arange(1, inputs.shape[-1] + 1, device=inputs.device)
+    lengths = ((inputs != pad_id) * positions).amax(dim=-1, keepdim=True).clamp_min(1)
+    return positions.unsqueeze(0) <= lengths
+
+
+def make_hflm(model, tokenizer, *, batch_size: int, add_bos_token: bool | None):
+    """lm-eval's HFLM on the preloaded model, whose forward calls mark lm-eval's right padding for the pruner
+    (``pruner.token_mask``), so a request scores the same in any batch. ``add_bos_token`` is passed explicitly:
+    lm-eval 0.4.9 (the paper's) added no BOS, lm-eval >= 0.4.10 defers to the tokenizer when it is None."""
+    from lm_eval.models.huggingface import HFLM
+
+    from lmscalpel.pruning.pruner import token_mask
+
+    class PaddingAwareHFLM(HFLM):
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            with token_mask(right_padding_mask(inps) if attn_mask is None else None):
+                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+
+    return PaddingAwareHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
+
+
 def run_zero_shot(model, tokenizer, tasks: Iterable[str], *, include_path: str | os.PathLike | None = None,
-                  batch_size: int = 8, limit: int | None = None, num_fewshot: int = 0,
-                  seed: int = 0) -> dict[str, float]:
+                  batch_size: int = 8, limit: int | None = None, num_fewshot: int = 0, seed: int = 0,
+                  add_bos_token: bool | None = False) -> dict[str, float]:
     """Evaluate ``tasks`` with lm-eval on the model as it is (hooks included); flat ``task/metric`` keys.
 
     Local tasks (``include_path``) run offline; hub tasks (ARC, BoolQ, ... on presets) may download their data.
+    ``add_bos_token`` (config ``pruning.zero_shot.add_bos_token``): False, as lm-eval 0.4.9 that the paper ran.
     """
     if include_path:
         for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             os.environ.setdefault(flag, "1")
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     manager = (TaskManager(include_path=str(include_path), include_defaults=False) if include_path
                else TaskManager())
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    lm = make_hflm(model, tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
     results = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, num_fewshot=num_fewshot,
                                       limit=limit, bootstrap_iters=0, log_samples=False, random_seed=seed,
                                       numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)

@@ -1,0 +1,116 @@
+"""What a change reruns: an edit of library code reruns the rules whose code it is, a config key the rules that read
+it, and an impossible value stops the run before any job. The outputs of the small pipeline config are faked (empty
+files that ``snakemake --touch`` records with their params), so only Snakemake's planning runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+from pipeline_config import pipeline_config
+
+from lmscalpel.fingerprint import code_fingerprint, stage_modules
+
+JOB_COUNT = re.compile(r"^([a-z_0-9]+)\s+(\d+)$")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake on the repository's Snakefile, importing the copy of the library under ``workdir/src``."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"), "--directory",
+           str(workdir), "--cores", "1", "--configfile", str(workdir / "small.yaml"), *args]
+    env = {**os.environ, "PYTHONPATH": str(workdir / "src"), "LMSCALPEL_JOBSERVER": "off"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    return result
+
+
+def planned_jobs(workdir: Path, *configfiles: Path) -> dict[str, int]:
+    """Rule -> number of jobs a dry run plans."""
+    extra = ["--configfile", str(workdir / "small.yaml"), *map(str, configfiles)] if configfiles else []
+    result = snakemake(workdir, *extra, "--dry-run")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-4000:]
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    jobs = {m.group(1): int(m.group(2)) for line in table.splitlines() if (m := JOB_COUNT.match(line.strip()))}
+    jobs.pop("total", None)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def touched(tmp_path_factory) -> Path:
+    """A work directory where every output of the small config exists and is recorded as up to date."""
+    workdir = tmp_path_factory.mktemp("reruns")
+    shutil.copytree(REPO_ROOT / "src" / "lmscalpel", workdir / "src" / "lmscalpel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
+    (workdir / "small.yaml").write_text(yaml.safe_dump(pipeline_config("itest")))
+    summary = snakemake(workdir, "--summary")
+    assert summary.returncode == 0, summary.stderr[-4000:]
+    for line in summary.stdout.splitlines()[1:]:
+        path = workdir / line.split("\t", 1)[0]
+        if path.suffix:  # the directory() outputs are the ones without a suffix
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    touch = snakemake(workdir, "--touch", "--forceall")
+    assert touch.returncode == 0, touch.stderr[-4000:]
+    assert planned_jobs(workdir) == {}
+    return workdir
+
+
+def test_a_new_pattern_plans_only_its_cell_the_table_and_the_report(touched, tmp_path):
+    cfg = pipeline_config("itest")["pruning"]
+    change = tmp_path / "pattern.yaml"
+    change.write_text(yaml.safe_dump({"pruning": {"patterns": [*cfg["patterns"], "4:8"]}}))
+    assert planned_jobs(touched, change) == {"pruning_activation": 1, "pruning_table": 1, "report": 1, "all": 1}
+
+
+def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"pruning": {"patterns": ["3:2"]}}))
+    result = snakemake(touched, "--configfile", str(touched / "small.yaml"), str(bad), "--dry-run")
+    assert result.returncode != 0
+    assert "config key pruning.patterns: '3:2'" in result.stdout + result.stderr
+
+
+def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
+    run_py = touched / "src" / "lmscalpel" / "pruning" / "run.py"
+    source = run_py.read_text()
+    edited = source.replace('    """The toy world directory,', '    """The toy-world directory,', 1)
+    assert edited != source
+    run_py.write_text(edited)
+    try:
+        rules = set(planned_jobs(touched))
+    finally:
+        run_py.write_text(source)
+    assert {"pruning_dense", "pruning_activation", "pruning_weight", "pruning_table", "report"} <= rules
+    assert all(rule.startswith("pruning_") or rule in {"report", "all"} for rule in rules), rules
+
+
+def test_shared_modules_count_for_the_stages_that_import_them():
+    pruning, unlearning, sae = stage_modules("pruning"), stage_modules("unlearning"), stage_modules("sae")
+    assert {"lmscalpel.io", "lmscalpel.workflow", "lmscalpel.models.loader"} <= pruning & unlearning & sae
+    # unlearning's robustness attack runs the pruner (a lazy re-export), not the pruning stage's entry points
+    assert "lmscalpel.pruning.pruner" in unlearning and "lmscalpel.pruning.run" not in unlearning
+    assert not any(name.startswith("lmscalpel.pruning") for name in sae)
+
+
+def test_fingerprint_changes_with_the_code_it_covers(tmp_path):
+    root = tmp_path / "lmscalpel"
+    shutil.copytree(REPO_ROOT / "src" / "lmscalpel", root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = {stage: code_fingerprint(stage, root=root) for stage in ("pruning", "steering")}
+    target = root / "pruning" / "criteria.py"
+    target.write_text(target.read_text() + "\n# edited\n")
+    code_fingerprint.cache_clear()
+    after = {stage: code_fingerprint(stage, root=root) for stage in ("pruning", "steering")}
+    assert after["pruning"] != before["pruning"] and after["steering"] == before["steering"]
