@@ -114,3 +114,9 @@ def test_fingerprint_changes_with_the_code_it_covers(tmp_path):
     code_fingerprint.cache_clear()
     after = {stage: code_fingerprint(stage, root=root) for stage in ("pruning", "steering")}
     assert after["pruning"] != before["pruning"] and after["steering"] == before["steering"]
+
+
+def test_every_rule_passes_its_code_fingerprint():
+    for smk in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"(?m)^(?=rule )", smk.read_text())[1:]:
+            assert "code=code_fingerprint(" in block, f"{smk.name}: {block.splitlines()[0]}"

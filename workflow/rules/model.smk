@@ -15,6 +15,7 @@ rule convert_gguf_model:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_fingerprint("models"),
         gguf=config["model"]["gguf"],
     script:
         "../scripts/convert-gguf-model.py"

@@ -94,6 +94,7 @@ rule safety_tune:
         runtime=120,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("safety"),
         safety_tune=config["safety_tune"],
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/model/safety-tune",
