@@ -110,3 +110,13 @@ def model_ref(smk: Any) -> "ModelRef":
 
     local = getattr(smk.input, "model", None)
     return ModelRef.from_config(smk.config["model"], local_path=local)
+
+
+def reference_model_ref(smk: Any) -> "ModelRef | None":
+    """The model as shipped (the ``reference`` input, else ``model.id``) for rules with a coherence calibration
+    input (``coherence``), else None."""
+    from lmscalpel.models.loader import ModelRef
+
+    if getattr(smk.input, "coherence", None) is None:
+        return None
+    return ModelRef.from_config(smk.config["model"], local_path=getattr(smk.input, "reference", None))

@@ -470,6 +470,19 @@ def get_steering_capability_inputs(wildcards=None):
     return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl", "reasoning": f"{RESULTS}/toyworld/reasoning.jsonl"}
 
 
+def get_steering_coherence_reference(wildcards=None):
+    """The model as shipped (before safety_tune): the coherence judge's reference; hub models come from model.id."""
+    base = get_base_model_dir()
+    return {"reference": base["model"]} if base else {}
+
+
+def get_steering_coherence(wildcards=None):
+    """The coherence reference and its calibration, when steering.coherence.enabled."""
+    if not config["steering"]["coherence"]["enabled"]:
+        return {}
+    return {**get_steering_coherence_reference(), "coherence": f"{RESULTS}/steering/coherence.json"}
+
+
 def get_steering_grids(wildcards=None):
     return [f"{RESULTS}/steering/layer{layer}/grid.parquet" for layer in steering_layers()]
 

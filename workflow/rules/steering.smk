@@ -26,10 +26,33 @@ rule steering_setup:
         "../scripts/steering-setup.py"
 
 
+rule steering_coherence:
+    input:
+        unpack(get_model_dir),
+        unpack(get_steering_prompts),
+        unpack(get_steering_coherence_reference),
+    output:
+        coherence=f"{RESULTS}/steering/coherence.json",
+    log:
+        f"{LOGS}/steering/coherence.log",
+    conda:
+        ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30 if is_toy_model() else 120,
+        gpu=0 if is_toy_model() else 1,
+    params:
+        steering=config["steering"],
+    script:
+        "../scripts/steering-coherence.py"
+
+
 rule steering_grid:
     input:
         unpack(get_model_dir),
         unpack(get_steering_prompts),
+        unpack(get_steering_coherence),
         unpack(get_steering_sae_inputs),
         vectors=f"{RESULTS}/steering/layer{{layer}}/setup.safetensors",
         setup=f"{RESULTS}/steering/layer{{layer}}/setup.json",
@@ -61,6 +84,7 @@ rule steering_universal:
     input:
         unpack(get_model_dir),
         unpack(get_steering_prompts),
+        unpack(get_steering_coherence),
         unpack(get_steering_setup),
     output:
         table=f"{RESULTS}/steering/universal/table.parquet",

@@ -171,7 +171,8 @@ def perplexity_texts(ppl_cfg: dict, text_path: str | Path | None) -> list[str]:
         return [r["text"] for r in read_jsonl(text_path)][:ppl_cfg.get("max_texts")]
     from lmscalpel.data import iter_texts
 
-    return list(itertools.islice(iter_texts(ppl_cfg["dataset"]), ppl_cfg.get("max_texts")))
+    return list(itertools.islice(iter_texts(ppl_cfg["dataset"], key="safety_tune.perplexity.dataset"),
+                                 ppl_cfg.get("max_texts")))
 
 
 def fingerprint(cfg: SafetyTuneConfig, chat_eval_path: str | Path, base: str, seed: int) -> str:

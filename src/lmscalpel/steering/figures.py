@@ -20,15 +20,23 @@ def _save(fig, path: str) -> None:
 
 
 def compliance_vs_c(cells: pd.DataFrame, path: str, outcome: str) -> None:
-    """One panel per layer; one line per direction kind with its bootstrap CI; the unsteered rate dashed."""
+    """One panel per layer; one line per direction kind with its bootstrap CI; the unsteered rate dashed. With the
+    coherence judge, the other judge's rate (plain judge vs judge + coherence) is dotted next to the headline."""
     layers = sorted(cells["layer"].unique())
+    other, other_label = None, ""
+    if "coherent_compliance_rate" in cells:
+        coherent_headline = outcome.endswith("+coherence")
+        other = "judge_compliance_rate" if coherent_headline else "coherent_compliance_rate"
+        other_label = "judge alone" if coherent_headline else "coherent"
     fig, axes = plt.subplots(1, len(layers), figsize=(4.5 * len(layers), 3.6), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         sub = cells[cells["layer"] == layer]
         for kind, group in sub[sub["direction_kind"] != "none"].groupby("direction_kind"):
             group = group.sort_values("c")
-            ax.plot(group["c"], 100 * group["compliance_rate"], marker="o", label=kind)
+            line, = ax.plot(group["c"], 100 * group["compliance_rate"], marker="o", label=kind)
             ax.fill_between(group["c"], 100 * group["ci_low"], 100 * group["ci_high"], alpha=0.15)
+            if other:
+                ax.plot(group["c"], 100 * group[other], ls=":", color=line.get_color(), label=f"{kind} ({other_label})")
         none = sub[sub["direction_kind"] == "none"]
         if len(none):
             ax.axhline(100 * none["compliance_rate"].iloc[0], ls="--", color="grey", label="unsteered")

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from lmscalpel.io import atomic_path, read_json, write_json
 from lmscalpel.steering.generation import generate_steered
-from lmscalpel.steering.judges import Judge
+from lmscalpel.steering.judges import CoherenceRule, Judge
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,10 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
              directions: Sequence[DirectionSet], coefficients: Sequence[float], judge: Judge,
              ground_truth: Callable[[str], bool] | None, max_new_tokens: int, batch_size: int, chunk_rows: int,
              checkpoint_dir: str | Path, refusal: torch.Tensor | None = None,
-             skip_tokens: str = "special") -> pd.DataFrame:
-    """Generate, judge and collect every grid row; returns one DataFrame row per (c, direction, prompt)."""
+             skip_tokens: str = "special", coherence: CoherenceRule | None = None) -> pd.DataFrame:
+    """Generate, judge and collect every grid row; returns one DataFrame row per (c, direction, prompt).
+
+    With ``coherence`` every row also gets ``coherence_logprob``, ``coherent`` and ``coherence_rule``."""
     rows = grid_rows(prompts, directions, coefficients)
     spec = {"model": model_key(model), "layer": layer, "mu": round(mu, 6),
             "prompts": [(p["id"], p["prompt"], p["category"]) for p in prompts],
@@ -99,6 +101,8 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
             "ground_truth": ground_truth is not None, "skip_tokens": skip_tokens, "chunk_rows": chunk_rows,
             "refusal": tensor_key(refusal),
             "directions": [(d.kind, d.source, d.latents, tensor_key(d.vectors)) for d in directions]}
+    if coherence is not None:
+        spec["coherence"] = coherence.description
     ckpt_dir = Path(checkpoint_dir)
     prepare_checkpoints(ckpt_dir, fingerprint(spec))
     d_model = directions[0].vectors.shape[1] if directions else int(model.config.hidden_size)
@@ -110,7 +114,7 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
             chunk = _run_chunk(model, tokenizer, rows[k * chunk_rows:(k + 1) * chunk_rows], layer=layer, mu=mu,
                                prompts=prompts, directions=directions, d_model=d_model, judge=judge,
                                ground_truth=ground_truth, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               refusal=refusal, skip_tokens=skip_tokens)
+                               refusal=refusal, skip_tokens=skip_tokens, coherence=coherence)
             with atomic_path(path) as tmp:
                 chunk.to_parquet(tmp, index=False)
             log.info("chunk %d/%d done", k + 1, n_chunks)
@@ -119,7 +123,7 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
 
 
 def _run_chunk(model, tokenizer, rows, *, layer, mu, prompts, directions, d_model, judge, ground_truth,
-               max_new_tokens, batch_size, refusal, skip_tokens) -> pd.DataFrame:
+               max_new_tokens, batch_size, refusal, skip_tokens, coherence) -> pd.DataFrame:
     vectors = torch.stack([directions[r["set"]].vectors[r["index"]] if r["set"] >= 0 else torch.zeros(d_model)
                            for r in rows])
     alphas = [r["c"] * mu for r in rows]
@@ -138,4 +142,8 @@ def _run_chunk(model, tokenizer, rows, *, layer, mu, prompts, directions, d_mode
                     "prompt_id": prompt["id"], "category": prompt["category"], "prompt": text,
                     "response": response, "verdict": verdict, "judge": judge.name,
                     "compliant": bool(ground_truth(response)) if ground_truth else None})
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    if coherence is not None:
+        frame["coherence_logprob"], frame["coherent"] = coherence(texts, responses)
+        frame["coherence_rule"] = coherence.description
+    return frame

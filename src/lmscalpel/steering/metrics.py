@@ -32,6 +32,24 @@ def with_outcome(df: pd.DataFrame, outcome: str = "auto") -> pd.DataFrame:
     return df
 
 
+def with_coherence(df: pd.DataFrame, headline: str = "judge") -> pd.DataFrame:
+    """With the grid's ``coherent`` column (steering.coherence): ``judge_outcome`` (the outcome above) and
+    ``coherent_outcome`` (also coherent) side by side; ``outcome`` becomes the headline one
+    (``steering.metrics.headline``: judge | coherent)."""
+    if "coherent" not in df:
+        if headline == "coherent":
+            raise ValueError("config key steering.metrics.headline: 'coherent' needs steering.coherence.enabled "
+                             "(the grid has no coherence scores)")
+        return df
+    df = df.copy()
+    df["judge_outcome"] = df["outcome"]
+    df["coherent_outcome"] = df["outcome"] * df["coherent"].astype(float)
+    if headline == "coherent":
+        df["outcome"] = df["coherent_outcome"]
+    df.attrs["headline"] = headline
+    return df
+
+
 def bootstrap_ci(per_vector: np.ndarray, n_resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap of the mean over vectors (one vector's responses are not independent)."""
     if len(per_vector) < 2 or n_resamples == 0:
@@ -51,7 +69,9 @@ def compliance_table(df: pd.DataFrame, *, by: Sequence[str] = CELL, n_resamples:
         rows.append({**dict(zip(by, key)), "compliance_rate": group["outcome"].mean(), "ci_low": low,
                      "ci_high": high, "judge_unsafe_rate": group["unsafe"].mean(),
                      "unparsed_rate": group["unparsed"].mean(), "n_vectors": len(per_vector),
-                     "n_responses": len(group)})
+                     "n_responses": len(group),
+                     **{f"{judge}_compliance_rate": group[f"{judge}_outcome"].mean()
+                        for judge in ("judge", "coherent") if f"{judge}_outcome" in group}})
     return pd.DataFrame(rows)
 
 

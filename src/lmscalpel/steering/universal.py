@@ -21,7 +21,8 @@ from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.grid import fingerprint, model_key, prepare_checkpoints
 
 log = logging.getLogger(__name__)
-Outcome = Callable[[Sequence[str], Sequence[str]], list[bool]]
+# Compliance per (request, response): a list of bools, or columns with the headline one named ``complied``.
+Outcome = Callable[[Sequence[str], Sequence[str]], "list[bool] | dict[str, list]"]
 
 
 class _Runner:
@@ -41,8 +42,9 @@ class _Runner:
         responses = generate_steered(self.model, self.tokenizer, prompts, vectors, [c * self.mu] * len(prompts),
                                      layer=self.layer, max_new_tokens=self.max_new_tokens,
                                      batch_size=self.batch_size, skip_tokens=self.skip_tokens)
-        frame = pd.DataFrame({**labels, "c": c, "prompt": list(prompts), "response": responses,
-                              "complied": self.outcome(prompts, responses)})
+        judged = self.outcome(prompts, responses)
+        columns = judged if isinstance(judged, dict) else {"complied": judged}
+        frame = pd.DataFrame({**labels, "c": c, "prompt": list(prompts), "response": responses, **columns})
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
         return frame
@@ -125,6 +127,11 @@ def _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, n_hel
         out[f"{kind}_cr_mean"] = float(values.mean()) if len(values) else float("nan")
         out[f"{kind}_cr_min"] = float(values.min()) if len(values) else float("nan")
         out[f"{kind}_cr_max"] = float(values.max()) if len(values) else float("nan")
+    for column, judge in (("complied_judge", "judge"), ("complied_coherent", "coherent")):
+        if column in table:
+            means = table.groupby("kind")[column].mean()
+            out.update({f"{kind}_cr_mean_{judge}": float(means.get(kind, float("nan")))
+                        for kind in ("universal", "unselected_mean", "random")})
     out["universal_over_random"] = (out["universal_cr_mean"] / out["random_cr_mean"]
                                     if out["random_cr_mean"] > 0 else float("nan"))
     out["universal_beats_random"] = bool(out["universal_cr_mean"] > out["random_cr_mean"])
