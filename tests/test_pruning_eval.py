@@ -123,6 +123,19 @@ def test_clact_loglikelihoods_do_not_depend_on_the_batch_under_lm_eval_padding(l
     assert torch.allclose(alone, batched, atol=1e-4)
 
 
+def test_magnitude_weight_cell_runs_without_the_calibration_section(tiny_lm_dir, toyworld_dir, tmp_path):
+    """The weight rule passes the calibration section to Wanda cells only (common.smk get_pruning_weight_config)."""
+    from lmscalpel.pruning.run import run_cell
+
+    cfg = {"perplexity": {"batch_size": 4, "seqlen": 32, "max_windows": 2, "join": "documents",
+                          "dataset": {"path": "toyworld", "split": "heldout"}},
+           "zero_shot": {"enabled": False, "tasks": []}, "target_sets": {"mlp": ["up_proj"]}}
+    row = run_cell(ModelRef(str(tiny_lm_dir), device="cpu"), family="weight", pattern="2-4", method="magnitude",
+                   mitigation=None, targets="mlp", cfg=cfg, toyworld_dir=toyworld_dir, tasks_dir=None,
+                   calibration_file=None, seed=0, output=tmp_path / "cell.json")
+    assert row["n_windows"] == 2 and row["target_modules"] == "up_proj" and row["perplexity"] > 1
+
+
 def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
     from lmscalpel.pruning.chat import chat_prompts, chat_row
 

@@ -139,11 +139,12 @@ def run_cell(model_ref: ModelRef, *, family: str, pattern: str | None, method: s
                                     criterion_options=criterion_options(cfg, method, pattern)):
                 row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
         elif family == "weight":
-            calib = None
+            calib, batching = None, {}  # only Wanda reads the calibration section
             if method == "wanda":
                 calib = load_calibration_windows(tokenizer, cfg, toyworld_dir, seed, cfg["calibration"]["n_windows"])
                 row["calibration_windows"] = calib.shape[0]
-            with weight_pruning(model, spec, method, modules, calib, batch_size=cfg["calibration"]["batch_size"]):
+                batching = {"batch_size": cfg["calibration"]["batch_size"]}
+            with weight_pruning(model, spec, method, modules, calib, **batching):
                 row |= evaluate_model(model, tokenizer, windows, cfg, tasks_dir, seed)
         else:
             raise ValueError(f"unknown cell family {family!r}")
