@@ -43,6 +43,7 @@ rule steering_coherence:
         runtime=30 if is_toy_model() else 120,
         gpu=0 if is_toy_model() else 1,
     params:
+        code=code_fingerprint("steering"),
         steering=config["steering"],
     script:
         "../scripts/steering-coherence.py"
