@@ -70,6 +70,13 @@ def _package_members(name: str, files: dict[str, Path]) -> set[str]:
 
 def direct_imports(name: str, files: dict[str, Path]) -> set[str]:
     """The lmscalpel modules that module ``name`` imports (anywhere in it), plus its parent packages."""
+    root = files[PACKAGE].parent
+    return set(_direct_imports(root, name, files[name].stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=None)
+def _direct_imports(root: Path, name: str, mtime_ns: int) -> frozenset[str]:
+    files = module_files(root)
     path = files[name]
     is_package = path.name == "__init__.py"
     found = set(_parents(name))
@@ -101,7 +108,7 @@ def direct_imports(name: str, files: dict[str, Path]) -> set[str]:
             elif alias.name == "*":
                 found |= _package_members(source, files)
     found.discard(name)
-    return found
+    return frozenset(found)
 
 
 def import_closure(seeds: set[str], files: dict[str, Path]) -> set[str]:
