@@ -45,7 +45,6 @@ rule steering_coherence:
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
-        code=code_fingerprint("steering"),
     script:
         "../scripts/steering-coherence.py"
 
