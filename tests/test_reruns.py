@@ -119,4 +119,4 @@ def test_fingerprint_changes_with_the_code_it_covers(tmp_path):
 def test_every_rule_passes_its_code_fingerprint():
     for smk in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk")):
         for block in re.split(r"(?m)^(?=rule )", smk.read_text())[1:]:
-            assert "code=code_fingerprint(" in block, f"{smk.name}: {block.splitlines()[0]}"
+            assert block.count("code=code_fingerprint(") == 1, f"{smk.name}: {block.splitlines()[0]}"
