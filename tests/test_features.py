@@ -98,6 +98,17 @@ def test_absorbing_latent_scores_absorption_and_clean_control_does_not():
     assert m_abs["mean_absorption_fraction_score"] > m_clean["mean_absorption_fraction_score"]
 
 
+def test_num_split_features_counts_the_main_latents_as_saebench_reports():
+    """SAEBench's ``mean_num_split_features`` is len(split_feats): one clean latent per letter counts 1, not 0."""
+    spelling, probe_w, probe_b, f1 = _absorption_inputs()
+    clean, _ = _letter_saes()
+    cfg = ab.AbsorptionConfig(min_letters=20, sparse_epochs=20, sparse_batch_size=32)
+    m = ab.absorption_metrics(clean, spelling, probe_w, probe_b, f1, cfg, seed=0)
+    per_letter = [m[f"letter_{ch}_num_split_features"] for ch in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    assert min(per_letter) >= 1
+    assert m["mean_num_split_features"] == pytest.approx(sum(per_letter) / 26)
+
+
 def test_absorption_gate_names_config_key():
     spelling, probe_w, probe_b, f1 = _absorption_inputs()
     clean, _ = _letter_saes()

@@ -134,7 +134,7 @@ def absorption_metrics(sae, spelling: dict[str, torch.Tensor], probe_w: torch.Te
         per_letter[ch] = {
             "absorption_fraction": sum(r[0] for r in results) / n_tp if n_tp else 0.0,
             "full_absorption_rate": sum(r[1] for r in results) / n_tp if n_tp else 0.0,
-            "num_split_features": len(main) - 1,
+            "num_split_features": len(main),  # SAEBench reports len(split_feats), the main latents themselves
             "n_true_positives": n_tp,
         }
     metrics: dict[str, float] = {
