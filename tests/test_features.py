@@ -10,7 +10,7 @@ import torch
 
 from lmscalpel.features import absorption as ab
 from lmscalpel.features.compare import comparison_table, run_compare
-from lmscalpel.features.data import build_prompts, icl_prompt, split_rows
+from lmscalpel.features.data import build_prompts, icl_prompt, spelling_words, split_rows, vocab_words
 from lmscalpel.features.geometry import distinct_features, max_cosine
 from lmscalpel.features.probes import BinaryProbe
 from lmscalpel.features.scr_tpp import (normalised_scr, one_vs_rest_sets, scr_run, scr_sets, tpp_run,
@@ -145,6 +145,33 @@ def test_icl_prompt_marks_the_spelled_word():
     assert p.text[:p.word_end].endswith("\nzebra") and p.letter == "Z"
     prompts = build_prompts(["apple", "bread"], ["apple", "bread", "cat"], 5, "{word}:", 2, random.Random(0))
     assert len(prompts) == 4 and all(p.word not in p.text[:p.word_end - len(p.word)] for p in prompts)
+
+
+def _word_level_tokenizer(vocab: list[str], decoder):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
+    core.decoder = decoder
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+
+
+def test_vocab_words_keep_single_token_words_with_their_leading_space():
+    """SAEBench's rule: " cat" and "cat" are two single-token words; the space is kept, not stripped and merged."""
+    from tokenizers import decoders
+
+    byte_level = _word_level_tokenizer(["<unk>", "\u0120cat", "cat", "\u0120Dog", "\u012042", "\u0120ca-t", "\u010a"],
+                                       decoders.ByteLevel())
+    assert vocab_words(byte_level) == [" Dog", " cat", "cat"]
+    # SentencePiece: decoding a lone "▁cat" drops the space; the rule puts it back
+    metaspace = _word_level_tokenizer(["<unk>", "\u2581cat", "cat", "<0x0A>"],
+                                      decoders.Metaspace(replacement="\u2581", prepend_scheme="always"))
+    assert vocab_words(metaspace) == [" cat", "cat"]
+    words = spelling_words("vocab", None, byte_level, 0.34, seed=0)
+    assert sorted((w["word"], w["letter"]) for w in words) == [(" Dog", "D"), (" cat", "C"), ("cat", "C")]
+    p = icl_prompt(" cat", [" Dog", "cat"], "{word} has the first letter:")
+    assert p.text == "\n Dog has the first letter: D\ncat has the first letter: C\n cat has the first letter:"
+    assert p.text[:p.word_end].endswith("\n cat") and p.letter == "C"
 
 
 # --- SCR / TPP ---

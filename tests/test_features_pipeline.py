@@ -81,9 +81,27 @@ def test_labelled_texts_from_local_json_file(tmp_path):
         load_labelled_texts({**spec, "text_column": "text"}, None, seed=0)
 
 
-def test_vocab_words_are_letters_only(tiny):
-    words = spelling_words("vocab", None, tiny[1], 0.2, seed=0)
-    assert words and all(w["word"].isalpha() and w["word"].isascii() for w in words)
+def test_vocab_words_are_single_letter_tokens(tiny):
+    tokenizer = tiny[1]
+    words = spelling_words("vocab", None, tokenizer, 0.2, seed=0)
+    assert any(w["word"].startswith(" ") for w in words) and any(not w["word"].startswith(" ") for w in words)
+    for w in words:
+        assert w["word"].lstrip(" ").isalpha() and w["word"].isascii()
+        assert len(tokenizer(w["word"], add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_spelling_activations_over_the_vocabulary_need_no_toy_world(tiny_lm_dir, tmp_path, features_cfg):
+    """words: vocab (the real-model presets) reads any HF tokenizer; no toy-world file is involved."""
+    cfg = copy.deepcopy(features_cfg)
+    cfg["absorption"].update(words="vocab", position="word", max_words=60)
+    out = tmp_path / "spelling"
+    run.run_spelling_activations(ModelRef(str(tiny_lm_dir), device="cpu"), None, 0, cfg, 0,
+                                 str(out) + ".safetensors", str(out) + ".json")
+    meta, t = read_json(str(out) + ".json"), load_tensors(str(out) + ".safetensors")
+    assert meta["words_source"] == "vocab" and meta["n_words"] == 60
+    assert meta["n_test_prompts"] == 12  # max_words samples before the 80/20 split, so the test split is not empty
+    assert "\n " in meta["example_prompt"]  # vocabulary words keep their leading space
+    assert len(t["absorb_y"]) == meta["n_absorb_prompts"] and t["absorb_x"].shape[0] == meta["n_absorb_prompts"]
 
 
 class _LinearSAE(torch.nn.Module):

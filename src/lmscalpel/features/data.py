@@ -63,32 +63,60 @@ def split_rows(n: int, test_fraction: float, seed: int) -> list[str]:
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ALPHA = re.compile(r"^[A-Za-z]+$")
-_BANNED = re.compile(r"[\d<>]")
+_SENTENCEPIECE_SPACE = "\u2581"
+
+
+def token_text(tokenizer, token: str) -> str:
+    """A vocabulary token as text; SentencePiece tokens whose "▁" the tokenizer drops when decoding a lone token
+    keep it as a leading space (SAEBench's rule, for Mistral/Llama-style tokenizers)."""
+    text = tokenizer.convert_tokens_to_string([token])
+    if token.startswith(_SENTENCEPIECE_SPACE) and not text.startswith(" "):
+        text = " " + text
+    return text
 
 
 def vocab_words(tokenizer) -> list[str]:
-    """Tokenizer tokens whose text (leading space allowed) is ASCII letters only (SAEBench's word list)."""
+    """SAEBench's absorption vocabulary: every token whose text is ASCII letters, optionally after one leading
+    space, kept as that token's text. " cat" and "cat" are different words, each a single token, so the word of a
+    prompt is one token of the model (SAEBench reads it at position -6)."""
     words = set()
     for token in tokenizer.get_vocab():
-        text = tokenizer.convert_tokens_to_string([token])
-        stripped = text[1:] if text.startswith(" ") else text
-        if _ALPHA.match(stripped) and not _BANNED.search(text):
-            words.add(stripped)
+        text = token_text(tokenizer, token)
+        if _ALPHA.match(text[1:] if text.startswith(" ") else text):
+            words.add(text)
     return sorted(words)
 
 
-def spelling_words(source: str, toyworld_file: str | Path | None, tokenizer, test_fraction: float,
-                   seed: int) -> list[dict[str, str]]:
-    """``[{"word", "letter", "split"}]``: the toy world's spelling list (its own split) or the tokenizer vocabulary
-    (shuffled 80/20 with ``test_fraction``)."""
+def first_letter(word: str) -> str:
+    """The uppercase first letter, ignoring a leading space (SAEBench ``first_letter``)."""
+    return word.strip()[0].upper()
+
+
+def spelling_words(source: str, toyworld_file: str | Path | None, tokenizer, test_fraction: float, seed: int,
+                   max_words: int | None = None) -> list[dict[str, str]]:
+    """``[{"word", "letter", "split"}]`` for ``features.absorption.words``, at most ``max_words`` (seeded sample).
+
+    ``vocab`` (presets, any HF tokenizer): :func:`vocab_words`, sampled, then split into train/test with
+    ``test_fraction``. ``toyworld`` (the toy default): the toy world's spelling list with its own split; its words
+    carry no leading space and the toy BPE splits most of them into several tokens, which is why the toy reads at
+    ``position: answer`` rather than at the word.
+    """
+    rng = random.Random(seed)
     if source == TOYWORLD:
         if toyworld_file is None:
             raise ValueError("features.absorption.words: 'toyworld' needs the toy world's spelling.jsonl as input")
         rows = read_jsonl(toyworld_file)
-        return [{"word": r["word"], "letter": r["word"][0].upper(), "split": r.get("split", "train")} for r in rows]
+        if max_words and len(rows) > max_words:
+            rows = rng.sample(rows, max_words)
+        return [{"word": r["word"], "letter": first_letter(r["word"]), "split": r.get("split", "train")}
+                for r in rows]
     words = vocab_words(tokenizer)
+    if not words:
+        raise ValueError("features.absorption.words: 'vocab' found no token made of ASCII letters in the tokenizer")
+    if max_words and len(words) > max_words:
+        words = sorted(rng.sample(words, max_words))  # before the split, so the test share stays test_fraction
     split = split_rows(len(words), test_fraction, seed)
-    return [{"word": w, "letter": w[0].upper(), "split": s} for w, s in zip(words, split)]
+    return [{"word": w, "letter": first_letter(w), "split": s} for w, s in zip(words, split)]
 
 
 @dataclass(frozen=True)
@@ -101,10 +129,10 @@ class SpellingPrompt:
 
 def icl_prompt(word: str, examples: list[str], template: str) -> SpellingPrompt:
     """'\\n' + lines '{ex} has the first letter: X' + '\\n{word} has the first letter:' (spec §5 step 1)."""
-    lines = [f"{template.format(word=ex)} {ex[0].upper()}" for ex in examples]
+    lines = [f"{template.format(word=ex)} {first_letter(ex)}" for ex in examples]
     head = "\n" + "\n".join(lines) + "\n"
     query = template.format(word=word)
-    return SpellingPrompt(text=head + query, word=word, letter=word[0].upper(),
+    return SpellingPrompt(text=head + query, word=word, letter=first_letter(word),
                           word_end=len(head) + query.index(word) + len(word))
 
 

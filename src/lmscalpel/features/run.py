@@ -48,9 +48,7 @@ def run_spelling_activations(ref, source: str | None, layer: int, features: dict
 
     cfg = features["absorption"]
     model, tokenizer = load_model(ref)
-    words = spelling_words(cfg["words"], source, tokenizer, cfg["test_fraction"], seed)
-    if cfg.get("max_words") and len(words) > cfg["max_words"]:
-        words = random.Random(seed).sample(words, cfg["max_words"])
+    words = spelling_words(cfg["words"], source, tokenizer, cfg["test_fraction"], seed, cfg.get("max_words"))
     rng = random.Random(seed)
     by_split = {s: [w["word"] for w in words if w["split"] == s] for s in ("train", "test")}
     every = [w["word"] for w in words]
