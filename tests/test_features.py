@@ -330,6 +330,23 @@ def test_meta_sae_explains_sum_of_atoms_dictionary_better_than_orthogonal():
     assert fve_orth < 0.5
 
 
+def test_meta_sae_is_scored_in_batch_topk_mode_with_mean_l0_exactly_k():
+    """SAEBench scores the meta-SAE with its training-mode BatchTopK: k·B codes per eval batch, mean L0 = k."""
+    from dataclasses import replace
+
+    from lmscalpel.features.composition import MetaSAEConfig, composition_metrics, meta_codes, train_meta_sae
+
+    rows = torch.randn(96, 32, generator=torch.Generator().manual_seed(1))
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    cfg = MetaSAEConfig(batch_size=32, steps=60, lr=5e-3)
+    assert composition_metrics(rows, cfg, seed=0)["meta_sae_l0"] == cfg.k
+    small = replace(cfg, eval_batch_size=40)
+    codes = meta_codes(train_meta_sae(rows, small, seed=0), rows, small)
+    assert [int((codes[s:s + 40] != 0).sum()) for s in (0, 40, 80)] == [4 * 40, 4 * 40, 4 * 16]
+    with pytest.raises(ValueError, match="features.composition.eval_mode"):
+        replace(cfg, eval_mode="inference")
+
+
 def test_tasks_with_too_few_rows_are_skipped_not_fatal():
     import yaml
 

@@ -1,8 +1,9 @@
 """Composition via a meta-SAE (spec §6; SAEBench ``meta_structure``, Matryoshka SAE paper App. D.1).
 
 A BatchTopK SAE (the SAE stage's own ``batchtopk`` architecture, trained here on an in-memory tensor) learns the m
-decoder rows of the SAE under test. Its decoder fraction of variance explained is the composition score: higher
-means the latents share more (compositional) structure; lower means more atomic latents. Reading OrtSAE's
+decoder rows of the SAE under test. Its decoder fraction of variance explained, with the meta-SAE encoding in
+training-mode BatchTopK as in SAEBench (:func:`meta_codes`), is the composition score: higher means the latents
+share more (compositional) structure; lower means more atomic latents. Reading OrtSAE's
 "composition rate" as this FVE is the spec's inference.
 """
 
@@ -25,6 +26,15 @@ class MetaSAEConfig:
     lr: float = 5e-4
     dead_window: int = 2000
     threshold_rate: float = 0.01  # SAELens' topk_threshold_lr, which SAEBench's meta-SAE trains with
+    eval_mode: str = "batch_topk"
+    eval_batch_size: int = 4096
+
+    def __post_init__(self):
+        if self.eval_mode not in EVAL_MODES:
+            raise ValueError(f"features.composition.eval_mode: {self.eval_mode!r} not in {EVAL_MODES}")
+
+
+EVAL_MODES = ("batch_topk", "threshold")
 
 
 def decoder_fve(rows: torch.Tensor, reconstruction: torch.Tensor) -> float:
@@ -61,15 +71,31 @@ def train_meta_sae(rows: torch.Tensor, cfg: MetaSAEConfig, seed: int, device: st
     return meta
 
 
+@torch.no_grad()
+def meta_codes(meta, rows: torch.Tensor, cfg: MetaSAEConfig) -> torch.Tensor:
+    """Meta-SAE codes of ``rows``, ``cfg.eval_batch_size`` rows at a time.
+
+    ``batch_topk`` (default, SAEBench): the meta-SAE's training-mode encoding, the k·B largest activations of each
+    eval batch of B rows, so the mean L0 is exactly k (SAEBench runs SAELens' BatchTopK training SAE forward in
+    batches of 4,096). ``threshold``: the JumpReLU inference form that every other metric uses (spec §2.1); its L0
+    follows the learned θ instead of k.
+    """
+    chunks = []
+    for start in range(0, rows.shape[0], cfg.eval_batch_size):
+        batch = rows[start:start + cfg.eval_batch_size]
+        chunks.append(meta.encode_batch_topk(batch) if cfg.eval_mode == "batch_topk" else meta.encode(batch))
+    return torch.cat(chunks)
+
+
 def composition_metrics(w_dec: torch.Tensor, cfg: MetaSAEConfig, seed: int,
                         device: str | torch.device = "cpu") -> dict[str, float]:
-    """Meta-SAE decoder FVE (inference mode) on the SAE's decoder rows."""
+    """Meta-SAE decoder FVE on the SAE's decoder rows (encoding per ``cfg.eval_mode``)."""
     rows = w_dec.detach().float().cpu()
     with torch.enable_grad():
         meta = train_meta_sae(rows, cfg, seed, device)
     with torch.no_grad():
-        codes = meta.encode(rows.to(device)).cpu()
-        recon = meta.decode(codes.to(device)).cpu()
+        codes = meta_codes(meta, rows.to(device), cfg)
+        recon = meta.decode(codes).cpu()
     return {
         "meta_sae_fve": decoder_fve(rows, recon),
         "meta_sae_l0": float((codes != 0).float().sum(1).mean()),

@@ -38,6 +38,14 @@ class BatchTopKSAE(ThresholdMixin, TopKTrainingMixin, SparseAutoencoder):
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return jumprelu(pre, self.threshold)
 
+    def encode_batch_topk(self, x: torch.Tensor) -> torch.Tensor:
+        """Training-mode codes of a batch: its k·B largest positive pre-activations (dense [B, m])."""
+        pre = self.pre_activation(x)
+        pattern = self.select(pre)
+        codes = torch.zeros_like(pre)
+        codes[pattern.rows, pattern.cols] = pattern.values
+        return codes
+
     @property
     def threshold_is_set(self) -> bool:
         return bool(self.threshold.min() >= 0)
