@@ -218,6 +218,51 @@ def test_scr_sets_are_balanced_and_disjoint_across_splits():
         assert not set(s.train_idx.tolist()) & set(s.test_idx.tolist())
 
 
+def _quadrant_rows(sizes: dict[tuple[str, str], int], columns: tuple[str, str]) -> list[dict]:
+    return [{columns[0]: a, columns[1]: b} for (a, b), n in sizes.items() for _ in range(n)]
+
+
+def _count(labels, idx, **want) -> int:
+    return sum(all(labels[i][k] == v for k, v in want.items()) for i in idx.tolist())
+
+
+def test_scr_sets_have_saebench_sizes():
+    """size/4 per quadrant; each class of a keyed set gets 2·size/4 (both its quadrants), the biased classes
+    2·size/4 from their one quadrant (SAEBench ``get_spurious_corr_data``)."""
+    sizes = {("p", "m"): 60, ("p", "f"): 30, ("n", "m"): 30, ("n", "f"): 60}
+    labels = _quadrant_rows(sizes, ("prof", "gender"))
+    split = ["train"] * len(labels)
+    for i in range(0, len(labels), 6):
+        split[i] = "test"  # 10 test rows in each of the big quadrants, 5 in each small one
+    sets = scr_sets(labels, split, "prof", "gender", ("p", "n"), ("m", "f"), 80, 20, seed=0)
+    q = 80 // 4
+    col1, col2, biased = sets["column1"], sets["column2"], sets["biased"]
+    assert len(col1.train_y) == len(col2.train_y) == len(biased.train_y) == 4 * q
+    pos1 = col1.train_idx[col1.train_y == 1]
+    assert _count(labels, pos1, prof="p", gender="m") == _count(labels, pos1, prof="p", gender="f") == q
+    pos2 = col2.train_idx[col2.train_y == 1]
+    assert _count(labels, pos2, prof="p", gender="m") == _count(labels, pos2, prof="n", gender="m") == q
+    assert _count(labels, biased.train_idx[biased.train_y == 1], prof="p", gender="m") == 2 * q
+    assert _count(labels, biased.train_idx[biased.train_y == 0], prof="n", gender="f") == 2 * q
+    assert len(col1.test_y) == 4 * 5  # test: q = min(20/4, smallest quadrant 5)
+
+
+def test_one_vs_rest_sets_balance_positives_and_stratify_negatives():
+    """SAEBench TPP/sparse probing: size/4 rows per (class, attribute value) as positives; negatives drawn
+    ⌈n/(C−1)⌉ from every other class's balanced sample."""
+    sizes = {("a", "m"): 30, ("a", "f"): 50, ("b", "m"): 40, ("b", "f"): 40, ("c", "m"): 60, ("c", "f"): 60}
+    labels = _quadrant_rows(sizes, ("cls", "gender")) + _quadrant_rows({k: 2 for k in sizes}, ("cls", "gender"))
+    split = ["train"] * sum(sizes.values()) + ["test"] * 2 * len(sizes)
+    sets = one_vs_rest_sets(labels, split, "cls", ["a", "b", "c"], 80, 4, seed=0, balance_column="gender")
+    s = sets["a"]
+    pos, neg = s.train_idx[s.train_y == 1], s.train_idx[s.train_y == 0]
+    assert len(pos) == len(neg) == 40
+    assert _count(labels, pos, cls="a", gender="m") == _count(labels, pos, cls="a", gender="f") == 20
+    assert _count(labels, neg, cls="b") == _count(labels, neg, cls="c") == 20
+    unbalanced = one_vs_rest_sets(labels, split, "cls", ["a", "b", "c"], 80, 4, seed=0)["a"]
+    assert len(unbalanced.train_y) == 80 and _count(labels, unbalanced.train_idx, cls="a") == 40
+
+
 def test_tpp_targets_the_ablated_class_and_trained_probes_learn():
     classes = ["a", "b", "c"]
     labels = [{"cls": c} for c in classes for _ in range(40)]

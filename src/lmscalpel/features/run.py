@@ -125,7 +125,8 @@ def _task_sets(dataset: str, labels: list[dict], split: list[str], features: dic
     tpp = features["tpp"]["classes"].get(dataset)
     if tpp:
         builders["tpp"] = lambda: one_vs_rest_sets(labels, split, tpp["column"], tpp["classes"],
-                                                   features["tpp"]["train_size"], features["tpp"]["test_size"], seed)
+                                                   features["tpp"]["train_size"], features["tpp"]["test_size"], seed,
+                                                   tpp.get("balance_column"))
     sp = features["sparse_probing"]
     for task in sp["tasks"]:
         if task["dataset"] == dataset:
@@ -143,7 +144,8 @@ def _task_sets(dataset: str, labels: list[dict], split: list[str], features: dic
 def _sparse_probing_sets(labels, split, task, sp, seed) -> dict[str, ProbeSet]:
     """One-vs-rest sets of a sparse-probing task; a binary task is probed once."""
     classes = task.get("classes") or sorted({lab[task["column"]] for lab in labels})
-    sets = one_vs_rest_sets(labels, split, task["column"], classes, sp["train_size"], sp["test_size"], seed)
+    sets = one_vs_rest_sets(labels, split, task["column"], classes, sp["train_size"], sp["test_size"], seed,
+                            task.get("balance_column"))
     return dict(list(sets.items())[:1]) if len(classes) == 2 else sets
 
 

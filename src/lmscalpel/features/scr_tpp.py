@@ -34,18 +34,17 @@ class ProbeConfig:
     l1: float = 1e-3
 
 
+SPLITS = ("train", "test")
+
+
 def _rows(labels: list[dict], split: list[str], which: str, **want: str) -> list[int]:
     return [i for i, (lab, s) in enumerate(zip(labels, split)) if s == which
             and all(lab[k] == v for k, v in want.items())]
 
 
-def _take(rows: list[int], n: int, rng: random.Random) -> list[int]:
-    return sorted(rng.sample(rows, n))
-
-
 def _set(pos: dict[str, list[int]], neg: dict[str, list[int]]) -> ProbeSet:
     def part(which):
-        idx = pos[which] + neg[which]
+        idx = sorted(pos[which]) + sorted(neg[which])
         y = [1] * len(pos[which]) + [0] * len(neg[which])
         return torch.tensor(idx, dtype=torch.long), torch.tensor(y, dtype=torch.long)
 
@@ -55,49 +54,79 @@ def _set(pos: dict[str, list[int]], neg: dict[str, list[int]]) -> ProbeSet:
 
 def scr_sets(labels: list[dict], split: list[str], column1: str, column2: str, pair: tuple[str, str],
              values2: tuple[str, str], train_size: int, test_size: int, seed: int) -> dict[str, ProbeSet]:
-    """The three keyed sets of one SCR pair (spec §8): ``column1`` (e.g. profession, balanced over column2),
-    ``column2`` (e.g. gender, balanced over column1) and ``biased`` (pair[0]&values2[0] vs pair[1]&values2[1]).
+    """The three keyed sets of one SCR pair (spec §8, SAEBench ``get_spurious_corr_data``): ``column1`` (e.g.
+    profession, balanced over column2), ``column2`` (e.g. gender, balanced over column1) and ``biased``
+    (pair[0]&values2[0] vs pair[1]&values2[1]).
 
-    Each quadrant contributes q = min(size/4, smallest quadrant of the split) rows, so every set has 2q rows.
+    q = size/4 rows per quadrant (fewer if the split's smallest quadrant has fewer); every class of a keyed set
+    gets 2q rows, q from each of its two quadrants, so a set has 4q = size rows. The biased classes take their 2q
+    from one quadrant each (the first q are the rows the balanced sets use, as in SAEBench; fewer if that
+    quadrant has fewer than 2q).
     """
     rng = random.Random(seed)
-    quads = {(a, b): {} for a in pair for b in values2}
-    q = {}
-    for which, size in (("train", train_size), ("test", test_size)):
-        for key in quads:
-            quads[key][which] = _rows(labels, split, which, **{column1: key[0], column2: key[1]})
-        q[which] = min(size // 4, *(len(v[which]) for v in quads.values()))
-        if q[which] < 2:
-            raise ValueError(f"SCR pair {pair} x {values2}: a {which} quadrant has fewer than 2 rows "
-                             f"(sizes {[len(v[which]) for v in quads.values()]}); check features.scr.pairs")
     (a1, a2), (b1, b2) = pair, values2
-    sample = {key: {w: _take(quads[key][w], q[w], rng) for w in ("train", "test")} for key in quads}
+    corners = ((a1, b1), (a2, b2))
+    sample: dict[tuple[str, str], dict[str, list[int]]] = {(a, b): {} for a in pair for b in values2}
+    q, n_biased = {}, {}
+    for which, size in (("train", train_size), ("test", test_size)):
+        rows = {key: _rows(labels, split, which, **{column1: key[0], column2: key[1]}) for key in sample}
+        q[which] = min(size // 4, *(len(v) for v in rows.values()))
+        if q[which] < 1:
+            raise ValueError(f"SCR pair {pair} x {values2}: a {which} quadrant is empty "
+                             f"(sizes {[len(v) for v in rows.values()]}); check features.scr.pairs")
+        n_biased[which] = min(2 * q[which], *(len(rows[key]) for key in corners))
+        for key, found in rows.items():
+            sample[key][which] = rng.sample(found, n_biased[which] if key in corners else q[which])
 
-    def halves(*keys):
-        return {w: sum((sample[k][w][: q[w] // 2] for k in keys), []) for w in ("train", "test")}
+    def classes(*keys, n=None):
+        return {w: sum((sample[k][w][:q[w] if n is None else n[w]] for k in keys), []) for w in SPLITS}
 
     return {
-        "column1": _set(halves((a1, b1), (a1, b2)), halves((a2, b1), (a2, b2))),
-        "column2": _set(halves((a1, b1), (a2, b1)), halves((a1, b2), (a2, b2))),
-        "biased": _set(sample[(a1, b1)], sample[(a2, b2)]),
+        "column1": _set(classes((a1, b1), (a1, b2)), classes((a2, b1), (a2, b2))),
+        "column2": _set(classes((a1, b1), (a2, b1)), classes((a1, b2), (a2, b2))),
+        "biased": _set(classes((a1, b1), n=n_biased), classes((a2, b2), n=n_biased)),
     }
 
 
+def _class_samples(labels: list[dict], split: list[str], column: str, classes: list[str], balance_column: str | None,
+                   which: str, size: int, rng: random.Random) -> dict[str, list[int]]:
+    """Equal-size row samples of every class (SAEBench ``get_balanced_dataset``): with ``balance_column``, q = size/4
+    rows of each of its values per class (2q for a two-valued attribute such as gender), else size/2 rows; fewer
+    when the smallest group of the split has fewer."""
+    groups: dict[str, list[list[int]]] = {}
+    for cls in classes:
+        own = _rows(labels, split, which, **{column: cls})
+        if balance_column is None:
+            groups[cls] = [own]
+        else:
+            values = sorted({labels[i][balance_column] for i in own})
+            groups[cls] = [[i for i in own if labels[i][balance_column] == v] for v in values] or [[]]
+    per_group = size // 2 if balance_column is None else size // 4
+    n = min(per_group, *(len(g) for gs in groups.values() for g in gs))
+    if n < 1:
+        raise ValueError(f"one-vs-rest classes {classes} of column {column!r}"
+                         f"{f' balanced over {balance_column!r}' if balance_column else ''}: a {which} group is "
+                         "empty; check features.tpp.classes / features.sparse_probing.tasks")
+    return {cls: sum((rng.sample(g, n) for g in gs), []) for cls, gs in groups.items()}
+
+
 def one_vs_rest_sets(labels: list[dict], split: list[str], column: str, classes: list[str], train_size: int,
-             test_size: int, seed: int) -> dict[str, ProbeSet]:
-    """One-vs-rest per class: up to size/2 class rows and as many rows sampled from the other classes."""
+                     test_size: int, seed: int, balance_column: str | None = None) -> dict[str, ProbeSet]:
+    """One-vs-rest per class (SAEBench ``prepare_probe_data``): the class's sample (see :func:`_class_samples`) as
+    positives, and as many negatives stratified over the other classes (⌈n/(C−1)⌉ drawn from each other class's
+    sample, then n of those at random)."""
     rng = random.Random(seed)
+    samples = {w: _class_samples(labels, split, column, classes, balance_column, w, size, rng)
+               for w, size in (("train", train_size), ("test", test_size))}
     sets = {}
     for cls in classes:
         pos, neg = {}, {}
-        for which, size in (("train", train_size), ("test", test_size)):
-            own = _rows(labels, split, which, **{column: cls})
-            rest = [i for c in classes if c != cls for i in _rows(labels, split, which, **{column: c})]
-            n = min(size // 2, len(own), len(rest))
-            if n < 2:
-                raise ValueError(f"TPP class {cls!r} of column {column!r}: fewer than 2 {which} rows; "
-                                 "check features.tpp.classes")
-            pos[which], neg[which] = _take(own, n, rng), _take(rest, n, rng)
+        for which in SPLITS:
+            pos[which] = samples[which][cls]
+            others = [c for c in classes if c != cls]
+            per_class = -(-len(pos[which]) // len(others))
+            pool = sum((rng.sample(samples[which][c], min(per_class, len(samples[which][c]))) for c in others), [])
+            neg[which] = rng.sample(pool, min(len(pos[which]), len(pool)))
         sets[cls] = _set(pos, neg)
     return sets
 
