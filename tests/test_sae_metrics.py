@@ -93,6 +93,29 @@ def test_perfect_sae_recovers_all_loss_and_zero_sae_none(tiny_model):
     assert mlp["ce_loss_recovered"] == pytest.approx(1.0, abs=1e-3)
 
 
+def test_ce_and_kl_leave_out_special_token_positions(tiny_model):
+    """SAEBench drops BOS/EOS/pad positions from CE (by the predicting token) and KL averages."""
+    model, tokenizer = tiny_model
+    blocks = plain_blocks(tokenizer, n=3, length=12)
+    for row in blocks:
+        row[0] = tokenizer.bos_token_id
+    blocks[1][5], blocks[2][-2:] = tokenizer.eos_token_id, [tokenizer.pad_token_id] * 2
+    ids = torch.tensor(blocks)
+    keep = ~torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
+    zero = identity_sae(64)
+    with torch.no_grad():
+        zero.W_dec.zero_()
+    out = model_metrics(model, zero, layer=0, hook="resid_post", blocks=blocks,
+                        special_ids=tokenizer.all_special_ids, batch_size=2)
+    assert out["n_ce_tokens"] == int(keep[:, :-1].sum()) == 3 * 11 - 3 - 1 - 1  # BOS x3, EOS, first pad
+    assert out["ce_loss_clean"] == pytest.approx(float(ce[keep[:, :-1]].mean()), rel=1e-5)
+    assert out["ce_loss_clean"] != pytest.approx(float(ce.mean()), rel=1e-3)
+    assert out["n_tokens"] == int(keep.sum())
+
+
 def test_run_core_metrics_writes_flat_json_with_provenance(tiny_lm_dir, toyworld_dir, tmp_path):
     from lmscalpel.models import ModelRef
     from lmscalpel.sae.pipeline import run_core_metrics

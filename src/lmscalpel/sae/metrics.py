@@ -165,7 +165,9 @@ class _Splice:
 
 
 def _next_token_ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
+    """Per-position next-token loss [B, T−1]: position t predicts token t+1."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(),
+                           reduction="none").view(ids.shape[0], -1)
 
 
 def _kl(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -178,7 +180,12 @@ def _kl(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 def model_metrics(model, sae: SparseAutoencoder, layer: int, hook: str, blocks: Sequence[Sequence[int]],
                   special_ids: Sequence[int], batch_size: int = 16) -> dict[str, float]:
     """CE loss recovered and KL score with the SAE spliced in at ``layer`` (spec §4), plus the reconstruction
-    metrics of the same tokens. ``blocks`` are equal-length token id lists."""
+    metrics of the same tokens. ``blocks`` are equal-length token id lists.
+
+    Positions holding a special token (BOS, EOS, pad, ...) are left out of every average, as SAEBench's
+    ``ignore_tokens``: the CE of position t (predicting token t+1) counts when token t is not special, the KL of
+    position t likewise.
+    """
     device = next(model.parameters()).device
     sae = sae.to(device)
     splice = _Splice(model, layer, hook)
@@ -202,17 +209,19 @@ def model_metrics(model, sae: SparseAutoencoder, layer: int, hook: str, blocks: 
             splice.mode = "zero"
             zeroed = model(input_ids=ids, use_cache=False).logits
             clean_logp = torch.log_softmax(clean.float(), -1)
-            sums["ce_clean"] += float(_next_token_ce(clean, ids).sum())
-            sums["ce_sae"] += float(_next_token_ce(with_sae, ids).sum())
-            sums["ce_zero"] += float(_next_token_ce(zeroed, ids).sum())
-            sums["kl_sae"] += float(_kl(clean_logp, with_sae).sum())
-            sums["kl_zero"] += float(_kl(clean_logp, zeroed).sum())
-            n_ce += ids.shape[0] * (ids.shape[1] - 1)
-            n_kl += ids.numel()
+            ce_keep = keep[:, :-1]
+            sums["ce_clean"] += float(_next_token_ce(clean, ids)[ce_keep].sum())
+            sums["ce_sae"] += float(_next_token_ce(with_sae, ids)[ce_keep].sum())
+            sums["ce_zero"] += float(_next_token_ce(zeroed, ids)[ce_keep].sum())
+            sums["kl_sae"] += float(_kl(clean_logp, with_sae)[keep].sum())
+            sums["kl_zero"] += float(_kl(clean_logp, zeroed)[keep].sum())
+            n_ce += int(ce_keep.sum())
+            n_kl += int(keep.sum())
     finally:
         splice.handle.remove()
     if n_ce == 0:
-        raise ValueError("no evaluation blocks: the eval text is shorter than one context window")
+        raise ValueError("no evaluation tokens: the eval text is shorter than one context window, or every "
+                         "position holds a special token")
     ce = {k: sums[k] / n_ce for k in ("ce_clean", "ce_sae", "ce_zero")}
     kl = {k: sums[k] / n_kl for k in ("kl_sae", "kl_zero")}
     denom = ce["ce_zero"] - ce["ce_clean"]
