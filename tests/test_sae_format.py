@@ -137,3 +137,17 @@ def test_sae_lens_loads_our_export_with_the_same_reconstruction(arch, tmp_path):
     with torch.no_grad():
         got = theirs.decode(theirs.encode(x_raw))
     assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_hook_names_say_what_was_cached():
+    """mlp_in is after the norm weight: not TransformerLens' ln2.hook_normalized (before the RMSNorm weight) nor
+    hook_mlp_in (before the norm). Every exported name parses back to the cached (layer, hook)."""
+    from lmscalpel.sae.saelens_format import hook_name, parse_hook_name
+
+    assert hook_name(2) == "blocks.2.hook_resid_post"
+    assert hook_name(2, "mlp_in") not in ("blocks.2.ln2.hook_normalized", "blocks.2.hook_mlp_in")
+    for hook in ("resid_post", "mlp_in"):
+        assert parse_hook_name(hook_name(5, hook)) == (5, hook)
+    assert parse_hook_name("blocks.5.hook_resid_pre") == (4, "resid_post")
+    with pytest.raises(ValueError, match="hook_normalized"):
+        parse_hook_name("blocks.5.ln2.hook_normalized")

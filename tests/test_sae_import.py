@@ -105,6 +105,29 @@ def test_hub_source_downloads_the_saelens_files(tmp_path, saelens_dir, monkeypat
                      ("org/released-saes", "blocks.3.hook_resid_post/sae_weights.safetensors", "abc")]
 
 
+def _with_hook(folder, name: str):
+    cfg = json.loads((folder / "cfg.json").read_text())
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "hook_point": name}))
+    return folder
+
+
+def test_hook_type_maps_resid_pre_to_the_previous_block_and_refuses_other_hooks(tmp_path, saelens_dir):
+    """blocks.L.hook_resid_pre is the output of block L-1; MLP/attention hooks are not the residual stream."""
+    local = str(saelens_dir.parent)
+    _with_hook(saelens_dir, "blocks.4.hook_resid_pre")
+    out = import_sae(spec(source=local, path=saelens_dir.name, format="saelens", hook_layer=3), tmp_path / "pre")
+    meta = json.loads((out / "cfg.json").read_text())["metadata"]
+    assert meta["layer"] == 3 and meta["hook"] == "resid_post"
+    assert meta["hook_name"] == "blocks.3.hook_resid_post" and meta["import_hook_name"] == "blocks.4.hook_resid_pre"
+    with pytest.raises(ValueError, match=r"hook_layer: 4, but .*hook_resid_pre.* reads block 3"):
+        import_sae(spec(source=local, path=saelens_dir.name, format="saelens", hook_layer=4), tmp_path / "a")
+    for name in ("blocks.3.hook_mlp_out", "blocks.3.attn.hook_z", "blocks.3.hook_resid_mid",
+                 "blocks.3.ln2.hook_normalized", "blocks.3.ln2.hook_out", "blocks.0.hook_resid_pre"):
+        _with_hook(saelens_dir, name)
+        with pytest.raises(ValueError, match=r"sae\.imports\[id=released\]\.source: .*residual-stream"):
+            import_sae(spec(source=local, path=saelens_dir.name, format="saelens", hook_layer=3), tmp_path / "b")
+
+
 def test_errors_name_the_config_key(tmp_path, saelens_dir, goodfire_pth):
     local = str(saelens_dir.parent)
     with pytest.raises(ValueError, match=r"sae\.imports\[id=released\]\.hook_layer: 4, but .* reads block 3"):

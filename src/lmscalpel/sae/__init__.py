@@ -12,8 +12,8 @@ from lmscalpel.sae.jumprelu import JumpReLUConfig, JumpReLUSAE
 from lmscalpel.sae.topk import TopKConfig, TopKSAE
 from lmscalpel.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
 from lmscalpel.sae.ortsae import OrtSAE, OrtSAEConfig
-from lmscalpel.sae.saelens_format import hook_name, layer_from_hook_name, load_sae, save_sae
+from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, save_sae
 
 __all__ = ["SAE_REGISTRY", "SAEConfig", "SparseAutoencoder", "build_sae", "register_sae", "ReLUConfig", "ReLUSAE",
            "JumpReLUConfig", "JumpReLUSAE", "TopKConfig", "TopKSAE", "BatchTopKConfig", "BatchTopKSAE", "OrtSAE",
-           "OrtSAEConfig", "load_sae", "save_sae", "hook_name", "layer_from_hook_name"]
+           "OrtSAEConfig", "load_sae", "save_sae", "hook_name", "parse_hook_name"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from lmscalpel.sae.base import SparseAutoencoder
 from lmscalpel.sae.saelens_format import (CFG_FILENAME, WEIGHTS_FILENAME, _load_gemma_scope, _load_goodfire,
-                                          _load_saelens, hook_name, layer_from_hook_name, save_sae)
+                                          _load_saelens, hook_name, parse_hook_name, save_sae)
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +67,39 @@ def read_released(location: Path, spec: dict[str, Any]) -> SparseAutoencoder:
         raise
 
 
+def declared_layer(spec: dict[str, Any], declared: str | None) -> int:
+    """``hook_layer``, checked against the SAE's own ``hook_name`` by hook type: a residual-stream hook maps to the
+    block whose output it is (``blocks.{l}.hook_resid_pre`` is the output of block l − 1); other hooks (MLP or
+    attention outputs, ``attn.hook_z``, the MLP input) are refused, since imports feed residual-stream stages."""
+    layer = int(spec["hook_layer"])
+    if not declared:
+        return layer
+    try:
+        block, hook = parse_hook_name(declared)
+    except ValueError as err:
+        raise ValueError(f"{_key(spec, 'source')}: {err}; sae.imports takes residual-stream SAEs") from err
+    if hook != "resid_post":
+        raise ValueError(f"{_key(spec, 'source')}: the SAE reads {declared!r} ({hook}); sae.imports takes "
+                         "residual-stream SAEs")
+    if block != layer:
+        raise ValueError(f"{_key(spec, 'hook_layer')}: {layer}, but the SAE's hook_name {declared!r} reads block "
+                         f"{block}'s output")
+    return layer
+
+
 def import_sae(spec: dict[str, Any], out_dir: str | Path) -> Path:
     """Fetch, read and save one ``sae.imports`` entry in the project's SAE format; returns ``out_dir``.
 
-    The SAE's layer is ``hook_layer`` (checked against a SAELens ``hook_name``); provenance (source, path, revision,
-    format) goes into ``cfg.json`` metadata.
+    The SAE reads the output of block ``hook_layer`` (:func:`declared_layer`); it is saved under the canonical
+    ``blocks.{l}.hook_resid_post`` name, the original name kept as ``import_hook_name``, with provenance
+    (source, path, revision, format) in ``cfg.json`` metadata.
     """
     location = locate(spec)
     sae = read_released(location, spec)
-    layer = int(spec["hook_layer"])
-    declared = layer_from_hook_name(sae.metadata.get("hook_name"))
-    if declared is not None and declared != layer:
-        raise ValueError(f"{_key(spec, 'hook_layer')}: {layer}, but the SAE's hook_name "
-                         f"{sae.metadata['hook_name']!r} reads block {declared}")
-    metadata = {"sae_id": spec["id"], "layer": layer, "hook_name": sae.metadata.get("hook_name") or hook_name(layer),
-                "import_source": spec["source"], "import_path": spec.get("path") or "",
+    declared = sae.metadata.get("hook_name")
+    layer = declared_layer(spec, declared)
+    metadata = {"sae_id": spec["id"], "layer": layer, "hook": "resid_post", "hook_name": hook_name(layer),
+                "import_hook_name": declared, "import_source": spec["source"], "import_path": spec.get("path") or "",
                 "import_revision": spec.get("revision"), "import_format": spec["format"]}
     log.info("imported %s (%s, d_in %d, d_sae %d, layer %d)", spec["id"], sae.architecture, sae.d_in, sae.d_sae,
              layer)

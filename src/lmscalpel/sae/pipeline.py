@@ -17,7 +17,7 @@ import torch
 from lmscalpel.io import atomic_path, read_json, write_json
 from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics
-from lmscalpel.sae.saelens_format import hook_name, layer_from_hook_name, load_sae, save_sae
+from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, save_sae
 from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,17 @@ def eval_blocks(tokenizer, texts: Sequence[str] | Any, context_length: int, max_
     return list(itertools.islice(blocks, skip_sequences, skip_sequences + max_sequences))
 
 
+def sae_site(sae: SparseAutoencoder, default_hook: str, sae_dir: str | Path) -> tuple[int, str]:
+    """(layer, hook) an SAE reads: its metadata (trained and imported SAEs record both; ``default_hook``, the cached
+    hook, when only the layer is there), else what its ``hook_name`` means (:func:`parse_hook_name`)."""
+    meta = sae.metadata
+    if "layer" in meta:
+        return int(meta["layer"]), meta.get("hook") or default_hook
+    if meta.get("hook_name"):
+        return parse_hook_name(meta["hook_name"])
+    raise ValueError(f"{sae_dir}/cfg.json: no layer in metadata (metadata.layer or metadata.hook_name)")
+
+
 def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cfg: dict[str, Any], hook: str,
                      texts, text_source: str, seed: int, skip_sequences: int = 0) -> dict[str, Any]:
     """Core metrics of one saved SAE (spec §4 + §7 geometry) as one flat JSON with provenance."""
@@ -121,9 +132,7 @@ def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cf
     from lmscalpel.models.loader import model_provenance
 
     sae = load_sae(sae_dir)
-    layer = sae.metadata.get("layer", layer_from_hook_name(sae.metadata.get("hook_name")))
-    if layer is None:
-        raise ValueError(f"{sae_dir}/cfg.json: no layer in metadata (metadata.layer or metadata.hook_name)")
+    layer, hook = sae_site(sae, hook, sae_dir)
     model, tokenizer = load_model(model_ref)
     blocks = eval_blocks(tokenizer, texts, int(eval_cfg.get("context_length", 128)),
                          int(eval_cfg.get("max_sequences", 3200)), skip_sequences)

@@ -36,14 +36,39 @@ _PRE6_RENAMES = {"hook_point": "hook_name", "hook_point_head_index": "hook_head_
                  "activation_fn_str": "activation_fn"}
 
 
+_HOOK_NAMES = {"resid_post": "blocks.{layer}.hook_resid_post", "mlp_in": "blocks.{layer}.ln2.hook_out"}
+
+
 def hook_name(layer: int, hook: str = "resid_post") -> str:
-    """TransformerLens name: ``blocks.{l}.hook_resid_post`` is the output of block l (HF hidden_states[l+1])."""
-    return {"resid_post": f"blocks.{layer}.hook_resid_post", "mlp_in": f"blocks.{layer}.ln2.hook_normalized"}[hook]
+    """The exported ``metadata.hook_name`` of a cached activation, named for what was cached.
+
+    ``resid_post``: TransformerLens ``blocks.{l}.hook_resid_post``, the output of block l (HF hidden_states[l+1]).
+    ``mlp_in``: the MLP's input, the pre-MLP norm's output *with its weight applied*. TransformerLens has no hook
+    there (``ln2.hook_normalized`` is before the RMSNorm weight, ``hook_mlp_in`` before the norm), so it is
+    exported as ``blocks.{l}.ln2.hook_out``, which TransformerLens refuses rather than reading another activation.
+    """
+    if hook not in _HOOK_NAMES:
+        raise ValueError(f"hook {hook!r}: expected one of {sorted(_HOOK_NAMES)}")
+    return _HOOK_NAMES[hook].format(layer=layer)
 
 
-def layer_from_hook_name(name: str | None) -> int | None:
-    match = re.match(r"blocks\.(\d+)\.", name or "")
-    return int(match.group(1)) if match else None
+def parse_hook_name(name: str) -> tuple[int, str]:
+    """``(block, hook)`` of the project activation a hook name reads.
+
+    ``blocks.{l}.hook_resid_post`` → (l, resid_post); ``blocks.{l}.hook_resid_pre`` → (l − 1, resid_post), since the
+    input of block l is the output of block l − 1; ``blocks.{l}.ln2.hook_out`` → (l, mlp_in). Anything else
+    (``hook_resid_pre`` of block 0 = the embeddings, ``hook_resid_mid``, ``hook_mlp_out``, ``attn.hook_z``,
+    ``ln2.hook_normalized``, ...) is none of them: ValueError.
+    """
+    match = re.fullmatch(r"blocks\.(\d+)\.(hook_resid_post|hook_resid_pre|ln2\.hook_out)", name or "")
+    if match is None or match.group(2) == "hook_resid_pre" and match.group(1) == "0":
+        raise ValueError(f"hook_name {name!r} is not the residual stream after a block "
+                         "(blocks.<l>.hook_resid_post, blocks.<l>.hook_resid_pre with l >= 1) "
+                         "nor the MLP input blocks.<l>.ln2.hook_out")
+    layer, kind = int(match.group(1)), match.group(2)
+    if kind == "hook_resid_pre":
+        return layer - 1, "resid_post"
+    return layer, "resid_post" if kind == "hook_resid_post" else "mlp_in"
 
 
 @torch.no_grad()
