@@ -72,6 +72,27 @@ def test_batchtopk_threshold_tracks_smallest_kept_activation():
     assert torch.allclose(sae.threshold, torch.full((16,), first / 2))
 
 
+def test_batchtopk_whose_threshold_was_never_set_is_refused(tmp_path):
+    """threshold_start_step beyond training leaves θ = −1: SAEBench refuses to encode; so do encode and export."""
+    from lmscalpel.sae import save_sae
+    from lmscalpel.sae.training import GridTrainer, TensorBatches, TrainingConfig
+
+    sae = build_sae("batchtopk", {"d_in": 8, "d_sae": 16, "k": 2, "threshold_start_step": 1000},
+                    generator=torch.Generator().manual_seed(0))
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(1))
+    cfg = TrainingConfig(batch_size=16, epochs=1, scale_batches=2, geometric_median_samples=32)
+    GridTrainer({"bt": (sae, 1e-3)}, cfg).fit(TensorBatches(x, 16))
+    assert not sae.threshold_is_set
+    with pytest.raises(RuntimeError, match="threshold_start_step"):
+        sae.encode(x)
+    with pytest.raises(ValueError, match="threshold_start_step"):
+        save_sae(sae, tmp_path / "sae")
+    assert not (tmp_path / "sae").exists()
+    with pytest.raises(ValueError, match=r"threshold_start_step: 1000 >= the 4 training steps"):
+        sae.check_threshold_schedule(4)
+    sae.check_threshold_schedule(2000)
+
+
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "ortsae"])
 def test_decoder_rows_stay_unit_norm_after_a_step(arch):
     from lmscalpel.sae.training import GridTrainer, TensorBatches, TrainingConfig

@@ -368,6 +368,8 @@ def test_sae_direction_set_reads_saved_sae(tmp_path):
     from lmscalpel.steering.pipeline import sae_direction_set
 
     sae = build_sae("batchtopk", {"d_in": 8, "d_sae": 32, "k": 4}, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sae.threshold.fill_(0.1)  # a BatchTopK SAE without a threshold is not exported
     save_sae(sae, tmp_path / "sae")
     dset = sae_direction_set("sae-batchtopk", str(tmp_path / "sae"), n=5, seed=3, alive_only=False)
     w = load_sae(tmp_path / "sae").W_dec.detach()

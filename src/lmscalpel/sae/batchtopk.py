@@ -23,6 +23,10 @@ class BatchTopKConfig(TopKConfig):
     threshold_rate: float = 0.001
 
 
+UNSET_THRESHOLD = ("BatchTopK inference threshold was never set: tracking starts at sae.batchtopk.threshold_start_step, "
+                   "which training never reached")
+
+
 @register_sae("batchtopk")
 class BatchTopKSAE(ThresholdMixin, TopKTrainingMixin, SparseAutoencoder):
     config_class = BatchTopKConfig
@@ -36,6 +40,10 @@ class BatchTopKSAE(ThresholdMixin, TopKTrainingMixin, SparseAutoencoder):
         return select_batch_topk(pre, self.cfg.k)
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        """JumpReLU with θ; refused while θ was never set (SAEBench's BatchTopK raises too), since θ = −1 would
+        encode as a dense ReLU."""
+        if not self.threshold_is_set:
+            raise RuntimeError(UNSET_THRESHOLD)
         return jumprelu(pre, self.threshold)
 
     def encode_batch_topk(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,6 +57,13 @@ class BatchTopKSAE(ThresholdMixin, TopKTrainingMixin, SparseAutoencoder):
     @property
     def threshold_is_set(self) -> bool:
         return bool(self.threshold.min() >= 0)
+
+    def check_threshold_schedule(self, total_steps: int) -> None:
+        """Refuse, before training, a run of ``total_steps`` whose θ tracking would never start."""
+        start = self.threshold_start(total_steps)
+        if start >= total_steps:
+            raise ValueError(f"sae.batchtopk.threshold_start_step: {start} >= the {total_steps} training steps, so "
+                             "the inference threshold would never be set; lower it or train longer")
 
     def threshold_start(self, total_steps: int) -> int:
         if self.cfg.threshold_start_step is not None:

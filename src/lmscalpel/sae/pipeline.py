@@ -88,6 +88,9 @@ def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], spe
                                       "cache": [s["sha256"] for s in reader.manifest["shards"]]})
     trainer = GridTrainer(grid, cfg, checkpoint_dir, fingerprint=fingerprint)
     source = cache_batches(reader, cfg.batch_size, seed)
+    for sae, _ in grid.values():
+        if hasattr(sae, "check_threshold_schedule"):
+            sae.check_threshold_schedule(cfg.epochs * source.steps_per_epoch)
     start = time.time()
     final = trainer.fit(source)
     seconds = time.time() - start

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.sae.base import SparseAutoencoder, build_sae
+from lmscalpel.sae.batchtopk import UNSET_THRESHOLD
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -83,6 +84,8 @@ def export_copy(sae: SparseAutoencoder) -> SparseAutoencoder:
 def save_sae(sae: SparseAutoencoder, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``cfg.json`` and ``sae_weights.safetensors`` (each atomically; weights first, so a complete
     ``cfg.json`` implies complete weights). Other files in ``directory`` are left alone."""
+    if getattr(sae, "threshold_is_set", True) is False:
+        raise ValueError(f"{directory}: not exported. {UNSET_THRESHOLD}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     scale = float(sae.activation_scale)
