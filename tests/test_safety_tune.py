@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -88,6 +90,11 @@ def test_killed_safety_tune_resumes_to_the_same_weights(tiny_lm_dir, toyworld_di
     b = load_file(out / "model" / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert resumed["after"]["refusal_rate"] == straight["after"]["refusal_rate"]
+    (tmp_path / "killed" / "card.json").unlink()  # a kill after the last checkpoint, before the outputs
+    again = run(tiny_lm_dir, toyworld_dir, tmp_path, "killed")
+    steps = math.ceil(again["n_train"] / FAST["batch_size"]) * FAST["epochs"]
+    assert again["resumed_from_step"] == steps and again["final_loss"] is None
+    assert (tmp_path / "killed" / "card.json").exists()
 
 
 def test_safety_tune_fails_loudly_below_min_refusal_rate(tiny_lm_dir, toyworld_dir, tmp_path):

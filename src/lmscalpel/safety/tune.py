@@ -223,7 +223,8 @@ def _load_checkpoint(ckpt: Path, model, optimizer, key: str) -> int:
 
 def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: SafetyTuneConfig, seed: int,
                ckpt: Path, key: str, stop_after: int | None = None):
-    """LoRA SFT (AdamW, constant learning rate); returns (peft model, mean loss of the last epoch, resumed step)."""
+    """LoRA SFT (AdamW, constant learning rate); returns (peft model, mean loss of this run's last epoch (None when
+    resumed at the end), resumed step), or None when ``stop_after`` ended it early."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -253,8 +254,8 @@ def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: Saf
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == total:
             _save_checkpoint(ckpt, model, optimizer, done, key)
-        if stop_after is not None and done >= stop_after:
-            return model, None, start
+        if stop_after is not None and done >= stop_after and done < total:
+            return None
     model.eval()
     last = losses[-per_epoch:]
     return model, (sum(last) / len(last) if last else None), start
@@ -282,9 +283,10 @@ def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str
         model, tokenizer, benign, cfg.answer_max_new_tokens, cfg.generation_batch_size))
     before = _cached(ckpt / "before.json", key, lambda: measure(model, tokenizer, chat_eval, ppl_texts, cfg))
     examples = sft_examples(chat_eval, {p: tuple(a) for p, a in zip(benign, answers)}, refusals, seed)
-    peft_model, final_loss, resumed = train_lora(model, tokenizer, examples, cfg, seed, ckpt, key, stop_after)
-    if final_loss is None:
+    trained = train_lora(model, tokenizer, examples, cfg, seed, ckpt, key, stop_after)
+    if trained is None:
         return None
+    peft_model, final_loss, resumed = trained
     merged = peft_model.merge_and_unload()
     merged.requires_grad_(False)
     after = measure(merged, tokenizer, chat_eval, ppl_texts, cfg)
