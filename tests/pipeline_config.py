@@ -34,7 +34,8 @@ STAGES = {
                 "learnable": {"n_windows": 2, "steps": 2}, "zero_shot": {"limit": 4}},
     "unlearning": {"grid": [{"methods": ["ga"], "splits": ["forget10"], "modalities": ["both"], "l1": [False, True]}],
                    "robustness": {"runs": [{"method": "ga", "split": "forget10", "modality": "both", "l1": False}]},
-                   "finetune": {"epochs": 1}, "unlearn": {"epochs": 1}, "eval": {"max_rows": 4, "max_generate_rows": 2}},
+                   "finetune": {"epochs": 1}, "unlearn": {"epochs": 1, "l1": {"lambdas": [0.001]}},
+                   "eval": {"max_rows": 4, "max_generate_rows": 2}},
 }
 
 
