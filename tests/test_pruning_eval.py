@@ -74,11 +74,11 @@ def test_perplexity_agrees_with_lm_eval_loglikelihood(lm, narrative_windows, pat
 def test_toy_zero_shot_tasks_run_through_lm_eval(lm, toyworld_dir, tmp_path):
     from lmscalpel.pruning.zero_shot import build_toy_tasks, run_zero_shot
 
-    tasks = build_toy_tasks(toyworld_dir, tmp_path / "tasks", n_choices=4, seed=0)
+    model, tokenizer = lm
+    tasks = build_toy_tasks(toyworld_dir, tmp_path / "tasks", n_choices=4, seed=0, bos=tokenizer.bos_token)
     doc = json.loads((tmp_path / "tasks" / "toy_first_letter.jsonl").read_text().splitlines()[0])
     assert len(doc["choices"]) == 4 and doc["context"].endswith("has the first letter:")
-    assert doc["choices"][doc["gold"]] == doc["context"].split(">")[-1][0].upper()
-    model, tokenizer = lm
+    assert doc["choices"][doc["gold"]] == doc["context"].removeprefix(tokenizer.bos_token)[0].upper()
     with activation_pruning(model, "2:4") as pruning:
         metrics = run_zero_shot(model, tokenizer, tasks, include_path=tmp_path / "tasks", batch_size=8, limit=3)
         assert pruning.calls > 0
@@ -136,6 +136,17 @@ def test_magnitude_weight_cell_runs_without_the_calibration_section(tiny_lm_dir,
     assert row["n_windows"] == 2 and row["target_modules"] == "up_proj" and row["perplexity"] > 1
 
 
+def test_toy_tasks_start_with_the_model_bos_not_the_toy_one(toyworld_dir, tmp_path):
+    """A real model reads the toy world's tasks too: its own BOS (here Llama's <s>) starts every context."""
+    from lmscalpel.pruning.zero_shot import build_toy_tasks
+
+    build_toy_tasks(toyworld_dir, tmp_path / "tasks", n_choices=4, seed=0, bos="<s>")
+    for task in ("toy_arithmetic", "toy_first_letter"):
+        lines = (tmp_path / "tasks" / f"{task}.jsonl").read_text().splitlines()
+        contexts = [json.loads(line)["context"] for line in lines]
+        assert all(c.startswith("<s>") and "<|bos|>" not in c for c in contexts), task
+
+
 def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
     from lmscalpel.pruning.chat import chat_prompts, chat_row
 
@@ -147,6 +158,9 @@ def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
     with activation_pruning(model, "2:4"):
         row = chat_row(model, tokenizer, toyworld_dir / "chat_eval.jsonl", max_new_tokens=2, max_prompts=3)
     assert row["n_harmful"] == 3 and 0.0 <= row["refusal_rate"] <= 1.0 and 0.0 <= row["benign_compliance"] <= 1.0
+    real = chat_row(model, tokenizer, toyworld_dir / "chat_eval.jsonl", max_new_tokens=2, max_prompts=3,
+                    markers="arditi")
+    assert real["refusal_markers"] == "arditi" and row["refusal_markers"] == "toyworld"
 
 
 def _cell(tmp_path, family, pattern, criterion, mitigation, ppl, window_nlls=None):

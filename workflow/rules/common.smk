@@ -94,19 +94,51 @@ CACHE_HOOK = config["cache"]["hook"]
 CACHE_LAYERS = config["cache"]["layers"]
 
 
+def toyworld_readers():
+    """The config keys whose values read the generated toy world (model-independent text: chat prompts, reasoning
+    traces, bios, ...). generate_toyworld runs when any does; the model card then measures any model on it."""
+    steering, reasoning, pruning, features = (config[s] for s in ("steering", "reasoning", "pruning", "features"))
+    zero_shot = pruning["zero_shot"]
+    reads = {"model.source": is_toy_model(), "cache.dataset.path": config["cache"]["dataset"]["path"] == "toyworld",
+             "safety_tune.enabled": is_safety_tuned()}
+    if "steering" in STAGES:
+        reads["steering.prompts.source"] = "toyworld" in (steering["prompts"]["source"],
+                                                         steering["prompts"]["benign"]["source"])
+        reads["steering.capability.task"] = steering["capability"]["task"] == "toy"
+    if "reasoning" in STAGES:
+        reads["reasoning.corpus.path"] = reasoning["corpus"]["path"] == "toyworld"
+        reads["reasoning.eval.benchmarks"] = "toyworld" in reasoning["eval"]["benchmarks"]
+    if "pruning" in STAGES:
+        reads["pruning.perplexity.dataset.path"] = pruning["perplexity"]["dataset"]["path"] == "toyworld"
+        reads["pruning.calibration.dataset.path"] = pruning["calibration"]["dataset"]["path"] == "toyworld"
+        reads["pruning.chat.enabled"] = pruning["chat"]["enabled"]
+        reads["pruning.zero_shot.tasks"] = zero_shot["enabled"] and any(t.startswith("toy_") for t in zero_shot["tasks"])
+    if "features" in STAGES:
+        reads["features.datasets"] = any(d["path"] == "toyworld" for d in features["datasets"].values())
+        reads["features.absorption.words"] = features["absorption"]["words"] == "toyworld"
+    if "unlearning" in STAGES:
+        reads["unlearning.data.source"] = config["unlearning"]["data"]["source"] == "toyworld"
+    return [key for key, reads_toyworld in reads.items() if reads_toyworld]
+
+
+def chat_refusal_markers():
+    """The keyword verdicts of the model card, the pruning chat row and steering capability: steering.judge.
+    keyword_markers, else the toy world's ground truth on the toy model and Arditi et al.'s refusal substrings
+    otherwise (as the steering judge)."""
+    return config["steering"]["judge"]["keyword_markers"] or ("toyworld" if is_toy_model() else "arditi")
+
+
 def get_toyworld_files(wildcards=None):
-    """Toy-world ground truth used to measure the toy model; hub models have none."""
-    if not is_toy_model():
+    """Toy-world ground truth the model card measures on, when the run generates the toy world."""
+    if not toyworld_readers():
         return {}
     return {name: f"{RESULTS}/toyworld/{name}.jsonl" for name in TOYWORLD_FILES}
 
 
 def get_cache_text(wildcards=None):
-    """The toy corpus when the cache reads the toy world; hub datasets are read by the script."""
+    """The toy corpus when the cache reads the toy world; other datasets are read by the script."""
     if config["cache"]["dataset"]["path"] != "toyworld":
         return {}
-    if not is_toy_model():
-        raise ValueError("config key cache.dataset.path: 'toyworld' needs model.source: toy")
     return {"text": f"{RESULTS}/toyworld/train.jsonl"}
 
 
@@ -205,8 +237,11 @@ def sae_ids_for(arch):
 
 
 def get_sae_eval_text(wildcards=None):
-    """Held-out toy narrative for core metrics; hub runs read cache.dataset (past the cached tokens)."""
-    return {"text": f"{RESULTS}/toyworld/narrative_heldout.jsonl"} if is_toy_model() else {}
+    """The toy world's held-out narrative for core metrics when the cache reads the toy world; otherwise the
+    script reads cache.dataset (local text: its test split; hub: past the cached tokens)."""
+    if config["cache"]["dataset"]["path"] != "toyworld":
+        return {}
+    return {"text": f"{RESULTS}/toyworld/narrative_heldout.jsonl"}
 
 
 def get_sae_targets():
@@ -248,9 +283,7 @@ def features_reference_sae(sae_id):
     return max(candidates, key=lambda s: len(parts & set(s.replace("_", "-").split("-"))))
 
 
-def _features_toyworld(key, file):
-    if not is_toy_model():
-        raise ValueError(f"config key {key}: 'toyworld' needs model.source: toy (hub models read hub datasets)")
+def _features_toyworld(file):
     return {"source": f"{RESULTS}/toyworld/{file}"}
 
 
@@ -259,13 +292,13 @@ def get_features_dataset_source(wildcards):
     spec = config["features"]["datasets"][wildcards.dataset]
     if spec["path"] != "toyworld":
         return {}
-    return _features_toyworld(f"features.datasets.{wildcards.dataset}.path", spec["file"])
+    return _features_toyworld(spec["file"])
 
 
 def get_features_spelling_source(wildcards):
     if config["features"]["absorption"]["words"] != "toyworld":
         return {}
-    return _features_toyworld("features.absorption.words", "spelling.jsonl")
+    return _features_toyworld("spelling.jsonl")
 
 
 def get_features_sae(wildcards):
@@ -362,12 +395,21 @@ def _steering_hub_num_layers(model_id, revision, trust_remote_code):
     return hub_config.get_text_config().num_hidden_layers
 
 
+@functools.lru_cache(maxsize=None)
+def _steering_gguf_num_layers(path):
+    from lmscalpel.models.gguf import gguf_num_layers
+
+    return gguf_num_layers(path)
+
+
 def steering_num_layers(key):
-    """L, the model's decoder blocks (toy_model.num_hidden_layers, or the hub config); ``key`` is the config key
-    whose null value needs it, named in the error when the hub cannot be reached."""
+    """L, the model's decoder blocks (toy_model.num_hidden_layers, the GGUF metadata, or the hub config); ``key``
+    is the config key whose null value needs it, named in the error when the hub cannot be reached."""
     if is_toy_model():
         return config["toy_model"]["num_hidden_layers"]
     model = config["model"]
+    if model["source"] == "gguf":
+        return _steering_gguf_num_layers(get_gguf_file())
     try:
         return _steering_hub_num_layers(model["id"], model["revision"], model["trust_remote_code"])
     except OSError as err:
@@ -455,18 +497,12 @@ def get_steering_prompts(wildcards=None):
     prompts = config["steering"]["prompts"]
     if "toyworld" not in (prompts["source"], prompts["benign"]["source"]):
         return {}
-    if not is_toy_model():
-        raise ValueError("config keys steering.prompts.source / steering.prompts.benign.source: 'toyworld' needs "
-                         "model.source: toy")
     return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl"}
 
 
 def get_steering_capability_inputs(wildcards=None):
     if config["steering"]["capability"]["task"] != "toy":
         return {}
-    if not is_toy_model():
-        raise ValueError("config key steering.capability.task: 'toy' reads the toy world and needs model.source: toy "
-                         "(hub models: mmlu)")
     return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl", "reasoning": f"{RESULTS}/toyworld/reasoning.jsonl"}
 
 
@@ -530,8 +566,6 @@ def get_reasoning_corpus(wildcards):
     cfg = config["reasoning"]
     if cfg["corpus"]["path"] != "toyworld" and "toyworld" not in REASONING_BENCHMARKS:
         return {}
-    if not is_toy_model():
-        raise ValueError("config keys reasoning.corpus.path / reasoning.eval.benchmarks: 'toyworld' needs model.source: toy")
     return {"toyworld": f"{RESULTS}/toyworld/reasoning.jsonl"}
 
 
@@ -637,17 +671,9 @@ def get_pruning_cell_files(wildcards=None):
     return cells
 
 
-def pruning_require_toy(key):
-    if not is_toy_model():
-        raise ValueError(f"config key {key}: 'toyworld' needs model.source: toy (hub presets use hub datasets)")
-
-
 def get_pruning_chat_files(wildcards=None):
     if not PRUNING["chat"]["enabled"]:
         return []
-    if not is_toy_model():
-        raise ValueError("config key pruning.chat.enabled: the refusal row reads 'toyworld' chat prompts, which need "
-                         "model.source: toy; set it to false on hub models")
     return [f"{RESULTS}/pruning/chat/none/dense.json"] + [
         f"{RESULTS}/pruning/chat/{t}/{pruning_slug(p)}.json"
         for t in PRUNING["grid_targets"] for p in PRUNING["chat_patterns"]]
@@ -657,18 +683,15 @@ def get_pruning_eval_inputs(wildcards):
     """Evaluation text and local lm-eval tasks when they come from the toy world."""
     inputs = {}
     if PRUNING["perplexity"]["dataset"]["path"] == "toyworld":
-        pruning_require_toy("pruning.perplexity.dataset.path")
         inputs["narrative"] = f"{RESULTS}/toyworld/narrative_heldout.jsonl"
     zero_shot = PRUNING["zero_shot"]
     if zero_shot["enabled"] and any(task.startswith("toy_") for task in zero_shot["tasks"]):
-        pruning_require_toy("pruning.zero_shot.tasks (toy_*)")
         inputs["tasks"] = f"{RESULTS}/pruning/tasks"
     return inputs
 
 
 def get_pruning_calibration_text(wildcards=None):
     if PRUNING["calibration"]["dataset"]["path"] == "toyworld":
-        pruning_require_toy("pruning.calibration.dataset.path")
         return {"train": f"{RESULTS}/toyworld/train.jsonl"}
     return {}
 

@@ -4,6 +4,7 @@
 
 rule pruning_toy_tasks:
     input:
+        unpack(get_model_dir),
         reasoning=f"{RESULTS}/toyworld/reasoning.jsonl",
         spelling=f"{RESULTS}/toyworld/spelling.jsonl",
     output:
@@ -176,6 +177,7 @@ rule pruning_chat:
     params:
         code=code_fingerprint("pruning"),
         cfg=get_pruning_chat_config,
+        markers=chat_refusal_markers(),
     script:
         "../scripts/pruning-chat.py"
 

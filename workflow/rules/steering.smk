@@ -130,6 +130,7 @@ rule steering_capability:
         code=code_fingerprint("steering"),
         steering=config["steering"],
         layer=lambda wildcards: steering_universal_layer(),
+        markers=chat_refusal_markers(),
         seed=config["seed"],
     script:
         "../scripts/steering-capability.py"

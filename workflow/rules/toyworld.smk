@@ -72,6 +72,7 @@ rule model_card:
         card=config["model_card"],
         window=config["toy_model"]["context_length"],
         enforce_gates=is_toy_model(),
+        markers=chat_refusal_markers(),
     script:
         "../scripts/model-card.py"
 

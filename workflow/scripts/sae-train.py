@@ -1,3 +1,4 @@
+from lmscalpel.models.names import model_name
 from lmscalpel.sae.pipeline import train_layer
 from lmscalpel.workflow import script_context
 
@@ -11,7 +12,7 @@ with script_context(globals(), rule="train_saes") as smk:
         sae_cfg=smk.params.sae,
         seed=smk.params.seed,
         checkpoint_dir=smk.params.checkpoint_dir,
-        provenance={"model_name": smk.params.model.get("id") or "toy-llama",
+        provenance={"model_name": model_name(smk.params.model),
                     "model_source": smk.params.model["source"]},
         device=smk.params.model["device"],
     )

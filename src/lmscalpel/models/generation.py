@@ -29,16 +29,16 @@ def generate_greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: in
 
 @torch.no_grad()
 def windowed_perplexity(model, tokenizer, texts: Sequence[str], window: int, batch_size: int = 8,
-                        add_bos: bool = True) -> dict[str, float]:
+                        add_bos: bool = True, max_windows: int | None = None) -> dict[str, float]:
     """Token-level perplexity over non-overlapping windows of the concatenated texts.
 
     Texts are joined with the EOS token (BOS first when ``add_bos``); the stream is cut into windows of
-    ``window`` tokens and every token after the first of a window is scored.
+    ``window`` tokens (the first ``max_windows`` when given) and every token after the first of a window is scored.
     """
     ids: list[int] = [tokenizer.bos_token_id] if add_bos and tokenizer.bos_token_id is not None else []
     for text in texts:
         ids += tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    n = len(ids) // window
+    n = len(ids) // window if max_windows is None else min(len(ids) // window, max_windows)
     if n == 0:
         raise ValueError(f"{len(ids)} tokens are fewer than one perplexity window of {window}")
     blocks = torch.tensor(ids[: n * window]).view(n, window)

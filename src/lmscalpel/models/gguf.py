@@ -66,6 +66,60 @@ def quantisation_summary(gguf_file: str | Path) -> dict[str, Any]:
             "gguf_tensor_types": ", ".join(f"{name}: {count}" for name, count in sorted(types.items()))}
 
 
+def gguf_num_layers(gguf_file: str | Path) -> int:
+    """The decoder block count (``<architecture>.block_count``) from the file's header, read without loading the
+    weights, so a run can be planned before the conversion."""
+    architecture = None
+    for key, value in _header_scalars(gguf_file):
+        if key == "general.architecture":
+            architecture = value
+        elif architecture is not None and key == f"{architecture}.block_count":
+            return int(value)
+    raise ValueError(f"{gguf_file}: no general.architecture / <architecture>.block_count in the GGUF header")
+
+
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+def _header_scalars(gguf_file: str | Path):
+    """Yield ``(key, value)`` of the header's key-value pairs in file order, skipping arrays (the tokenizer's
+    vocabulary) cheaply; ``gguf.GGUFReader`` parses every array and tensor first (tens of seconds on 2 cores)."""
+    import struct
+
+    with open(gguf_file, "rb") as f:
+        def read(fmt: str):
+            return struct.unpack("<" + fmt, f.read(struct.calcsize("<" + fmt)))[0]
+
+        def string() -> str:
+            return f.read(read("Q")).decode("utf-8")
+
+        def skip(kind: int) -> None:
+            if kind == _STRING:
+                f.seek(read("Q"), 1)
+            elif kind == _ARRAY:
+                item, count = read("I"), read("Q")
+                if item in _SCALARS:
+                    f.seek(struct.calcsize("<" + _SCALARS[item]) * count, 1)
+                else:
+                    for _ in range(count):
+                        skip(item)
+            else:
+                f.seek(struct.calcsize("<" + _SCALARS[kind]), 1)
+
+        if f.read(4) != b"GGUF" or read("I") < 2:
+            raise ValueError(f"{gguf_file}: not a GGUF file of version 2 or later")
+        read("Q")  # tensor count
+        for _ in range(read("Q")):
+            key, kind = string(), read("I")
+            if kind == _STRING:
+                yield key, string()
+            elif kind in _SCALARS:
+                yield key, read(_SCALARS[kind])
+            else:
+                skip(kind)
+
+
 def _plain_copy(quantised):
     """The same architecture without ``quantization_config``, holding the de-quantised weights."""
     import copy

@@ -1,7 +1,7 @@
 """Cross-paper row: refusal of harmful held-out prompts and compliance with benign ones under pruning.
 
-Reuses the model card's measurement (``lmscalpel.toyworld.card.measure_chat``, greedy decoding) and the toy judge,
-so the numbers are comparable with ``model_card.json``. Pruning hooks stay active for every decoded token.
+Reuses the model card's measurement (``lmscalpel.toyworld.card.measure_chat``, greedy decoding, the model's own chat
+template) and its keyword verdicts (``chat_verdicts``), so the numbers are comparable with ``model_card.json``. Pruning hooks stay active for every decoded token.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ def chat_prompts(chat_eval_path: str | os.PathLike, max_prompts: int | None = No
 
 
 def chat_row(model, tokenizer, chat_eval_path: str | os.PathLike, max_new_tokens: int,
-             max_prompts: int | None = None) -> dict[str, float]:
-    from lmscalpel.toyworld.card import measure_chat
-    from lmscalpel.toyworld.judge import is_compliant, is_refusal
+             max_prompts: int | None = None, markers: str = "toyworld") -> dict[str, float]:
+    from lmscalpel.toyworld.card import chat_verdicts, measure_chat
 
+    is_refusal, is_compliant = chat_verdicts(markers)
     prompts = chat_prompts(chat_eval_path, max_prompts)
     harmful = measure_chat(model, tokenizer, prompts["harmful"], max_new_tokens)
     benign = measure_chat(model, tokenizer, prompts["benign"], max_new_tokens)
@@ -37,4 +37,5 @@ def chat_row(model, tokenizer, chat_eval_path: str | os.PathLike, max_new_tokens
         "n_harmful": len(harmful),
         "n_benign": len(benign),
         "max_new_tokens": max_new_tokens,
+        "refusal_markers": markers,
     }

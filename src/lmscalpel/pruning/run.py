@@ -61,13 +61,15 @@ def criterion_options(cfg: Mapping, criterion: str, pattern: str | None = None) 
 
 def load_eval_windows(tokenizer, cfg: Mapping, toyworld_dir) -> torch.Tensor:
     ppl = cfg["perplexity"]
-    stream = token_stream(tokenizer, load_texts(ppl["dataset"], toyworld_dir), ppl["join"])
+    texts = load_texts(ppl["dataset"], toyworld_dir, "pruning.perplexity.dataset")
+    stream = token_stream(tokenizer, texts, ppl["join"])
     return eval_windows(stream, ppl["seqlen"], ppl.get("max_windows"))
 
 
 def load_calibration_windows(tokenizer, cfg: Mapping, toyworld_dir, seed: int, n_windows: int) -> torch.Tensor:
     calib = cfg["calibration"]
-    texts = sample_texts(load_texts(calib["dataset"], toyworld_dir), calib.get("max_texts"), seed)
+    texts = load_texts(calib["dataset"], toyworld_dir, "pruning.calibration.dataset")
+    texts = sample_texts(texts, calib.get("max_texts"), seed)
     return calibration_windows(token_stream(tokenizer, texts, calib["join"]), n_windows, calib["seqlen"], seed)
 
 
@@ -187,8 +189,9 @@ def run_learnable(model_ref: ModelRef, *, mitigation: str, targets: str, pattern
 
 
 def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, chat_eval, seed: int,
-             output) -> dict:
-    """Refusal / benign compliance with magnitude pruning (no mitigation) at ``pattern`` (``dense``: none)."""
+             output, markers: str = "toyworld") -> dict:
+    """Refusal / benign compliance with magnitude pruning (no mitigation) at ``pattern`` (``dense``: none);
+    ``markers``: the keyword verdicts (``lmscalpel.toyworld.card.chat_verdicts``)."""
     from lmscalpel.pruning.chat import chat_row
 
     torch.manual_seed(seed)
@@ -199,19 +202,22 @@ def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, c
     if pattern == "dense":
         row |= {"family": "dense", "targets": "none", "criterion": "none", "pattern": "dense",
                 "pattern_label": "dense"}
-        row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"))
+        row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"), markers)
     else:
         spec = parse_pattern(pattern)
         row |= {"pattern": spec.slug, "pattern_label": spec.label}
         with activation_pruning(model, spec, "magnitude", "none", target_set(cfg, targets),
                                 criterion_options=criterion_options(cfg, "magnitude", pattern)):
-            row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"))
+            row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"), markers)
     write_json(output, row)
     return row
 
 
-def run_build_tasks(toyworld_dir, out_dir, cfg: Mapping, seed: int) -> None:
+def run_build_tasks(toyworld_dir, out_dir, cfg: Mapping, seed: int, ref: ModelRef) -> None:
+    """The toy lm-eval tasks, contexts starting with the BOS token of the model's tokenizer."""
+    from lmscalpel.models import load_tokenizer
     from lmscalpel.pruning.zero_shot import build_toy_tasks
 
+    bos = load_tokenizer(ref).bos_token or ""
     with atomic_path(out_dir) as tmp:
-        build_toy_tasks(toyworld_dir, tmp, cfg["zero_shot"]["n_choices"], seed, final_dir=out_dir)
+        build_toy_tasks(toyworld_dir, tmp, cfg["zero_shot"]["n_choices"], seed, final_dir=out_dir, bos=bos)

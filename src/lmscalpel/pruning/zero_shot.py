@@ -1,7 +1,7 @@
 """Zero-shot multiple-choice tasks through lm-eval on the preloaded (pruned) model.
 
-On the toy config the tasks are local YAML files over toy-world data, written with absolute data paths; contexts
-start with the toy BOS token, as every training document does:
+The toy tasks are local YAML files over toy-world data, written with absolute data paths; contexts start with the
+model's BOS token (the toy model's training documents do; lm-eval adds none):
 - ``toy_arithmetic``: reasoning eval split; context "Question: ...\\nThinking: <trace>\\nAnswer:", choices the
   answer and ``n_choices - 1`` nearby integers (the trace is given: this scores reading the answer off the
   reasoning, a language-modelling skill that pruning can break, not arithmetic from scratch).
@@ -22,7 +22,6 @@ from typing import Iterable
 import torch
 
 from lmscalpel.io import read_jsonl, write_jsonl, write_text
-from lmscalpel.toyworld.tokenizer import BOS
 
 TOY_TASKS = ("toy_arithmetic", "toy_first_letter")
 
@@ -54,7 +53,7 @@ def _mc_doc(context: str, correct: str, distractors: list[str], rng: random.Rand
     return {"context": context, "choices": choices, "gold": choices.index(correct)}
 
 
-def arithmetic_docs(reasoning_rows: list[dict], n_choices: int, seed: int) -> list[dict]:
+def arithmetic_docs(reasoning_rows: list[dict], n_choices: int, seed: int, bos: str) -> list[dict]:
     rng = random.Random(seed)
     docs = []
     for row in reasoning_rows:
@@ -62,12 +61,12 @@ def arithmetic_docs(reasoning_rows: list[dict], n_choices: int, seed: int) -> li
             continue
         answer = int(row["answer"])
         offsets = rng.sample([-10, -2, -1, 1, 2, 10], n_choices - 1)
-        context = f"{BOS}Question: {row['question']}\nThinking: {row['trace']}\nAnswer:"
+        context = f"{bos}Question: {row['question']}\nThinking: {row['trace']}\nAnswer:"
         docs.append(_mc_doc(context, str(answer), [str(answer + o) for o in offsets], rng))
     return docs
 
 
-def first_letter_docs(spelling_rows: list[dict], n_choices: int, seed: int) -> list[dict]:
+def first_letter_docs(spelling_rows: list[dict], n_choices: int, seed: int, bos: str) -> list[dict]:
     rng = random.Random(seed)
     docs = []
     for row in spelling_rows:
@@ -75,13 +74,14 @@ def first_letter_docs(spelling_rows: list[dict], n_choices: int, seed: int) -> l
             continue
         letter = row["letter"].upper()
         others = rng.sample([c for c in string.ascii_uppercase if c != letter], n_choices - 1)
-        docs.append(_mc_doc(f"{BOS}{row['word']} has the first letter:", letter, others, rng))
+        docs.append(_mc_doc(f"{bos}{row['word']} has the first letter:", letter, others, rng))
     return docs
 
 
 def build_toy_tasks(toyworld_dir: str | os.PathLike, out_dir: str | os.PathLike, n_choices: int = 4,
-                    seed: int = 0, final_dir: str | os.PathLike | None = None) -> list[str]:
-    """Write the toy tasks' data (JSONL) and YAML into ``out_dir``; return task names.
+                    seed: int = 0, final_dir: str | os.PathLike | None = None, bos: str = "") -> list[str]:
+    """Write the toy tasks' data (JSONL) and YAML into ``out_dir``; return task names. ``bos`` starts every
+    context (the model tokenizer's BOS token).
 
     The YAML files name their data by absolute path under ``final_dir`` (default ``out_dir``), so a directory
     written atomically (in a temporary place, then moved) still points at its final location.
@@ -91,8 +91,8 @@ def build_toy_tasks(toyworld_dir: str | os.PathLike, out_dir: str | os.PathLike,
     toyworld, out = Path(toyworld_dir), Path(out_dir)
     final = Path(final_dir or out_dir).resolve()
     docs = {
-        "toy_arithmetic": arithmetic_docs(read_jsonl(toyworld / "reasoning.jsonl"), n_choices, seed),
-        "toy_first_letter": first_letter_docs(read_jsonl(toyworld / "spelling.jsonl"), n_choices, seed),
+        "toy_arithmetic": arithmetic_docs(read_jsonl(toyworld / "reasoning.jsonl"), n_choices, seed, bos),
+        "toy_first_letter": first_letter_docs(read_jsonl(toyworld / "spelling.jsonl"), n_choices, seed, bos),
     }
     for task, rows in docs.items():
         if not rows:

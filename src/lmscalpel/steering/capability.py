@@ -40,8 +40,10 @@ def steered_task_accuracy(model, tokenizer, *, prompts: Sequence[str], correct: 
 
 def toy_capability(model, tokenizer, *, benign: Sequence[str], problems: Sequence[dict], coefficients: Sequence[float],
                    mu: float, layer: int, n_vectors: int, seed: int, chat_tokens: int, arithmetic_tokens: int,
-                   batch_size: int, skip_tokens: str = "special") -> dict[str, dict[float, float]]:
-    """{task: {c: accuracy}} for the toy tasks; c = 0 (unsteered) is always included."""
+                   batch_size: int, skip_tokens: str = "special",
+                   complies: Callable[[str], bool] = is_compliant) -> dict[str, dict[float, float]]:
+    """{task: {c: accuracy}} for the toy tasks; c = 0 (unsteered) is always included. ``complies`` judges a benign
+    reply (the toy world's ground truth by default; ``lmscalpel.toyworld.card.chat_verdicts`` for real models)."""
     d_model = int(model.get_input_embeddings().weight.shape[1])
     vectors = random_directions(d_model, range(n_vectors), seed)
     questions = [f"Question: {p['question']}\nThinking:" for p in problems]
@@ -49,7 +51,7 @@ def toy_capability(model, tokenizer, *, benign: Sequence[str], problems: Sequenc
     for c in [0.0, *coefficients]:
         vecs = vectors[:1] if c == 0 else vectors
         results["benign_compliance"][c] = steered_task_accuracy(
-            model, tokenizer, prompts=benign, correct=lambda i, r: is_compliant(r), vectors=vecs, c=c, mu=mu,
+            model, tokenizer, prompts=benign, correct=lambda i, r: complies(r), vectors=vecs, c=c, mu=mu,
             layer=layer, chat=True, max_new_tokens=chat_tokens, batch_size=batch_size,
             skip_tokens=skip_tokens)
         if problems:

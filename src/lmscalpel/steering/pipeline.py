@@ -240,7 +240,11 @@ def run_universal_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str 
 
 # --- capability ----------------------------------------------------------------------------------------------------
 def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: str, toyworld_dir: str | None,
-                         output: str, seed: int) -> None:
+                         output: str, seed: int, markers: str = "toyworld") -> None:
+    """Capability vs c; on the toy world, benign replies are judged with the model card's keyword verdicts
+    (``markers``: toyworld ground truth on the toy model, arditi refusal substrings on real models)."""
+    from lmscalpel.toyworld.card import chat_verdicts
+
     model, tokenizer = load_model(ref)
     ccfg = cfg["capability"]
     mu = float(read_json(setup_json)["mu"])
@@ -248,14 +252,14 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
                   seed=cfg["random"]["seed"], skip_tokens=cfg["skip_tokens"])
     if ccfg["task"] == "toy":
         if toyworld_dir is None:
-            raise ValueError("steering.capability.task 'toy' needs the toy world (model.source: toy)")
+            raise ValueError("steering.capability.task 'toy' needs the toy world's files as inputs")
         world = Path(toyworld_dir)
         benign = [r["prompt"] for r in read_jsonl(world / "chat_eval.jsonl")
                   if r["kind"] == "benign" and r["split"] == "heldout"][:ccfg["n_prompts"]]
         problems = [r for r in read_jsonl(world / "reasoning.jsonl") if r["split"] == "eval"][:ccfg["n_prompts"]]
         results = cap.toy_capability(model, tokenizer, benign=benign, problems=problems, chat_tokens=cfg["max_new_tokens"],
                                      arithmetic_tokens=ccfg["arithmetic_max_new_tokens"],
-                                     batch_size=cfg["batch_size"], **common)
+                                     batch_size=cfg["batch_size"], complies=chat_verdicts(markers)[1], **common)
     else:
         results = cap.mmlu_capability(model, tokenizer, limit=ccfg["mmlu_limit"], batch_size=ccfg["mmlu_batch_size"],
                                       **common)
