@@ -43,7 +43,7 @@ TOY_RULES = {"generate_toyworld", "train_toy_model", "build_mini_clear", "build_
              "pruning_chat"}
 
 # A preset plus one override a researcher might leave at its toy/null default -> the config key the dry run must name
-# (toy-world inputs on a hub model, or a layer count that only the hub knows while planning offline).
+# (a layer count that only the hub knows while planning offline; toy-world inputs are valid on any model).
 MISCONFIGURED = {
     "steering_layers_null": ("rogue_scalpel_v2", {"steering": {"layers": None}}, "config key steering.layers"),
 }

@@ -97,7 +97,7 @@ def iter_texts(dataset_cfg: dict[str, Any], toyworld_dir: str | Path | None = No
         return
     if dataset_cfg.get("path", "toyworld") == "toyworld":
         if toyworld_dir is None:
-            raise ValueError("dataset path 'toyworld' needs the toy world directory (model.source: toy)")
+            raise ValueError("dataset path 'toyworld' needs the toy world directory")
         from lmscalpel.io import read_jsonl
         from lmscalpel.toyworld.train import document_text
 

@@ -47,7 +47,7 @@ def corpus_texts(corpus_cfg: dict, toyworld_dir: str | Path | None) -> Iterable[
     ``load_dataset`` source (``lmscalpel.data.iter_texts``)."""
     if corpus_cfg.get("path", "toyworld") == "toyworld":
         if toyworld_dir is None:
-            raise ValueError("config key reasoning.corpus.path 'toyworld' needs the toy world (model.source: toy)")
+            raise ValueError("config key reasoning.corpus.path 'toyworld' needs the toy world's files as inputs")
         from lmscalpel.toyworld.generate import reasoning_text
 
         return (reasoning_text(r) for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train")

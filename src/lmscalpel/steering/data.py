@@ -144,5 +144,5 @@ def benign_prompts(cfg: dict, *, chat_eval: str | Path | None, split: str | None
 
 def _need_toyworld(chat_eval, key: str):
     if chat_eval is None:
-        raise ValueError(f"{key} is 'toyworld' but no chat_eval.jsonl was given (the toy world needs model.source: toy)")
+        raise ValueError(f"{key} is 'toyworld' but no chat_eval.jsonl was given (the rule's toy-world input)")
     return chat_eval
