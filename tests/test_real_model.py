@@ -79,10 +79,11 @@ def test_activation_pruning_beats_weight_pruning_at_2_4(run_dir):
 
 def test_steering_reports_keyword_and_coherent_compliance(run_dir):
     metrics = json.loads((results(run_dir) / "steering" / "metrics.json").read_text())
-    assert metrics["headline_judge"] == "coherent"
+    assert metrics["headline_judge"] == "keyword+coherence"
+    assert {"unsteered_compliance_judge", "unsteered_compliance_coherent"} <= metrics.keys()
     grid = pd.read_parquet(results(run_dir) / "steering" / "layer10" / "grid.parquet")
-    assert {"coherent", "complied"} <= set(grid.columns) or any("coheren" in c for c in grid.columns), grid.columns
-    assert len(grid) > 0
+    assert {"coherence_logprob", "coherent"} <= set(grid.columns) and len(grid) > 0
+    assert grid["coherence_logprob"].notna().any()
 
 
 def test_sae_of_the_real_model_opens_in_saelens(run_dir):
