@@ -30,7 +30,7 @@ TRIM = {
     "toyworld": {"n_harmful_behaviours": 40, "n_benign_requests": 40, "n_reasoning_problems": 40, "n_people": 10,
                  "n_reviews": 40, "n_bios": 40, "n_narrative": 40, "n_spelling_words": 60},
     "safety_tune": {"enabled": False},
-    "model_card": {"n_eval_per_family": 4, "max_new_tokens": 8},
+    "model_card": {"n_eval_per_family": 4, "max_new_tokens": 8, "perplexity": {"max_windows": 2}},
     "cache": {"context_length": 128, "n_tokens": 4096, "shard_tokens": 4096, "batch_size": 8},
     "sae": {"architectures": ["batchtopk"], "widths": [1152], "train": {"epochs": 2, "batch_size": 256},
             "batchtopk": {"threshold_start_step": 2}, "eval": {"context_length": 128, "max_sequences": 8}},
@@ -41,7 +41,7 @@ TRIM = {
                  "coherence": {"n_prompts": 6}},
     "pruning": {"patterns": ["2:4", "8:16"], "criteria": ["magnitude"], "criteria_patterns": ["2:4"],
                 "mitigation_patterns": [], "weight_methods": ["magnitude"], "weight_patterns": ["2:4"],
-                "perplexity": {"max_windows": 4}},
+                "per_kind_pattern": None, "perplexity": {"max_windows": 4}},
 }
 
 
