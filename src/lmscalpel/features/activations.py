@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from lmscalpel.io import atomic_path
 from lmscalpel.models import residual_module
@@ -55,7 +56,8 @@ def residual_batches(model, tokenizer, encoded: list[dict], layer: int,
 
     handle = residual_module(model, layer).register_forward_hook(hook)
     try:
-        for start in range(0, len(encoded), batch_size):
+        for start in tqdm(range(0, len(encoded), batch_size), desc=f"block {layer} activations", mininterval=5,
+                          leave=False):
             chunk = encoded[start:start + batch_size]
             width = max(len(e["ids"]) for e in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
