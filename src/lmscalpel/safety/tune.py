@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmscalpel.runtime import load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 
@@ -195,30 +195,22 @@ def _cached(path: Path, key: str, compute):
     return value
 
 
+ADAPTER_FILE = "adapter.safetensors"
+
+
 def _save_checkpoint(ckpt: Path, model, optimizer, step: int, key: str) -> None:
     from peft import get_peft_model_state_dict
 
-    with atomic_path(ckpt / "last") as tmp:
-        tmp.mkdir()
-        save_file({k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()},
-                  tmp / "adapter.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "step": step, "fingerprint": key}, tmp / "trainer.pt")
+    save_training_state(ckpt, get_peft_model_state_dict(model), optimizer, step, key, ADAPTER_FILE)
 
 
 def _load_checkpoint(ckpt: Path, model, optimizer, key: str) -> int:
     from peft import set_peft_model_state_dict
 
-    last = ckpt / "last"
-    if not (last / "trainer.pt").exists():
-        return 0
-    state = torch.load(last / "trainer.pt", weights_only=True)
-    if state.get("fingerprint") != key:
-        log.warning("%s belongs to another safety-tune run; starting from scratch", last)
-        return 0
-    set_peft_model_state_dict(model, load_file(last / "adapter.safetensors"))
-    optimizer.load_state_dict(state["optimizer"])
-    log.info("safety tune resumed from step %d", state["step"])
-    return int(state["step"])
+    step, weights = load_training_state(ckpt, optimizer, key, ADAPTER_FILE)
+    if weights is not None:
+        set_peft_model_state_dict(model, weights)
+    return step
 
 
 def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: SafetyTuneConfig, seed: int,

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_jsonl, sha256_file, write_json
-from lmscalpel.runtime import resolve_device, seed_everything
+from lmscalpel.runtime import load_training_state, resolve_device, save_training_state, seed_everything
 from lmscalpel.toyworld.tokenizer import BOS, END, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -98,24 +97,14 @@ def run_fingerprint(cfg: ToyModelConfig, corpus_path: str | Path, seed: int) -> 
 
 
 def _save_checkpoint(ckpt_dir: Path, model, optimizer, step: int, fingerprint: str) -> None:
-    with atomic_path(ckpt_dir / "last") as tmp:
-        tmp.mkdir()
-        save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "step": step, "fingerprint": fingerprint}, tmp / "trainer.pt")
+    save_training_state(ckpt_dir, model.state_dict(), optimizer, step, fingerprint)
 
 
 def _load_checkpoint(ckpt_dir: Path, model, optimizer, fingerprint: str) -> int:
-    last = ckpt_dir / "last"
-    if not (last / "trainer.pt").exists():
-        return 0
-    state = torch.load(last / "trainer.pt", weights_only=True)
-    if state.get("fingerprint") != fingerprint:
-        log.warning("%s belongs to another run (config, corpus or seed changed); starting from scratch", last)
-        return 0
-    model.load_state_dict(load_file(last / "model.safetensors"), strict=False)
-    optimizer.load_state_dict(state["optimizer"])
-    log.info("resumed from step %d", state["step"])
-    return int(state["step"])
+    step, weights = load_training_state(ckpt_dir, optimizer, fingerprint)
+    if weights is not None:
+        model.load_state_dict(weights, strict=False)
+    return step
 
 
 def train_toy_model(corpus_path: str | Path, out_dir: str | Path, cfg: ToyModelConfig | dict, seed: int,
