@@ -139,6 +139,24 @@ def test_sae_lens_loads_our_export_with_the_same_reconstruction(arch, tmp_path):
     assert torch.allclose(got, want, atol=1e-4)
 
 
+def test_saelens_roundtrip_records_the_difference_and_a_broken_export(tmp_path):
+    pytest.importorskip("sae_lens")
+    from lmscalpel.sae.saelens_format import saelens_roundtrip
+
+    sae = trained_like("batchtopk")
+    save_sae(sae, tmp_path / "sae", {"model_name": "toy", "hook_name": "blocks.2.hook_resid_post"})
+    ours = load_sae(tmp_path / "sae")
+    x = torch.randn(40, 8) * 4
+    check = saelens_roundtrip(tmp_path / "sae", ours, x)
+    assert check["saelens_status"].startswith("loaded") and check["saelens_max_abs_diff"] < 1e-4
+    assert check["saelens_tokens"] == 40
+    with torch.no_grad():
+        ours.b_dec.add_(1.0)  # the project's SAE no longer matches the files SAELens reads
+    assert saelens_roundtrip(tmp_path / "sae", ours, x)["saelens_max_abs_diff"] > 0.5
+    (tmp_path / "sae" / "sae_weights.safetensors").write_bytes(b"not safetensors")
+    assert saelens_roundtrip(tmp_path / "sae", ours, x)["saelens_status"].startswith("failed:")
+
+
 def test_hook_names_say_what_was_cached():
     """mlp_in is after the norm weight: not TransformerLens' ln2.hook_normalized (before the RMSNorm weight) nor
     hook_mlp_in (before the norm). Every exported name parses back to the cached (layer, hook)."""

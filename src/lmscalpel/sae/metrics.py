@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from lmscalpel.models.layers import residual_module
 from lmscalpel.sae.base import SparseAutoencoder
@@ -164,6 +165,18 @@ class _Splice:
         return None if new is None else (new, *args[1:])
 
 
+@torch.no_grad()
+def site_activations(model, layer: int, hook: str, ids: torch.Tensor, special_ids: Sequence[int]) -> torch.Tensor:
+    """Activations at the SAE's site for the non-special positions of ``ids``, as (tokens, d_model)."""
+    splice = _Splice(model, layer, hook)
+    try:
+        model(input_ids=ids, use_cache=False)
+    finally:
+        splice.handle.remove()
+    keep = ~torch.isin(ids, torch.tensor(sorted(set(special_ids)), device=ids.device, dtype=torch.long))
+    return splice.captured[keep]
+
+
 def _next_token_ce(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Per-position next-token loss [B, T−1]: position t predicts token t+1."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(),
@@ -195,7 +208,7 @@ def model_metrics(model, sae: SparseAutoencoder, layer: int, hook: str, blocks: 
     sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "kl_zero": 0.0}
     n_ce = n_kl = 0
     try:
-        for start in range(0, len(blocks), batch_size):
+        for start in tqdm(range(0, len(blocks), batch_size), desc="core metrics", mininterval=5, leave=False):
             ids = torch.tensor(blocks[start:start + batch_size], device=device, dtype=torch.long)
             splice.mode = "capture"
             clean = model(input_ids=ids, use_cache=False).logits

@@ -16,12 +16,13 @@ import torch
 
 from lmscalpel.io import atomic_path, read_json, write_json
 from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
-from lmscalpel.sae.metrics import geometry_metrics, model_metrics
-from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, save_sae
+from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
+from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
 from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint
 
 log = logging.getLogger(__name__)
 TOPK_FAMILY = ("topk", "batchtopk", "ortsae")
+SAELENS_CHECK_TOKENS = 256  # activations reconstructed by SAELens and by the project, per SAE
 
 
 def architecture_config(spec: dict[str, Any], sae_cfg: dict[str, Any], d_in: int) -> dict[str, Any]:
@@ -130,7 +131,8 @@ def sae_site(sae: SparseAutoencoder, default_hook: str, sae_dir: str | Path) -> 
 
 def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cfg: dict[str, Any], hook: str,
                      texts, text_source: str, seed: int, skip_sequences: int = 0) -> dict[str, Any]:
-    """Core metrics of one saved SAE (spec §4 + §7 geometry) as one flat JSON with provenance."""
+    """Core metrics of one saved SAE (spec §4 + §7 geometry) and its SAELens round trip (the exported files read
+    by SAELens reconstruct the model's activations as the project does) as one flat JSON with provenance."""
     from lmscalpel.models import load_model
     from lmscalpel.models.loader import model_provenance
 
@@ -145,6 +147,10 @@ def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cf
     metrics = model_metrics(model, sae, int(layer), hook, blocks, tokenizer.all_special_ids,
                             int(eval_cfg.get("batch_size", 16)))
     metrics.update(geometry_metrics(sae, eval_cfg.get("distinct_thresholds", (0.5, 0.7))))
+    device = next(model.parameters()).device
+    sample = site_activations(model, int(layer), hook, torch.tensor(blocks[:2], device=device),
+                              tokenizer.all_special_ids)
+    metrics.update(saelens_roundtrip(sae_dir, sae, sample[:SAELENS_CHECK_TOKENS]))
     cfg = sae.metadata.get("lmscalpel_config", {})
     result = {
         **metrics, **model_provenance(model_ref), "sae_id": Path(sae_dir).name, "sae_path": str(sae_dir),

@@ -236,3 +236,31 @@ def _load_goodfire(pth_path: Path) -> SparseAutoencoder:
     _assign(sae, tensors, pth_path)
     sae.metadata = {"source": "goodfire .pth"}
     return sae
+
+
+@torch.no_grad()
+def saelens_roundtrip(sae_dir: str | os.PathLike, sae: SparseAutoencoder, x: torch.Tensor) -> dict[str, Any]:
+    """Read the exported SAE back with ``sae_lens.SAE.load_from_disk`` and reconstruct ``x`` (raw activations of
+    its hook) with it and with ``sae``: the format contract checked on the run's own SAE and model.
+
+    Returns ``saelens_version``, ``saelens_status`` (``loaded <class>``, ``not installed`` or ``failed: ...``) and,
+    when it loaded, ``saelens_max_abs_diff`` / ``saelens_rel_diff`` (max |Δ| over the reconstruction's mean |x̂|).
+    A reader failure is recorded, not raised: SAELens is an optional extra and its behaviour is the finding.
+    """
+    from importlib import metadata
+
+    try:
+        import sae_lens
+    except ImportError:
+        return {"saelens_version": None, "saelens_status": "not installed (pip install 'lmscalpel[saelens]')"}
+    version = metadata.version("sae-lens")
+    try:
+        theirs = sae_lens.SAE.load_from_disk(str(sae_dir), device="cpu")
+        got = theirs.decode(theirs.encode(x.float().cpu()))
+    except Exception as error:  # any failure of the third-party reader is the result
+        return {"saelens_version": version, "saelens_status": f"failed: {type(error).__name__}: {error}"}
+    want = sae.to("cpu")(x.to("cpu", sae.dtype))[0].float()
+    max_abs = float((got - want).abs().max())
+    return {"saelens_version": version, "saelens_status": f"loaded {type(theirs).__name__}",
+            "saelens_max_abs_diff": max_abs, "saelens_rel_diff": max_abs / max(float(want.abs().mean()), 1e-12),
+            "saelens_tokens": int(x.shape[0])}
