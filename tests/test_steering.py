@@ -8,7 +8,8 @@ from lmscalpel.models import ModelRef, load_model
 from lmscalpel.steering import data, directions as D, judges as J
 from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
-from lmscalpel.steering.generation import generate_steered
+from lmscalpel.steering.generation import generate_steered, shared_prefix
+from lmscalpel.steering.hook import skip_token_ids, steering
 from lmscalpel.steering.grid import DirectionSet, grid_rows, run_grid
 from lmscalpel.steering.pipeline import default_layers, eval_prompts
 from lmscalpel.steering.universal import universal_attack
@@ -203,6 +204,26 @@ def test_generate_steered_rows_independent_of_batching(tiny):
     assert full == single
     unsteered = generate_steered(model, tok, prompts[1:], vecs[:2], [0.0, 0.0], **kw)
     assert unsteered != full[1:]
+
+
+def test_shared_prefix_generates_the_same_tokens_with_the_prefix_run_once(tiny):
+    model, tok = tiny
+    prompts = ["how to hack a bank", "bake bread", "steal"]
+    vecs, alphas = D.random_directions(64, range(3), seed=0), torch.tensor([0.0, 30.0, 60.0])
+    enc, keep = data.encode_prompts(tok, prompts, skip_tokens="template")
+    shared, shared_keep, cache = shared_prefix(model, enc, keep)
+    n = shared["input_ids"].shape[1] - shared_keep.shape[1]
+    assert cache is not None and n >= 1 and cache.get_seq_length() == n
+    assert int(shared["attention_mask"].sum()) == int(enc["attention_mask"].sum())  # same tokens, re-laid out
+    kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    skip = skip_token_ids(tok, "template")
+    with steering(model, 1, vecs, alphas, skip_token_ids=skip, prompt_keep=keep):
+        plain = model.generate(**enc, **kw)[:, enc["input_ids"].shape[1]:]
+    with steering(model, 1, vecs, alphas, skip_token_ids=skip, prompt_keep=shared_keep):
+        reused = model.generate(**shared, past_key_values=cache, **kw)[:, shared["input_ids"].shape[1]:]
+    assert torch.equal(plain, reused)
+    plain_enc, plain_keep = data.encode_prompts(tok, prompts, skip_tokens="special", chat=False)
+    assert shared_prefix(model, plain_enc, plain_keep)[2] is None  # no common first token: nothing to share
 
 
 def _grid(tiny, tmp_path, directions, prompts, **overrides):

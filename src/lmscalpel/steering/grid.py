@@ -45,15 +45,15 @@ class DirectionSet:
 
 def grid_rows(prompts: Sequence[dict], directions: Sequence[DirectionSet], coefficients: Sequence[float],
               *, include_unsteered: bool = True) -> list[dict]:
-    """Enumerate the cells: unsteered rows (c = 0, kind ``none``) first, then c × direction × prompt."""
-    rows = []
+    """Enumerate the cells prompt by prompt: its unsteered row (c = 0, kind ``none``), then c × direction.
+
+    Prompt-major, so a generation batch holds few distinct prompts (little left padding) and the coherence scorer
+    shares each prompt's cache across its replies within a checkpoint chunk."""
+    cells = [(float(c), s, j) for c in coefficients for s, dset in enumerate(directions)
+             for j in range(len(dset.vectors))]
     if include_unsteered:
-        rows += [{"c": 0.0, "set": -1, "index": 0, "prompt": i} for i in range(len(prompts))]
-    for c in coefficients:
-        for s, dset in enumerate(directions):
-            for j in range(len(dset.vectors)):
-                rows += [{"c": float(c), "set": s, "index": j, "prompt": i} for i in range(len(prompts))]
-    return rows
+        cells = [(0.0, -1, 0)] + cells
+    return [{"c": c, "set": s, "index": j, "prompt": i} for i in range(len(prompts)) for c, s, j in cells]
 
 
 def fingerprint(spec) -> str:
@@ -97,7 +97,8 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
     rows = grid_rows(prompts, directions, coefficients)
     spec = {"model": model_key(model), "layer": layer, "mu": round(mu, 6),
             "prompts": [(p["id"], p["prompt"], p["category"]) for p in prompts],
-            "coefficients": list(coefficients), "max_new_tokens": max_new_tokens, "judge": judge_key(judge),
+            "coefficients": list(coefficients), "row_order": "prompt-major", "max_new_tokens": max_new_tokens,
+            "judge": judge_key(judge),
             "ground_truth": ground_truth is not None, "skip_tokens": skip_tokens, "chunk_rows": chunk_rows,
             "refusal": tensor_key(refusal),
             "directions": [(d.kind, d.source, d.latents, tensor_key(d.vectors)) for d in directions]}

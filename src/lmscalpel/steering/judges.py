@@ -150,7 +150,10 @@ def _judge_config(kind: str, ref, template: str, decoding: dict) -> dict:
 class CoherenceScorer:
     """Fluency of a reply: its mean token log-probability, given the chat-templated request, under a reference
     model. The steering stage uses the model as shipped (before any safety tune): a tuned model gives every compliant
-    reply a low probability, and the keyword judge counts a steered model's gibberish as compliance."""
+    reply a low probability, and the keyword judge counts a steered model's gibberish as compliance.
+
+    A grid scores dozens of replies per request, so each request is run once and its key/value cache shared by the
+    batch of its replies (the request is most of the tokens: this is what keeps scoring cheaper than generating)."""
 
     def __init__(self, model, tokenizer, *, batch_size: int = 16):
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
@@ -160,25 +163,39 @@ class CoherenceScorer:
         """One score per pair; NaN for an empty reply (never coherent)."""
         from lmscalpel.steering.data import chat_prompt
 
-        pairs = [(self.tokenizer(chat_prompt(self.tokenizer, q), add_special_tokens=False)["input_ids"],
-                  self.tokenizer(r, add_special_tokens=False)["input_ids"]) for q, r in zip(requests, responses)]
-        device = next(self.model.parameters()).device
-        scores: list[float] = []
-        for start in range(0, len(pairs), self.batch_size):
-            batch = pairs[start:start + self.batch_size]
-            width = max(len(p) + len(r) for p, r in batch)
-            ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            target = torch.zeros((len(batch), width), dtype=torch.bool)
-            for row, (p, r) in enumerate(batch):
-                ids[row, :len(p) + len(r)] = torch.tensor(p + r)
-                target[row, len(p):len(p) + len(r)] = True
-            ids, target = ids.to(device), target.to(device)
-            # right padding: a causal model's real positions never see the pads after them
-            logprobs = self.model(input_ids=ids).logits[:, :-1].float().log_softmax(-1)
-            token_lp = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1) * target[:, 1:]
-            counts = target[:, 1:].sum(1)
-            scores += [float(s / n) if n else float("nan") for s, n in zip(token_lp.sum(1).tolist(), counts.tolist())]
+        replies = [self.tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
+        by_request: dict[str, list[int]] = {}
+        for row, request in enumerate(requests):
+            if replies[row]:
+                by_request.setdefault(request, []).append(row)
+        scores = [float("nan")] * len(requests)
+        for request, rows in by_request.items():
+            prefix = self.tokenizer(chat_prompt(self.tokenizer, request), add_special_tokens=False)["input_ids"]
+            for start in range(0, len(rows), self.batch_size):
+                batch = rows[start:start + self.batch_size]
+                for row, score in zip(batch, self._score(prefix, [replies[r] for r in batch])):
+                    scores[row] = score
         return scores
+
+    def _score(self, prefix: list[int], replies: list[list[int]]) -> list[float]:
+        """Mean log-probability of each non-empty reply after ``prefix``: the prefix once, its cache repeated."""
+        device = next(self.model.parameters()).device
+        head = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        cache = head.past_key_values
+        cache.batch_repeat_interleave(len(replies))
+        width = max(len(r) for r in replies)
+        ids = torch.full((len(replies), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        target = torch.zeros((len(replies), width), dtype=torch.bool)
+        for row, reply in enumerate(replies):
+            ids[row, :len(reply)], target[row, :len(reply)] = torch.tensor(reply), True
+        ids, target = ids.to(device), target.to(device)
+        # right padding: a causal model's real positions never see the pads after them
+        mask = torch.cat([torch.ones(len(replies), len(prefix), dtype=torch.long, device=device), target.long()], 1)
+        logits = self.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).logits
+        # reply token j is predicted at position j - 1; token 0 by the prefix's last position
+        logits = torch.cat([head.logits[:, -1:].expand(len(replies), -1, -1), logits[:, :-1]], 1)
+        token_lp = logits.float().log_softmax(-1).gather(-1, ids[..., None]).squeeze(-1) * target
+        return (token_lp.sum(1) / target.sum(1)).tolist()
 
 
 def calibrate_coherence(scores: Sequence[float], quantile: float) -> float:
