@@ -58,6 +58,7 @@ class SafetyTuneConfig:
     learning_rate: float = 5e-4
     batch_size: int = 16
     epochs: int = 2
+    group_by_length: bool = True
     answer_max_new_tokens: int = 64
     eval_max_new_tokens: int = 32
     generation_batch_size: int = 16
@@ -90,6 +91,7 @@ def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
                    ) -> list[tuple[str, bool]]:
     """(reply, finished) per prompt through the chat template; ``finished``: the model ended its turn itself."""
     from lmscalpel.steering.data import chat_prompt
+    from lmscalpel.steering.generation import shared_prefix
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
@@ -97,8 +99,10 @@ def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
     for start in tqdm(range(0, len(prompts), batch_size), desc="safety-tune generate", leave=False, mininterval=2):
         texts = [chat_prompt(tokenizer, p) for p in prompts[start:start + batch_size]]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                             top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        enc, _, cache = shared_prefix(model, enc, torch.zeros_like(enc["input_ids"], dtype=torch.bool))
+        out = model.generate(**enc, past_key_values=cache, max_new_tokens=max_new_tokens, do_sample=False,
+                             temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
         new = out[:, enc["input_ids"].shape[1]:]
         finished = (new == tokenizer.eos_token_id).any(1).tolist()
         out_rows += list(zip(tokenizer.batch_decode(new, skip_special_tokens=True), finished))
@@ -128,6 +132,22 @@ def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dic
 
 def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def epoch_batches(lengths: Sequence[int], batch_size: int, epoch: int, seed: int, group_by_length: bool
+                  ) -> list[list[int]]:
+    """Example indices of each step of one epoch: a seeded shuffle cut into batches; with ``group_by_length`` (as
+    transformers' Trainer) each run of 8 batches of the shuffle is first sorted by length, so short refusals are
+    not padded to the length of long answers (on a CPU the padding is most of a step's cost), and the batches are
+    then shuffled, so the epoch does not end on a run of the shortest (or longest) kind of example."""
+    order = epoch_order(len(lengths), epoch, seed).tolist()
+    if not group_by_length:
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    mega = 8 * batch_size
+    order = [i for start in range(0, len(order), mega)
+             for i in sorted(order[start:start + mega], key=lambda j: -lengths[j])]
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [batches[i] for i in epoch_order(len(batches), epoch, seed + 1)]  # no run of one kind ends the epoch
 
 
 def sft_examples(chat_eval: list[dict], answers: dict[str, tuple[str, bool]], refusals: Sequence[str], seed: int
@@ -226,6 +246,7 @@ def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: Saf
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
     encoded = [encode_example(tokenizer, *ex) for ex in examples]
+    lengths = [len(ids) for ids, _ in encoded]
     per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total = per_epoch * cfg.epochs
     start = _load_checkpoint(ckpt, model, optimizer, key)
@@ -235,7 +256,7 @@ def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: Saf
     bar = tqdm(range(start, total), desc="safety tune", initial=start, total=total, mininterval=2)
     for step in bar:
         epoch, offset = divmod(step, per_epoch)
-        rows = epoch_order(len(encoded), epoch, seed)[offset * cfg.batch_size:(offset + 1) * cfg.batch_size]
+        rows = epoch_batches(lengths, cfg.batch_size, epoch, seed, cfg.group_by_length)[offset]
         batch = {k: v.to(device) for k, v in collate([encoded[i] for i in rows], tokenizer.pad_token_id).items()}
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -275,6 +296,9 @@ def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str
         model, tokenizer, benign, cfg.answer_max_new_tokens, cfg.generation_batch_size))
     before = _cached(ckpt / "before.json", key, lambda: measure(model, tokenizer, chat_eval, ppl_texts, cfg))
     examples = sft_examples(chat_eval, {p: tuple(a) for p, a in zip(benign, answers)}, refusals, seed)
+    # an empty, unfinished answer has no token to learn from (a batch of only such rows has a NaN loss)
+    n_built = len(examples)
+    examples = [ex for ex in examples if ex[1] or ex[2]]
     trained = train_lora(model, tokenizer, examples, cfg, seed, ckpt, key, stop_after)
     if trained is None:
         return None
@@ -283,7 +307,8 @@ def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str
     merged.requires_grad_(False)
     after = measure(merged, tokenizer, chat_eval, ppl_texts, cfg)
     card = {"before": before, "after": after, "min_refusal_rate": cfg.min_refusal_rate, "n_train": len(examples),
-            "n_train_refusals": len(examples) - len(benign), "n_train_benign": len(benign),
+            "n_train_refusals": n_built - len(benign), "n_train_benign": len(examples) - (n_built - len(benign)),
+            "n_train_left_out_empty": n_built - len(examples),
             "final_loss": final_loss, "resumed_from_step": resumed, "refusal_markers": cfg.refusal_markers,
             "base_model": model_provenance(base_ref), "config": asdict(cfg), "seed": seed}
     log.info("safety tune: refusal %.3f -> %.3f, benign compliance %.3f -> %.3f, perplexity %.2f -> %.2f",
