@@ -15,7 +15,7 @@ rule cache_activations:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("cache"),
         cache=config["cache"],

@@ -19,7 +19,7 @@ rule features_spelling_activations:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],
@@ -46,7 +46,7 @@ rule features_dataset_activations:
     resources:
         mem_mb=8000,
         runtime=60,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],
@@ -119,7 +119,7 @@ rule features_absorption:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],
@@ -143,7 +143,7 @@ rule features_composition:
     resources:
         mem_mb=4000,
         runtime=60,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],
@@ -188,7 +188,7 @@ rule features_scr:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],
@@ -213,7 +213,7 @@ rule features_tpp:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],
@@ -238,7 +238,7 @@ rule features_sparse_probing:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
         features=config["features"],

@@ -40,7 +40,7 @@ rule pruning_spts:
     resources:
         mem_mb=2000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
         cfg=lambda wildcards: pruning_config("calibration", targets=wildcards.targets),
@@ -67,7 +67,7 @@ rule pruning_learnable:
     resources:
         mem_mb=2000,
         runtime=120,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
         cfg=get_pruning_learnable_config,
@@ -90,7 +90,7 @@ rule pruning_dense:
     resources:
         mem_mb=2000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
         cfg=get_pruning_dense_config,
@@ -119,7 +119,7 @@ rule pruning_activation:
     resources:
         mem_mb=2000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
         cfg=get_pruning_activation_config,
@@ -147,7 +147,7 @@ rule pruning_weight:
     resources:
         mem_mb=2000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
         cfg=get_pruning_weight_config,
@@ -173,7 +173,7 @@ rule pruning_chat:
     resources:
         mem_mb=2000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
         cfg=get_pruning_chat_config,

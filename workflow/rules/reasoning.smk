@@ -25,7 +25,7 @@ rule score_reasoning_features:
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=30 if is_toy_model() else 600,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
@@ -73,11 +73,11 @@ rule reasoning_baseline:
         benchmark=REASONING_BENCHMARK_PATTERN,
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=30 if is_toy_model() else 1440,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
@@ -104,11 +104,11 @@ rule steer_reasoning_features:
         benchmark=REASONING_BENCHMARK_PATTERN,
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=60 if is_toy_model() else 4320,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],
@@ -157,11 +157,11 @@ rule ban_reasoning_vocabulary:
         benchmark=REASONING_BENCHMARK_PATTERN,
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=30 if is_toy_model() else 2880,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
         reasoning=config["reasoning"],

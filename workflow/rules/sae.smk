@@ -21,7 +21,7 @@ rule train_saes:
     resources:
         mem_mb=6000,
         runtime=120,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("sae"),
         specs=lambda wildcards: sae_specs(int(wildcards.layer)),
@@ -72,7 +72,7 @@ rule sae_core_metrics:
     resources:
         mem_mb=6000,
         runtime=60,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("sae"),
         eval=config["sae"]["eval"],

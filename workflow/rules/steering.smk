@@ -18,7 +18,7 @@ rule steering_setup:
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
@@ -37,11 +37,11 @@ rule steering_coherence:
         f"{LOGS}/steering/coherence.log",
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 120,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
@@ -65,11 +65,13 @@ rule steering_grid:
         layer=r"\d+",
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
+    # the longest job of a CPU run: started first, the other core takes the rest of the DAG
+    priority: 10
     resources:
         mem_mb=8000,
         runtime=60 if is_toy_model() else 1440,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
@@ -94,11 +96,11 @@ rule steering_universal:
         f"{LOGS}/steering/universal.log",
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 720,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
@@ -121,11 +123,11 @@ rule steering_capability:
         f"{LOGS}/steering/capability.log",
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 720,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],

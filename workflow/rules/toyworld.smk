@@ -62,11 +62,11 @@ rule model_card:
         f"{LOGS}/model/model_card.log",
     conda:
         ENV
-    threads: 2
+    threads: generation_threads()
     resources:
         mem_mb=4000,
         runtime=30,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("toyworld"),
         card=config["model_card"],
@@ -93,7 +93,7 @@ rule safety_tune:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("safety"),
         safety_tune=config["safety_tune"],

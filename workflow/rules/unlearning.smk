@@ -60,7 +60,7 @@ rule finetune_original_vlm:
     resources:
         mem_mb=4000 if is_toy_model() else 80000,
         runtime=30 if is_toy_model() else 720,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
@@ -87,7 +87,7 @@ rule finetune_gold_vlm:
     resources:
         mem_mb=4000 if is_toy_model() else 80000,
         runtime=30 if is_toy_model() else 720,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
@@ -115,7 +115,7 @@ rule evaluate_gold_vlm:
     resources:
         mem_mb=4000 if is_toy_model() else 40000,
         runtime=20 if is_toy_model() else 240,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "eval"),
@@ -143,7 +143,7 @@ rule evaluate_original_vlm:
     resources:
         mem_mb=4000 if is_toy_model() else 40000,
         runtime=20 if is_toy_model() else 240,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "eval"),
@@ -172,7 +172,7 @@ rule unlearn_vlm:
     resources:
         mem_mb=4000 if is_toy_model() else 80000,
         runtime=20 if is_toy_model() else 480,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "unlearn", "eval"),
@@ -201,7 +201,7 @@ rule unlearning_robustness:
     resources:
         mem_mb=4000 if is_toy_model() else 80000,
         runtime=20 if is_toy_model() else 240,
-        gpu=0 if is_toy_model() else 1,
+        gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
         cfg=unlearning_config("data", "max_length", "unlearn", "eval", "robustness"),
