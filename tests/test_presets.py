@@ -170,3 +170,24 @@ def test_a_gguf_model_reads_the_toy_world(tmp_path):
     assert "train_toy_model" not in jobs
     # SmolLM2 has 30 blocks (read from the GGUF metadata): steering.layers null -> 10, 15, 20
     assert jobs["steering_grid"] == 3
+
+
+def planned_resources(output: str, rule: str) -> str:
+    """The 'threads:' and 'resources:' lines of the first job of ``rule`` in a verbose dry run."""
+    block = output.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line.strip() for line in block.splitlines() if line.strip().startswith(("threads:", "resources:")))
+
+
+@pytest.mark.parametrize("preset, gpu, threads", [("smollm2_135m_cpu", "gpu=0", "threads: 1"),
+                                                   ("rogue_scalpel_v1", "gpu=1", "threads: 2")])
+def test_cpu_model_jobs_share_the_cores_and_gpu_ones_queue_for_the_gpu(preset, gpu, threads, tmp_path):
+    """model.device cpu: model jobs take no gpu slot (two run side by side on two cores) and decoding runs 1-thread;
+    device auto (a GPU preset): one model job at a time holds the GPU."""
+    shutil.copy(REPO_ROOT / "config.yaml", tmp_path / "config.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--snakefile", str(REPO_ROOT / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(REPO_ROOT / "presets" / f"{preset}.yaml")]
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grid = planned_resources(result.stdout + result.stderr, "steering_grid")
+    assert gpu in grid and threads in grid, grid

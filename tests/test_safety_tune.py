@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from lmscalpel.io import read_json, read_jsonl
 from lmscalpel.models import ModelRef, load_model
-from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, encode_example, epoch_batches,
-                                   perplexity_texts, safety_tune)
+from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, encode_example, perplexity_texts,
+                                   safety_tune)
 from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS
 from lmscalpel.toyworld.judge import is_refusal
 from lmscalpel.workflow import mock_snakemake
@@ -20,7 +20,8 @@ from conftest import REPO_ROOT
 
 # epochs 4: the tiny random model's benign answers are mostly empty and have nothing to train on, so an epoch is 2 steps
 FAST = {"r": 8, "alpha": 16, "learning_rate": 1e-2, "batch_size": 16, "epochs": 4, "answer_max_new_tokens": 6,
-        "eval_max_new_tokens": 6, "checkpoint_every": 2, "min_refusal_rate": 0.0, "perplexity": {"window": 32}}
+        "eval_max_new_tokens": 6, "checkpoint_every": 2, "min_refusal_rate": 0.0, "max_benign_compliance_drop": 1.0,
+        "perplexity": {"window": 32}}  # the gates have their own test
 
 
 def run(tiny_lm_dir, toyworld_dir, tmp_path, name, **overrides):
@@ -35,20 +36,6 @@ def test_default_refusals_read_as_refusals_by_both_keyword_judges():
     for text in DEFAULT_REFUSALS:
         assert is_refusal(text)
         assert any(m.lower() in text.lower() for m in ARDITI_REFUSAL_MARKERS), text
-
-
-def test_length_grouped_batches_cover_the_epoch_once_with_less_padding():
-    lengths = [10 if i % 2 else 100 for i in range(50)]
-    for grouped in (False, True):
-        batches = epoch_batches(lengths, 4, epoch=1, seed=0, group_by_length=grouped)
-        assert sorted(i for b in batches for i in b) == list(range(50)) and max(map(len, batches)) == 4
-        assert batches == epoch_batches(lengths, 4, epoch=1, seed=0, group_by_length=grouped)
-
-    def padded(batches):
-        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
-
-    assert padded(epoch_batches(lengths, 4, 1, 0, True)) < padded(epoch_batches(lengths, 4, 1, 0, False))
-    assert epoch_batches(lengths, 4, 1, 0, True) != epoch_batches(lengths, 4, 2, 0, True)
 
 
 def test_encode_masks_the_prompt_and_ends_only_finished_replies(tiny_lm_dir):
@@ -117,6 +104,16 @@ def test_safety_tune_fails_loudly_below_min_refusal_rate(tiny_lm_dir, toyworld_d
         run(tiny_lm_dir, toyworld_dir, tmp_path, "weak", cfg={"learning_rate": 1e-7, "epochs": 1,
                                                              "min_refusal_rate": 1.0})
     assert not (tmp_path / "weak" / "model").exists() and not (tmp_path / "weak" / "card.json").exists()
+
+
+def test_a_tune_that_refuses_everything_fails_the_benign_gate():
+    from lmscalpel.safety.tune import SafetyTuneConfig, gate_failure
+
+    cfg = SafetyTuneConfig()
+    before = {"refusal_rate": 0.17, "benign_compliance": 0.83}
+    assert gate_failure(before, {"refusal_rate": 0.96, "benign_compliance": 0.83}, cfg) is None
+    assert "min_refusal_rate" in gate_failure(before, {"refusal_rate": 0.5, "benign_compliance": 0.83}, cfg)
+    assert "max_benign_compliance_drop" in gate_failure(before, {"refusal_rate": 1.0, "benign_compliance": 0.0}, cfg)
 
 
 def test_enabled_safety_tune_feeds_every_later_stage(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """Steering stage: prompts, directions, judges, grid (resume), metrics, universal attack, capability helpers."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -287,6 +288,23 @@ def _frame():
                              "category": ["A", "B"][p], "verdict": "unsafe" if o else "safe",
                              "compliant": bool(o), "judge": "keyword", "model": "m"})
     return pd.DataFrame(rows)
+
+
+def test_two_stage_bootstrap_gives_a_single_direction_an_interval():
+    rng = np.random.default_rng(0)
+    one = (rng.random((1, 60)) < 0.2).astype(float)  # one direction, 60 prompts
+    assert all(np.isnan(M.bootstrap_ci(one, 500, 0, "vectors")))
+    low, high = M.bootstrap_ci(one, 500, 0, "vectors_and_prompts")
+    assert 0 < low < one.mean() < high < 0.5 and (low, high) == M.bootstrap_ci(one, 500, 0, "vectors_and_prompts")
+    three = np.vstack([one, one, one])
+    v_low, v_high = M.bootstrap_ci(three, 500, 0, "vectors")
+    assert v_low == pytest.approx(one.mean()) and v_high == pytest.approx(one.mean())  # identical vectors: resampling vectors alone sees no spread
+    assert M.bootstrap_ci(three, 500, 0, "vectors_and_prompts")[0] < one.mean()
+    assert M.bootstrap_ci(np.zeros((1, 60)), 500, 0, "vectors_and_prompts") == (0.0, 0.0)
+    with pytest.raises(ValueError, match="steering.metrics.bootstrap"):
+        M.bootstrap_ci(three, 10, 0, "prompts")
+    cells = M.compliance_table(M.with_outcome(_frame()), n_resamples=200, over="vectors_and_prompts")
+    assert cells["ci_low"].notna().all() and set(cells["ci_over"]) == {"vectors_and_prompts"}
 
 
 def test_metrics_tables():

@@ -106,7 +106,8 @@ def test_metrics_json_names_the_headline_judge_and_reports_both(tmp_path):
     grid = tmp_path / "grid.parquet"
     _grid_frame().to_parquet(grid, index=False)
     cfg = {"prompts": {"source": "toyworld"},
-           "metrics": {"outcome": "judge", "headline": "coherent", "bootstrap_resamples": 0, "seed": 0,
+           "metrics": {"outcome": "judge", "headline": "coherent", "bootstrap_resamples": 0, "bootstrap": "vectors",
+                       "seed": 0,
                        "break_thresholds": [1], "top_k_cosine": 5}}
     out = {name: str(tmp_path / f"{name}.csv")
            for name in ("cells", "categories", "vectors", "cross", "per_vector", "cross_category")}

@@ -50,25 +50,51 @@ def with_coherence(df: pd.DataFrame, headline: str = "judge") -> pd.DataFrame:
     return df
 
 
-def bootstrap_ci(per_vector: np.ndarray, n_resamples: int, seed: int, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap of the mean over vectors (one vector's responses are not independent)."""
-    if len(per_vector) < 2 or n_resamples == 0:
-        return float("nan"), float("nan")
+def bootstrap_ci(outcomes: np.ndarray, n_resamples: int, seed: int, over: str = "vectors",
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap of the mean outcome; ``outcomes`` is [vectors, prompts] (NaN: not asked).
+
+    ``over='vectors'`` (spec default) resamples vectors, since one vector's responses are not independent; it needs
+    two vectors. ``'vectors_and_prompts'`` (two-stage) resamples vectors, then each drawn vector's prompts: it also
+    carries the prompt sample's uncertainty, and gives an interval for a kind with a single direction (the refusal
+    direction, one SAE feature), which a run with few vectors per kind needs."""
+    outcomes = np.atleast_2d(np.asarray(outcomes, dtype=float))
+    n_vectors, n_prompts = outcomes.shape
     rng = np.random.default_rng(seed)
-    means = per_vector[rng.integers(0, len(per_vector), size=(n_resamples, len(per_vector)))].mean(1)
+    if over == "vectors":
+        if n_vectors < 2 or n_resamples == 0:
+            return float("nan"), float("nan")
+        per_vector = np.nanmean(outcomes, 1)
+        means = per_vector[rng.integers(0, n_vectors, size=(n_resamples, n_vectors))].mean(1)
+    elif over == "vectors_and_prompts":
+        if n_vectors * n_prompts < 2 or n_resamples == 0:
+            return float("nan"), float("nan")
+        means = np.empty(n_resamples)
+        for r in range(n_resamples):
+            rows = rng.integers(0, n_vectors, size=(n_vectors, 1))
+            means[r] = np.nanmean(outcomes[rows, rng.integers(0, n_prompts, size=(n_vectors, n_prompts))])
+    else:
+        raise ValueError(f"config key steering.metrics.bootstrap: unknown {over!r} (vectors or vectors_and_prompts)")
     return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
 
 
+def outcome_matrix(group: pd.DataFrame, vector_keys: Sequence[str] = ("direction_source", "direction_index")
+                   ) -> np.ndarray:
+    """[vectors, prompts] outcomes of one cell (NaN where a vector was not asked a prompt)."""
+    return group.pivot_table(index=list(vector_keys), columns="prompt_id", values="outcome", aggfunc="mean",
+                             dropna=False).to_numpy()
+
+
 def compliance_table(df: pd.DataFrame, *, by: Sequence[str] = CELL, n_resamples: int = 1000,
-                     seed: int = 0) -> pd.DataFrame:
+                     seed: int = 0, over: str = "vectors") -> pd.DataFrame:
     """CR (mean outcome over all vectors × prompts), judge CR, unparsed rate and a 95 % CI per group."""
     rows = []
     for key, group in df.groupby(list(by), sort=True):
-        per_vector = group.groupby(["direction_source", "direction_index"])["outcome"].mean().to_numpy()
-        low, high = bootstrap_ci(per_vector, n_resamples, seed)
+        outcomes = outcome_matrix(group)
+        low, high = bootstrap_ci(outcomes, n_resamples, seed, over)
         rows.append({**dict(zip(by, key)), "compliance_rate": group["outcome"].mean(), "ci_low": low,
-                     "ci_high": high, "judge_unsafe_rate": group["unsafe"].mean(),
-                     "unparsed_rate": group["unparsed"].mean(), "n_vectors": len(per_vector),
+                     "ci_high": high, "ci_over": over, "judge_unsafe_rate": group["unsafe"].mean(),
+                     "unparsed_rate": group["unparsed"].mean(), "n_vectors": len(outcomes),
                      "n_responses": len(group),
                      **{f"{judge}_compliance_rate": group[f"{judge}_outcome"].mean()
                         for judge in ("judge", "coherent") if f"{judge}_outcome" in group}})
@@ -127,7 +153,7 @@ def cross_category_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def cross_paper_table(df: pd.DataFrame, kinds: tuple[str, str], *, n_resamples: int = 1000,
-                      seed: int = 0) -> pd.DataFrame:
+                      seed: int = 0, over: str = "vectors") -> pd.DataFrame:
     """Compliance of two SAE feature kinds (BatchTopK vs OrtSAE) at the same layer and c with the same number of
     features: both are cut to the smaller count (lowest direction indices first)."""
     sub = df[df["direction_kind"].isin(kinds)]
@@ -140,8 +166,7 @@ def cross_paper_table(df: pd.DataFrame, kinds: tuple[str, str], *, n_resamples: 
         row = {"layer": layer, "c": c, "n_features": n}
         for kind in kinds:
             g = group[(group["direction_kind"] == kind) & (group["direction_index"] < n)]
-            per_vector = g.groupby("direction_index")["outcome"].mean().to_numpy()
-            low, high = bootstrap_ci(per_vector, n_resamples, seed)
+            low, high = bootstrap_ci(outcome_matrix(g, ["direction_index"]), n_resamples, seed, over)
             row.update({f"{kind}_cr": g["outcome"].mean(), f"{kind}_ci_low": low, f"{kind}_ci_high": high,
                         f"{kind}_source": g["direction_source"].iloc[0],
                         f"{kind}_frac_break_ge1": float((g.groupby("direction_index")["outcome"].sum() >= 1).mean())})

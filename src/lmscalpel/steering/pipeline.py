@@ -279,7 +279,7 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
     mcfg = cfg["metrics"]
     df = M.with_outcome(pd.concat([pd.read_parquet(g) for g in grids], ignore_index=True), mcfg["outcome"])
     df = M.with_coherence(df, mcfg["headline"])
-    boot = dict(n_resamples=mcfg["bootstrap_resamples"], seed=mcfg["seed"])
+    boot = dict(n_resamples=mcfg["bootstrap_resamples"], seed=mcfg["seed"], over=mcfg["bootstrap"])
     cells = M.compliance_table(df, **boot)
     categories = M.compliance_table(df, by=M.CELL + ["category"], **boot)
     vectors = M.per_vector_table(df)
