@@ -11,7 +11,10 @@ rule cache_activations:
         f"{LOGS}/cache/cache_activations.log",
     conda:
         ENV
-    threads: 2
+    threads: model_job_threads()
+    # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
+    # (N:M cells, reasoning baselines) fill the other cores
+    priority: 10
     resources:
         mem_mb=8000,
         runtime=120,

@@ -50,11 +50,12 @@ def gpu_jobs():
     return 0 if is_toy_model() or config["model"]["device"] == "cpu" else 1
 
 
-def generation_threads():
-    """Threads of a generation-heavy job: greedy decoding of a small model is mostly single-threaded Python
-    overhead, so on a CPU two 1-thread jobs side by side decode ~1.4x faster than one 2-thread job (measured on
-    SmolLM2-135M, 2 cores)."""
-    return 1 if config["model"]["device"] == "cpu" else 2
+def model_job_threads(threads=2):
+    """Threads of a model job: ``threads``, or 1 when model.device is cpu. On a CPU two 1-thread jobs side by side
+    run forward passes as fast as one 2-thread job and decode ~1.4x faster (greedy decoding of a small model is
+    mostly single-threaded Python), and a 2-thread job cannot start while a 1-thread one holds a core (measured on
+    SmolLM2-135M, 2 cores: the steering grid ran alone for 16 min beside an idle core)."""
+    return 1 if config["model"]["device"] == "cpu" else threads
 
 
 def get_base_model_dir(wildcards=None):

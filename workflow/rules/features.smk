@@ -15,7 +15,7 @@ rule features_spelling_activations:
         layer=r"\d+",
     conda:
         ENV
-    threads: 2
+    threads: model_job_threads()
     resources:
         mem_mb=4000,
         runtime=30,
@@ -42,7 +42,7 @@ rule features_dataset_activations:
         dataset="|".join(config["features"]["datasets"]),
     conda:
         ENV
-    threads: 2
+    threads: model_job_threads()
     resources:
         mem_mb=8000,
         runtime=60,

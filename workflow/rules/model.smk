@@ -10,7 +10,7 @@ rule convert_gguf_model:
         f"{LOGS}/model/convert_gguf_model.log",
     conda:
         ENV
-    threads: 2
+    threads: model_job_threads()
     resources:
         mem_mb=4000,
         runtime=20,

@@ -21,7 +21,7 @@ rule score_reasoning_features:
         sae="[^/]+",
     conda:
         ENV
-    threads: 2
+    threads: model_job_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=30 if is_toy_model() else 600,
@@ -73,7 +73,7 @@ rule reasoning_baseline:
         benchmark=REASONING_BENCHMARK_PATTERN,
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=30 if is_toy_model() else 1440,
@@ -104,7 +104,7 @@ rule steer_reasoning_features:
         benchmark=REASONING_BENCHMARK_PATTERN,
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=60 if is_toy_model() else 4320,
@@ -157,7 +157,7 @@ rule ban_reasoning_vocabulary:
         benchmark=REASONING_BENCHMARK_PATTERN,
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=4000 if is_toy_model() else 64000,
         runtime=30 if is_toy_model() else 2880,

@@ -18,6 +18,9 @@ rule train_saes:
         ENV
     # one thread on CPU: the sparse kernels are many small ops, which stall on a second, shared core
     threads: 1 if is_toy_model() else 4
+    # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
+    # (N:M cells, reasoning baselines) fill the other cores
+    priority: 10
     resources:
         mem_mb=6000,
         runtime=120,
@@ -68,7 +71,7 @@ rule sae_core_metrics:
         sae=sae_id_constraint(),
     conda:
         ENV
-    threads: 2
+    threads: model_job_threads()
     resources:
         mem_mb=6000,
         runtime=60,

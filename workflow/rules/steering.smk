@@ -15,6 +15,9 @@ rule steering_setup:
     conda:
         ENV
     threads: 1
+    # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
+    # (N:M cells, reasoning baselines) fill the other cores
+    priority: 10
     resources:
         mem_mb=4000,
         runtime=30,
@@ -37,7 +40,7 @@ rule steering_coherence:
         f"{LOGS}/steering/coherence.log",
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 120,
@@ -65,8 +68,8 @@ rule steering_grid:
         layer=r"\d+",
     conda:
         ENV
-    threads: generation_threads()
-    # the longest job of a CPU run: started first, the other core takes the rest of the DAG
+    threads: model_job_threads()
+    # the longest job of a CPU run: started as soon as its directions exist
     priority: 10
     resources:
         mem_mb=8000,
@@ -96,7 +99,7 @@ rule steering_universal:
         f"{LOGS}/steering/universal.log",
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 720,
@@ -123,7 +126,7 @@ rule steering_capability:
         f"{LOGS}/steering/capability.log",
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 720,

@@ -62,7 +62,7 @@ rule model_card:
         f"{LOGS}/model/model_card.log",
     conda:
         ENV
-    threads: generation_threads()
+    threads: model_job_threads()
     resources:
         mem_mb=4000,
         runtime=30,
