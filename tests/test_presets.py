@@ -184,15 +184,18 @@ def planned_resources(output: str, rule: str) -> tuple[int, str]:
     return threads, next(line for line in block if line.startswith("resources:"))
 
 
-@pytest.mark.parametrize("preset, gpu, threads", [("smollm2_135m_cpu", "gpu=0", 1), ("rogue_scalpel_v1", "gpu=1", 2)])
-def test_cpu_model_jobs_share_the_cores_and_gpu_ones_queue_for_the_gpu(preset, gpu, threads, tmp_path):
-    """model.device cpu: model jobs take no gpu slot (two run side by side on two cores) and decoding runs 1-thread;
-    device auto (a GPU preset): one model job at a time holds the GPU."""
+@pytest.mark.parametrize("preset, rule, gpu, threads", [
+    ("smollm2_135m_cpu", "steering_grid", "gpu=0", 1), ("smollm2_135m_cpu", "train_saes", "gpu=0", 1),
+    ("rogue_scalpel_v1", "steering_grid", "gpu=1", 2), ("ortsae_gemma2_2b", "train_saes", "gpu=1", 2)])
+def test_cpu_model_jobs_share_the_cores_and_gpu_ones_queue_for_the_gpu(preset, rule, gpu, threads, tmp_path):
+    """model.device cpu: model jobs take no gpu slot (two run side by side on two cores) and run 1-thread (a
+    multi-thread job would wait while 1-thread jobs keep taking the free core: SAE training did, on SmolLM2);
+    device auto (a GPU preset): one model job at a time holds the GPU (train_saes asks for 4 threads, 2 here)."""
     shutil.copy(REPO_ROOT / "config.yaml", tmp_path / "config.yaml")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--snakefile", str(REPO_ROOT / "Snakefile"),
            "--directory", str(tmp_path), "--configfile", str(REPO_ROOT / "presets" / f"{preset}.yaml")]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    planned_threads, resources = planned_resources(result.stdout + result.stderr, "steering_grid")
+    planned_threads, resources = planned_resources(result.stdout + result.stderr, rule)
     assert gpu in resources.split(", ") and planned_threads == threads, (planned_threads, resources)

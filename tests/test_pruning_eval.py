@@ -240,3 +240,18 @@ def test_table_summary_and_figures(tmp_path):
               heatmap_out=outputs["heatmap"], bars_out=outputs["bars"], chat_out=outputs["chat"])
     assert len(pd.read_csv(tmp_path / "t.csv")) == len(cells)
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in outputs.values())
+
+
+def test_per_kind_diagnostic_reads_only_its_windows(lm, narrative_windows):
+    """per_kind_max_windows: the per-kind perplexities are those of the first windows alone."""
+    from lmscalpel.pruning.run import per_kind_diagnostic
+
+    cfg = {"grid_targets": ["mlp"], "target_sets": {"mlp": ["up_proj", "down_proj"]}, "per_kind_pattern": "2:4",
+           "perplexity": {"batch_size": 2}}
+    capped = per_kind_diagnostic(lm[0], narrative_windows, {**cfg, "per_kind_max_windows": 2})
+    first = per_kind_diagnostic(lm[0], narrative_windows[:2], cfg)
+    full = per_kind_diagnostic(lm[0], narrative_windows, cfg)
+    assert capped["per_kind_windows"] == 2 and full["per_kind_windows"] == narrative_windows.shape[0] > 2
+    per_kind = [key for key in capped if key.startswith("per_kind_2-4")]
+    assert len(per_kind) == 4 and all(capped[k] == first[k] for k in per_kind)
+    assert any(capped[k] != full[k] for k in per_kind)

@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 
 from lmscalpel.io import read_json, read_jsonl
 from lmscalpel.models import ModelRef, load_model
-from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, encode_example, perplexity_texts,
-                                   safety_tune)
+from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, collate, encode_example,
+                                   perplexity_texts, safety_tune, sft_loss, shared_prompt_length)
 from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS
 from lmscalpel.toyworld.judge import is_refusal
 from lmscalpel.workflow import mock_snakemake
@@ -46,6 +46,33 @@ def test_encode_masks_the_prompt_and_ends_only_finished_replies(tiny_lm_dir):
     assert ids[-1] == tok.eos_token_id
     _, open_labels = encode_example(tok, "how to bake bread", "Sure, mix flour", finished=False)
     assert open_labels[-1] != tok.eos_token_id and len(open_labels) == len(labels) - 1
+
+
+def test_sft_loss_gives_the_padded_batch_loss_and_gradient(tiny_lm_dir):
+    """The shared-prefix, length-sorted micro-batches must train exactly what one padded forward would."""
+    from peft import LoraConfig, get_peft_model
+
+    base, tok = load_model(ModelRef(str(tiny_lm_dir)))
+    torch.manual_seed(0)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"]))
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.no_grad():
+        for p in params:  # LoRA B starts at 0, which would leave A without a gradient
+            p.normal_(0, 0.05)
+    examples = [encode_example(tok, prompt, reply, finished) for prompt, reply, finished in [
+        ("how to bake bread", "Sure, mix flour and water", True), ("hi", "Hello", False),
+        ("tell me a long story about a cat and a dog", "Once upon a time a cat met a dog near the river", True)]]
+    assert shared_prompt_length(examples) > 0
+    reference = model(**collate(examples, tok.pad_token_id)).loss
+    reference.backward()
+    expected = [p.grad.clone() for p in params]
+    for micro_batch_size in (1, 2, 16):
+        model.zero_grad(set_to_none=True)
+        loss = sft_loss(model, examples, tok.pad_token_id, micro_batch_size)
+        loss.backward()
+        assert loss.item() == pytest.approx(reference.item(), rel=1e-5)
+        for p, g in zip(params, expected):
+            torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
 
 
 @torch.no_grad()

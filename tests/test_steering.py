@@ -402,6 +402,24 @@ def test_capability_helpers():
     assert sweet_spot(results, 0.01) == 0.5
 
 
+def test_steered_task_accuracy_runs_every_c_in_one_generation(tiny_lm_dir, monkeypatch):
+    """Capability rows of every (c, vector) share one batched generation; c = 0 runs one vector, each other c all."""
+    from lmscalpel.steering import capability
+
+    model, tok = load_model(ModelRef(str(tiny_lm_dir)))
+    calls, judged = [], []
+    real = capability.generate_steered
+    monkeypatch.setattr(capability, "generate_steered", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    prompts = ["how do I bake bread", "name a colour", "tell me a joke"]
+    accuracy = capability.steered_task_accuracy(
+        model, tok, prompts=prompts, correct=lambda i, r: judged.append(i) or i == 0,
+        vectors=D.random_directions(64, range(2), 0), coefficients=[0.0, 0.5, 1.0], mu=10.0, layer=1, chat=True,
+        max_new_tokens=2, batch_size=64, skip_tokens="special")
+    assert len(calls) == 1 and list(calls[0]) == [0.0] * 3 + [5.0] * 6 + [10.0] * 6
+    assert judged == [0, 1, 2] * 5
+    assert accuracy == {0.0: pytest.approx(1 / 3), 0.5: pytest.approx(1 / 3), 1.0: pytest.approx(1 / 3)}
+
+
 def test_sae_direction_set_reads_saved_sae(tmp_path):
     from lmscalpel.sae import build_sae, load_sae, save_sae
     from lmscalpel.steering.pipeline import sae_direction_set

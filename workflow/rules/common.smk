@@ -626,7 +626,7 @@ PRUNING_CRITERION_KEYS = {"clact": ("clact_scope",), "amber": ("amber_quantile",
 
 def get_pruning_dense_config(wildcards):
     """The dense cell: evaluation settings and the per-kind diagnostic (every grid target set)."""
-    cfg = pruning_config("perplexity", "zero_shot", "grid_targets", "per_kind_pattern",
+    cfg = pruning_config("perplexity", "zero_shot", "grid_targets", "per_kind_pattern", "per_kind_max_windows",
                          pattern=PRUNING["per_kind_pattern"] or "")
     cfg["target_sets"] = {name: PRUNING["target_sets"][name] for name in PRUNING["grid_targets"]}
     return cfg

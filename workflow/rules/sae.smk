@@ -16,8 +16,9 @@ rule train_saes:
         layer=r"\d+",
     conda:
         ENV
-    # one thread on CPU: the sparse kernels are many small ops, which stall on a second, shared core
-    threads: 1 if is_toy_model() else 4
+    # one thread on CPU (model.device cpu or the toy): the sparse kernels are many small ops, which stall on a
+    # second, shared core, and a multi-thread job waits for every core while 1-thread jobs keep taking the free one
+    threads: 1 if is_toy_model() else model_job_threads(4)
     # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
     # (N:M cells, reasoning baselines) fill the other cores
     priority: 10

@@ -101,13 +101,17 @@ def per_kind_diagnostic(model, windows: torch.Tensor, cfg: Mapping) -> dict:
     ``per_kind_pattern``, activation (magnitude) vs weight (magnitude).
 
     Why: whether activation pruning beats weight pruning depends on how heavy-tailed each layer's input is; this
-    shows it layer kind by layer kind in the dense job, without a grid cell per kind.
+    shows it layer kind by layer kind in the dense job, without a grid cell per kind. It costs two perplexity
+    evaluations per kind, so ``per_kind_max_windows`` can run it on the first windows of the test set only (the
+    contrasts it shows are large: one kind can multiply perplexity tenfold).
     """
     kinds = sorted({m for name in cfg["grid_targets"] for m in target_set(cfg, name)})
     batch = cfg["perplexity"]["batch_size"]
     row = {f"input_kurtosis_{kind}": value for kind, value in input_kurtosis(model, windows[:batch], kinds).items()}
     pattern = cfg.get("per_kind_pattern")
     if pattern:
+        windows = windows[:cfg.get("per_kind_max_windows")]
+        row["per_kind_windows"] = int(windows.shape[0])
         slug = parse_pattern(pattern).slug
         for kind in tqdm(kinds, desc=f"per-kind {slug}"):
             with activation_pruning(model, pattern, "magnitude", "none", [kind],

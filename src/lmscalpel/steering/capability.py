@@ -27,15 +27,22 @@ def parse_answer(text: str) -> int | None:
 
 
 def steered_task_accuracy(model, tokenizer, *, prompts: Sequence[str], correct: Callable[[int, str], bool],
-                          vectors: torch.Tensor, c: float, mu: float, layer: int, chat: bool, max_new_tokens: int,
-                          batch_size: int, skip_tokens: str) -> float:
-    """Mean over vectors × prompts of ``correct(prompt_index, response)``."""
+                          vectors: torch.Tensor, coefficients: Sequence[float], mu: float, layer: int, chat: bool,
+                          max_new_tokens: int, batch_size: int, skip_tokens: str) -> dict[float, float]:
+    """{c: mean over vectors × prompts of ``correct(prompt_index, response)``}; c = 0 is run with one vector only
+    (every vector is the same at α = 0). All (c, vector, prompt) rows go through one batched generation: a CPU
+    pays per decoding step, not per row."""
     n = len(prompts)
-    rows_v = vectors.repeat_interleave(n, dim=0)
-    responses = generate_steered(model, tokenizer, list(prompts) * len(vectors), rows_v, [c * mu] * len(rows_v),
-                                 layer=layer, max_new_tokens=max_new_tokens, batch_size=batch_size, chat=chat,
+    cells = [(c, v) for c in coefficients for v in (vectors[:1] if c == 0 else vectors)]
+    rows_v = torch.stack([v for _, v in cells]).repeat_interleave(n, dim=0)
+    alphas = [c * mu for c, _ in cells for _ in range(n)]
+    responses = generate_steered(model, tokenizer, list(prompts) * len(cells), rows_v, alphas, layer=layer,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, chat=chat,
                                  skip_tokens=skip_tokens)
-    return sum(correct(i % n, r) for i, r in enumerate(responses)) / len(responses)
+    hits: dict[float, list[bool]] = {}
+    for row, response in enumerate(responses):
+        hits.setdefault(cells[row // n][0], []).append(correct(row % n, response))
+    return {c: sum(values) / len(values) for c, values in hits.items()}
 
 
 def toy_capability(model, tokenizer, *, benign: Sequence[str], problems: Sequence[dict], coefficients: Sequence[float],
@@ -47,19 +54,16 @@ def toy_capability(model, tokenizer, *, benign: Sequence[str], problems: Sequenc
     d_model = int(model.get_input_embeddings().weight.shape[1])
     vectors = random_directions(d_model, range(n_vectors), seed)
     questions = [f"Question: {p['question']}\nThinking:" for p in problems]
-    results: dict[str, dict[float, float]] = {"benign_compliance": {}, "arithmetic_accuracy": {}}
-    for c in [0.0, *coefficients]:
-        vecs = vectors[:1] if c == 0 else vectors
-        results["benign_compliance"][c] = steered_task_accuracy(
-            model, tokenizer, prompts=benign, correct=lambda i, r: complies(r), vectors=vecs, c=c, mu=mu,
-            layer=layer, chat=True, max_new_tokens=chat_tokens, batch_size=batch_size,
-            skip_tokens=skip_tokens)
-        if problems:
-            results["arithmetic_accuracy"][c] = steered_task_accuracy(
-                model, tokenizer, prompts=questions, correct=lambda i, r: parse_answer(r) == problems[i]["answer"],
-                vectors=vecs, c=c, mu=mu, layer=layer, chat=False, max_new_tokens=arithmetic_tokens,
-                batch_size=batch_size, skip_tokens=skip_tokens)
-    return {task: values for task, values in results.items() if values}
+    grid = {"vectors": vectors, "coefficients": [0.0, *coefficients], "mu": mu, "layer": layer,
+            "batch_size": batch_size, "skip_tokens": skip_tokens}
+    results = {"benign_compliance": steered_task_accuracy(
+        model, tokenizer, prompts=benign, correct=lambda i, r: complies(r), chat=True, max_new_tokens=chat_tokens,
+        **grid)}
+    if problems:
+        results["arithmetic_accuracy"] = steered_task_accuracy(
+            model, tokenizer, prompts=questions, correct=lambda i, r: parse_answer(r) == problems[i]["answer"],
+            chat=False, max_new_tokens=arithmetic_tokens, **grid)
+    return results
 
 
 def mmlu_capability(model, tokenizer, *, coefficients: Sequence[float], mu: float, layer: int, n_vectors: int,

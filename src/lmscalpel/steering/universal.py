@@ -35,16 +35,19 @@ class _Runner:
         prepare_checkpoints(ckpt, fingerprint({**key, "model": model_key(model), "layer": layer, "mu": round(mu, 6),
                                                "max_new_tokens": max_new_tokens, "skip_tokens": skip_tokens}))
 
-    def run(self, name: str, prompts: Sequence[str], vectors: torch.Tensor, c: float, labels: dict) -> pd.DataFrame:
-        path = self.ckpt / f"{name}-{fingerprint([list(prompts), c, labels])}.parquet"
+    def run(self, name: str, prompts: Sequence[str], vectors: torch.Tensor, c: float | Sequence[float],
+            labels: dict) -> pd.DataFrame:
+        """Rows (prompt i, vector i, c or c[i]), generated in one batched call: a CPU pays per decoding step."""
+        cs = [float(x) for x in c] if isinstance(c, Sequence) else [float(c)] * len(prompts)
+        path = self.ckpt / f"{name}-{fingerprint([list(prompts), cs, labels])}.parquet"
         if path.exists():
             return pd.read_parquet(path)
-        responses = generate_steered(self.model, self.tokenizer, prompts, vectors, [c * self.mu] * len(prompts),
+        responses = generate_steered(self.model, self.tokenizer, prompts, vectors, [x * self.mu for x in cs],
                                      layer=self.layer, max_new_tokens=self.max_new_tokens,
                                      batch_size=self.batch_size, skip_tokens=self.skip_tokens)
         judged = self.outcome(prompts, responses)
         columns = judged if isinstance(judged, dict) else {"complied": judged}
-        frame = pd.DataFrame({**labels, "c": c, "prompt": list(prompts), "response": responses, **columns})
+        frame = pd.DataFrame({**labels, "c": cs, "prompt": list(prompts), "response": responses, **columns})
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
         return frame
@@ -65,38 +68,35 @@ def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: s
                      batch_size=batch_size, ckpt=Path(checkpoint_dir), skip_tokens=skip_tokens,
                      key={"seed": seed, "outcome": outcome_key})
     sweep_dirs = random_directions(d_model, range(sweep_vectors), seed)
-    sweep = pd.concat([runner.run(f"sweep-c{c:g}", [train_prompt] * sweep_vectors, sweep_dirs, c,
-                                  {"vector": list(range(sweep_vectors))}) for c in coefficients])
+    sweep = runner.run("sweep", [train_prompt] * (sweep_vectors * len(coefficients)),
+                       sweep_dirs.repeat(len(coefficients), 1), [c for c in coefficients for _ in range(sweep_vectors)],
+                       {"vector": list(range(sweep_vectors)) * len(coefficients)})
     by_c = sweep.groupby("c")["complied"].mean()
     c_star = float(by_c.idxmax())  # ties → the smallest c (groupby sorts)
     log.info("training-prompt sweep: %s; c* = %g", by_c.round(3).to_dict(), c_star)
 
     held_out = [p for p in eval_prompts if p["prompt"] != train_prompt]
-    texts = [p["prompt"] for p in held_out]
-    frames, universal_info = [], []
+    evaluated, universal_info = [], []  # (kind, pool or baseline index, unit vector)
     for u in range(n_universal):
         start = sweep_vectors + u * max_trials
         selected, trials = _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u)
+        if len(selected) < n_select:
+            log.warning("pool %d: only %d of %d trials complied; universal vector skipped", u, len(selected),
+                        max_trials)
+        else:
+            evaluated.append(("universal", u, unit(random_directions(d_model, selected, seed).mean(0))))
         pool = random_directions(d_model, range(start, start + n_select), seed)
-        candidates = {"universal": selected, "unselected_mean": list(range(start, start + n_select))}
-        for kind, indices in candidates.items():
-            if kind == "universal" and len(indices) < n_select:
-                log.warning("pool %d: only %d of %d trials complied; universal vector skipped", u, len(indices),
-                            max_trials)
-                continue
-            vec = unit(random_directions(d_model, indices, seed).mean(0)) if kind == "universal" else \
-                unit(pool.mean(0))
-            rows = runner.run(f"eval-{kind}-{u}", texts, vec.expand(len(texts), -1), c_star,
-                              {"prompt_id": [p["id"] for p in held_out], "category": [p["category"] for p in held_out]})
-            frames.append(rows.assign(kind=kind, vector=u))
+        evaluated.append(("unselected_mean", u, unit(pool.mean(0))))
         universal_info.append({"pool": u, "trials": trials, "n_selected": len(selected)})
     base_start = sweep_vectors + n_universal * max_trials
-    for j in range(n_baseline):
-        vec = random_directions(d_model, [base_start + j], seed)
-        rows = runner.run(f"eval-random-{j}", texts, vec.expand(len(texts), -1), c_star,
-                          {"prompt_id": [p["id"] for p in held_out], "category": [p["category"] for p in held_out]})
-        frames.append(rows.assign(kind="random", vector=j))
-    table = pd.concat(frames, ignore_index=True)
+    evaluated += [("random", j, random_directions(d_model, [base_start + j], seed)[0]) for j in range(n_baseline)]
+    # every held-out row of every vector in one call (at c*)
+    table = runner.run("eval", [p["prompt"] for _ in evaluated for p in held_out],
+                       torch.stack([vec for *_, vec in evaluated]).repeat_interleave(len(held_out), 0), c_star,
+                       {"prompt_id": [p["id"] for _ in evaluated for p in held_out],
+                        "category": [p["category"] for _ in evaluated for p in held_out],
+                        "kind": [kind for kind, *_ in evaluated for _ in held_out],
+                        "vector": [index for _, index, _ in evaluated for _ in held_out]})
     summary = _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, len(held_out))
     return table, summary
 
