@@ -41,6 +41,8 @@ rule steering_coherence:
     conda:
         ENV
     threads: model_job_threads()
+    # the grid waits for it: without the priority of the critical path it queued behind N:M cells for 2 min
+    priority: 10
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 120,
@@ -100,6 +102,8 @@ rule steering_universal:
     conda:
         ENV
     threads: model_job_threads()
+    # the second-longest job of a CPU run: started beside the grid, not after the short jobs
+    priority: 9
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 720,
