@@ -289,7 +289,6 @@ def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: Saf
     per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total = per_epoch * cfg.epochs
     start = _load_checkpoint(ckpt, model, optimizer, key)
-    device = next(model.parameters()).device
     model.train()
     losses: list[float] = []
     bar = tqdm(range(start, total), desc="safety tune", initial=start, total=total, mininterval=2)
