@@ -12,9 +12,7 @@ rule cache_activations:
     conda:
         ENV
     threads: model_job_threads()
-    # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
-    # (N:M cells, reasoning baselines) fill the other cores
-    priority: 10
+    priority: CRITICAL_PATH_PRIORITY
     resources:
         mem_mb=8000,
         runtime=120,

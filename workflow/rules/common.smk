@@ -40,6 +40,12 @@ onerror:
         jobserver.stop(server)
 
 
+# Scheduling priority of the critical path (cache -> SAEs -> steering directions and coherence calibration ->
+# grid): started first, while model-only jobs (N:M cells, reasoning baselines) fill the other cores. Snakemake
+# does not pass a job's priority on to the jobs it waits for, so every job on the path carries it.
+CRITICAL_PATH_PRIORITY = 10
+
+
 def is_toy_model():
     return config["model"]["source"] == "toy"
 

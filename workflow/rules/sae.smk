@@ -19,9 +19,7 @@ rule train_saes:
     # one thread on CPU (model.device cpu or the toy): the sparse kernels are many small ops, which stall on a
     # second, shared core, and a multi-thread job waits for every core while 1-thread jobs keep taking the free one
     threads: 1 if is_toy_model() else model_job_threads(4)
-    # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
-    # (N:M cells, reasoning baselines) fill the other cores
-    priority: 10
+    priority: CRITICAL_PATH_PRIORITY
     resources:
         mem_mb=6000,
         runtime=120,

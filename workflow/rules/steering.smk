@@ -15,9 +15,7 @@ rule steering_setup:
     conda:
         ENV
     threads: 1
-    # the critical path (cache -> SAEs -> steering directions -> grid) first; model-only jobs
-    # (N:M cells, reasoning baselines) fill the other cores
-    priority: 10
+    priority: CRITICAL_PATH_PRIORITY
     resources:
         mem_mb=4000,
         runtime=30,
@@ -41,8 +39,8 @@ rule steering_coherence:
     conda:
         ENV
     threads: model_job_threads()
-    # the grid waits for it: without the priority of the critical path it queued behind N:M cells for 2 min
-    priority: 10
+    # the grid waits for it (without this it queued behind N:M cells for 2 min)
+    priority: CRITICAL_PATH_PRIORITY
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 120,
@@ -72,7 +70,7 @@ rule steering_grid:
         ENV
     threads: model_job_threads()
     # the longest job of a CPU run: started as soon as its directions exist
-    priority: 10
+    priority: CRITICAL_PATH_PRIORITY
     resources:
         mem_mb=8000,
         runtime=60 if is_toy_model() else 1440,
@@ -103,7 +101,7 @@ rule steering_universal:
         ENV
     threads: model_job_threads()
     # the second-longest job of a CPU run: started beside the grid, not after the short jobs
-    priority: 9
+    priority: CRITICAL_PATH_PRIORITY - 1
     resources:
         mem_mb=8000,
         runtime=30 if is_toy_model() else 720,
