@@ -12,7 +12,7 @@ import torch
 from lmscalpel.io import read_json
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.steering import directions as D, judges as J, metrics as M
-from lmscalpel.steering.data import chat_prompt
+from lmscalpel.models.chat import chat_prompt
 from lmscalpel.steering.grid import DirectionSet, run_grid
 from lmscalpel.steering.pipeline import _outcome_fn, run_metrics_stage
 from lmscalpel.steering.universal import universal_attack

@@ -8,13 +8,14 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
+from lmscalpel.models.chat import chat_prompt
+
 
 @torch.no_grad()
 def generate_greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
                     chat: bool = True, desc: str = "generate") -> list[str]:
     """Greedy replies, left-padded batches; ``chat`` wraps each prompt in the tokenizer's chat template."""
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                           tokenize=False) if chat else p for p in prompts]
+    texts = [chat_prompt(tokenizer, p) if chat else p for p in prompts]
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     replies: list[str] = []

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmscalpel.models.chat import chat_prompt
 from lmscalpel.runtime import load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,6 @@ def refusal_markers(markers: str) -> tuple[str, ...]:
 def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int
                    ) -> list[tuple[str, bool]]:
     """(reply, finished) per prompt through the chat template; ``finished``: the model ended its turn itself."""
-    from lmscalpel.steering.data import chat_prompt
     from lmscalpel.steering.generation import shared_prefix
 
     tokenizer.padding_side = "left"
@@ -113,8 +113,6 @@ def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
 def encode_example(tokenizer, prompt: str, reply: str, finished: bool) -> tuple[list[int], list[int]]:
     """Token ids and labels of one chat turn: the prompt (chat template) is masked with -100; the reply ends with
     EOS only when the model's turn ended (a truncated answer must not teach it to stop early)."""
-    from lmscalpel.steering.data import chat_prompt
-
     prefix = tokenizer(chat_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
     body = tokenizer(reply, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if finished else [])
     return prefix + body, [-100] * len(prefix) + body

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from lmscalpel.io import read_jsonl
+from lmscalpel.models.chat import chat_prompt
 from lmscalpel.steering.hook import skip_token_ids
 
 LOCAL_BUILDERS = ("csv", "json", "text")
@@ -66,12 +67,6 @@ def dataset_prompts(*, path: str = "JailbreakBench/JBB-Behaviors", name: str | N
     if not rows:
         raise ValueError(f"{where}: no prompts (config key {key})")
     return rows
-
-
-def chat_prompt(tokenizer, prompt: str) -> str:
-    """One user turn through the model's own chat template, no system prompt (spec §1 project default)."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=False)
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], *, skip_tokens: str, chat: bool = True, device=None):

@@ -24,6 +24,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from lmscalpel.models import residual_module
+from lmscalpel.models.chat import chat_prompt
 
 
 def special_token_ids(tokenizer) -> list[int]:
@@ -42,8 +43,7 @@ def template_added_ids(tokenizer) -> list[int]:
     ``<|start_header_id|>``) that its chat template emits around a user turn; ``all_special_ids`` may miss them."""
     if not getattr(tokenizer, "chat_template", None):
         return []
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
-                                         tokenize=False)
+    text = chat_prompt(tokenizer, "x")
     ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
     return sorted(ids & set(tokenizer.added_tokens_decoder))
 

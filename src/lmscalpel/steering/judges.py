@@ -17,6 +17,7 @@ from typing import Protocol, Sequence
 
 import torch
 
+from lmscalpel.models.chat import chat_prompt
 from lmscalpel.toyworld.judge import REFUSAL_MARKERS as TOY_REFUSAL_MARKERS
 
 UNSAFE, SAFE, UNPARSED = "unsafe", "safe", "unparsed"
@@ -87,8 +88,7 @@ class GenerativeJudge:
         text = self.template.format(request=request, response=response)
         if not self.use_chat_template:
             return text
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                  tokenize=False)
+        return chat_prompt(self.tokenizer, text)
 
     @torch.no_grad()
     def __call__(self, requests, responses):
@@ -161,8 +161,6 @@ class CoherenceScorer:
     @torch.no_grad()
     def __call__(self, requests: Sequence[str], responses: Sequence[str]) -> list[float]:
         """One score per pair; NaN for an empty reply (never coherent)."""
-        from lmscalpel.steering.data import chat_prompt
-
         replies = [self.tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
         by_request: dict[str, list[int]] = {}
         for row, request in enumerate(requests):
