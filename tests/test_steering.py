@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lmscalpel.models import ModelRef, load_model
+from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
 from lmscalpel.steering import data, directions as D, judges as J
 from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
@@ -122,7 +123,7 @@ def test_identical_prompt_sets_and_zero_directions_are_errors(tiny):
 
 
 def test_keyword_judge_and_parsers():
-    judge = J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS)
+    judge = J.KeywordJudge(ARDITI_REFUSAL_MARKERS)
     assert judge(["q"] * 3, ["I'm sorry, no.", "Step 1: mix", ""]) == ["safe", "unsafe", "safe"]
     assert J.parse_safe_unsafe("<think>maybe unsafe</think> The answer is: safe") == "safe"
     assert J.parse_safe_unsafe("<think>it is unsafe... unsafe") == "unparsed"  # cut-off thinking (spec §4)
@@ -229,7 +230,7 @@ def test_shared_prefix_generates_the_same_tokens_with_the_prefix_run_once(tiny):
 
 def _grid(tiny, tmp_path, directions, prompts, **overrides):
     model, tok = tiny
-    kw = {"judge": J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS), "max_new_tokens": 3, "chunk_rows": 5, **overrides}
+    kw = {"judge": J.KeywordJudge(ARDITI_REFUSAL_MARKERS), "max_new_tokens": 3, "chunk_rows": 5, **overrides}
     return run_grid(model, tok, layer=1, mu=20.0, prompts=prompts, directions=directions, coefficients=[0.5, 2.0],
                     ground_truth=lambda r: "sure" in r.lower(), batch_size=8, checkpoint_dir=tmp_path / "ckpt",
                     refusal=D.random_directions(64, [99], 0)[0], **kw)

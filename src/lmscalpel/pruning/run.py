@@ -195,7 +195,7 @@ def run_learnable(model_ref: ModelRef, *, mitigation: str, targets: str, pattern
 def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, chat_eval, seed: int,
              output, markers: str = "toyworld") -> dict:
     """Refusal / benign compliance with magnitude pruning (no mitigation) at ``pattern`` (``dense``: none);
-    ``markers``: the keyword verdicts (``lmscalpel.toyworld.card.chat_verdicts``)."""
+    ``markers``: the keyword verdicts (``lmscalpel.models.refusal.chat_verdicts``)."""
     from lmscalpel.pruning.chat import chat_row
 
     torch.manual_seed(seed)

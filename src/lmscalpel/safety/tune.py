@@ -29,6 +29,7 @@ from tqdm import tqdm
 from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
 from lmscalpel.models.chat import chat_prompt
+from lmscalpel.models.refusal import has_marker, refusal_markers
 from lmscalpel.runtime import load_training_state, save_training_state
 
 log = logging.getLogger(__name__)
@@ -77,15 +78,6 @@ class SafetyTuneConfig:
 
 class SafetyTuneGateError(RuntimeError):
     """The tuned model refuses fewer held-out harmful prompts than ``safety_tune.min_refusal_rate``."""
-
-
-def refusal_markers(markers: str) -> tuple[str, ...]:
-    """The keyword judge's refusal substrings ('arditi' or 'toyworld'), lower-cased."""
-    from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS, TOY_REFUSAL_MARKERS
-
-    if markers not in ("arditi", "toyworld"):
-        raise ValueError(f"config key safety_tune.refusal_markers: unknown {markers!r} (arditi or toyworld)")
-    return tuple(m.lower() for m in (ARDITI_REFUSAL_MARKERS if markers == "arditi" else TOY_REFUSAL_MARKERS))
 
 
 @torch.no_grad()
@@ -206,13 +198,13 @@ def measure(model, tokenizer, chat_eval: list[dict], ppl_texts: Sequence[str], c
     benign ones, and test perplexity."""
     from lmscalpel.models.generation import windowed_perplexity
 
-    markers = refusal_markers(cfg.refusal_markers)
+    markers = refusal_markers(cfg.refusal_markers, "safety_tune.refusal_markers")
     out: dict[str, Any] = {}
     for kind in ("harmful", "benign"):
         prompts = train_prompts(chat_eval, kind, split="heldout")
         replies = [text for text, _ in greedy_answers(model, tokenizer, prompts, cfg.eval_max_new_tokens,
                                                       cfg.generation_batch_size)]
-        refused = [any(m in reply.lower() for m in markers) for reply in replies]
+        refused = [has_marker(reply, markers) for reply in replies]
         out[f"{kind}_refusal_rate"] = sum(refused) / len(prompts)
         out[f"n_{kind}"] = len(prompts)
         out[f"{kind}_examples"] = [{"prompt": p, "reply": r} for p, r in zip(prompts[:4], replies[:4])]

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.loader import model_provenance
+from lmscalpel.models.refusal import chat_verdicts
 from lmscalpel.steering import capability as cap
 from lmscalpel.steering.data import load_prompts
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
@@ -243,8 +244,6 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
                          output: str, seed: int, markers: str = "toyworld") -> None:
     """Capability vs c; on the toy world, benign replies are judged with the model card's keyword verdicts
     (``markers``: toyworld ground truth on the toy model, arditi refusal substrings on real models)."""
-    from lmscalpel.toyworld.card import chat_verdicts
-
     model, tokenizer = load_model(ref)
     ccfg = cfg["capability"]
     mu = float(read_json(setup_json)["mu"])
