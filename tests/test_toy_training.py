@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from lmscalpel.models import ModelRef
-from lmscalpel.toyworld.card import ModelCardGateError, gate_failures, write_model_card
+from lmscalpel.models.card import ModelCardGateError, gate_failures, write_model_card
 from lmscalpel.toyworld.train import train_toy_model
 
 from conftest import TINY_LLAMA

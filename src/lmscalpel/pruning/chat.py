@@ -31,7 +31,7 @@ def chat_row(model, tokenizer, chat_eval_path: str | os.PathLike, max_new_tokens
              max_prompts: int | None = None, markers: str = "toyworld") -> dict[str, float]:
     """The model card's refusal and benign rates (not its harmful compliance) on the prompts of
     :func:`chat_prompts`."""
-    from lmscalpel.toyworld.card import measure_chat
+    from lmscalpel.models.card import measure_chat
 
     prompts = chat_prompts(chat_eval_path, max_prompts)
     harmful = measure_chat(model, tokenizer, prompts["harmful"], max_new_tokens)

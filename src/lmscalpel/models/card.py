@@ -1,4 +1,4 @@
-"""The model card: what the model does, measured with greedy decoding on held-out toy-world data.
+"""The model card: what any model does, measured with greedy decoding on held-out toy-world data.
 
 Used by the ``model_card`` rule (which enforces the refusal/compliance gates for the toy model only) and reused
 by later stages that re-measure the model under an intervention. Any model is measured on the toy world's chat
