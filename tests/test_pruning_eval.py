@@ -10,7 +10,8 @@ import torch
 
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.pruning import activation_pruning, window_nlls
-from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, token_stream
+from lmscalpel.data.text import load_texts
+from lmscalpel.pruning.data import calibration_windows, eval_windows, token_stream
 from lmscalpel.pruning.evaluate import input_kurtosis
 from lmscalpel.pruning.table import gather_table, run_table, summarise
 
@@ -22,7 +23,7 @@ def lm(tiny_lm_dir):
 
 @pytest.fixture(scope="module")
 def narrative_windows(lm, toyworld_dir):
-    texts = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir)
+    texts = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir, default_split="test")
     return eval_windows(token_stream(lm[1], texts, "documents"), 32, max_windows=6)
 
 
@@ -46,9 +47,9 @@ def test_documents_join_matches_the_training_format(lm):
 def test_local_files_load_through_datasets(tmp_path):
     path = tmp_path / "wiki.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in [" = Title = ", "body text"]))
-    assert load_texts({"path": str(path), "split": "test", "text_column": "text"}) == [" = Title = ", "body text"]
+    assert load_texts({"path": str(path), "split": "test", "text_column": "text"}, default_split="test") == [" = Title = ", "body text"]
     with pytest.raises(ValueError, match="text_column"):
-        load_texts({"path": str(path), "text_column": "missing"})
+        load_texts({"path": str(path), "text_column": "missing"}, default_split="test")
 
 
 def _lm_eval_nlls(model, tokenizer, windows):

@@ -7,7 +7,8 @@ import torch
 
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
-from lmscalpel.steering import data, directions as D, judges as J
+from lmscalpel.data import prompts as data
+from lmscalpel.steering import directions as D, encoding, judges as J
 from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
 from lmscalpel.steering.generation import generate_steered, shared_prefix
@@ -212,7 +213,7 @@ def test_shared_prefix_generates_the_same_tokens_with_the_prefix_run_once(tiny):
     model, tok = tiny
     prompts = ["how to hack a bank", "bake bread", "steal"]
     vecs, alphas = D.random_directions(64, range(3), seed=0), torch.tensor([0.0, 30.0, 60.0])
-    enc, keep = data.encode_prompts(tok, prompts, skip_tokens="template")
+    enc, keep = encoding.encode_prompts(tok, prompts, skip_tokens="template")
     shared, shared_keep, cache = shared_prefix(model, enc, keep)
     n = shared["input_ids"].shape[1] - shared_keep.shape[1]
     assert cache is not None and n >= 1 and cache.get_seq_length() == n
@@ -224,7 +225,7 @@ def test_shared_prefix_generates_the_same_tokens_with_the_prefix_run_once(tiny):
     with steering(model, 1, vecs, alphas, skip_token_ids=skip, prompt_keep=shared_keep):
         reused = model.generate(**shared, past_key_values=cache, **kw)[:, shared["input_ids"].shape[1]:]
     assert torch.equal(plain, reused)
-    plain_enc, plain_keep = data.encode_prompts(tok, prompts, skip_tokens="special", chat=False)
+    plain_enc, plain_keep = encoding.encode_prompts(tok, prompts, skip_tokens="special", chat=False)
     assert shared_prefix(model, plain_enc, plain_keep)[2] is None  # no common first token: nothing to share
 
 

@@ -130,7 +130,7 @@ def chatml():
 
 def test_template_mode_masks_every_chat_template_token(chatml):
     from lmscalpel.steering import skip_token_ids
-    from lmscalpel.steering.data import encode_prompts
+    from lmscalpel.steering.encoding import encode_prompts
     from lmscalpel.steering.directions import mean_activation_norm
 
     tok, model = chatml

@@ -158,7 +158,7 @@ def save_shard(directory: Path, index: int, tensors: dict[str, torch.Tensor], fi
 
 def cache_activations(model, tokenizer, texts: Iterator[str], spec: CacheSpec) -> list[dict]:
     """Fill every layer's directory with shards, then write each manifest; returns the manifests."""
-    from lmscalpel.data import iter_token_blocks
+    from lmscalpel.data.text import iter_token_blocks
 
     special_ids = set(tokenizer.all_special_ids)
     block_iter = iter_token_blocks(texts, tokenizer, spec.context_length)

@@ -71,9 +71,10 @@ def card_perplexity(model, tokenizer, toyworld_dir: str | Path | None, cfg: dict
     ({} when neither is there)."""
     dataset = cfg.get("dataset")
     if dataset is not None:
-        from lmscalpel.pruning.data import load_texts
+        from lmscalpel.data.text import load_texts
 
-        texts, source = load_texts(dataset, toyworld_dir, "model_card.perplexity.dataset"), dataset["path"]
+        texts = load_texts(dataset, toyworld_dir, "model_card.perplexity.dataset", default_split="test")
+        source = dataset["path"]
     elif toyworld_dir is not None:
         texts = [r["text"] for r in read_jsonl(Path(toyworld_dir) / "narrative_heldout.jsonl")]
         source = "toyworld narrative_heldout"

@@ -112,7 +112,7 @@ def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], spe
 def eval_blocks(tokenizer, texts: Sequence[str] | Any, context_length: int, max_sequences: int,
                 skip_sequences: int = 0) -> list[list[int]]:
     """Packed BOS-prefixed blocks of ``context_length`` tokens (the cache's packing), after ``skip_sequences``."""
-    from lmscalpel.data import iter_token_blocks
+    from lmscalpel.data.text import iter_token_blocks
 
     blocks = iter_token_blocks(iter(texts), tokenizer, context_length)
     return list(itertools.islice(blocks, skip_sequences, skip_sequences + max_sequences))

@@ -219,10 +219,10 @@ def perplexity_texts(ppl_cfg: dict, text_path: str | Path | None) -> list[str]:
     """Test texts: the toy world's held-out narrative (``text_path``) or ``max_texts`` of ``perplexity.dataset``."""
     if text_path is not None:
         return [r["text"] for r in read_jsonl(text_path)][:ppl_cfg.get("max_texts")]
-    from lmscalpel.data import iter_texts
+    from lmscalpel.data.text import iter_texts
 
-    return list(itertools.islice(iter_texts(ppl_cfg["dataset"], key="safety_tune.perplexity.dataset"),
-                                 ppl_cfg.get("max_texts")))
+    texts = iter_texts(ppl_cfg["dataset"], key="safety_tune.perplexity.dataset", default_split="train")
+    return list(itertools.islice(texts, ppl_cfg.get("max_texts")))
 
 
 def fingerprint(cfg: SafetyTuneConfig, chat_eval_path: str | Path, base: str, seed: int) -> str:

@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 from transformers import DynamicCache
 
-from lmscalpel.steering.data import encode_prompts
+from lmscalpel.steering.encoding import encode_prompts
 from lmscalpel.steering.hook import skip_token_ids, steering
 
 

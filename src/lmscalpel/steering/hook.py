@@ -51,7 +51,7 @@ def template_added_ids(tokenizer) -> list[int]:
 def skip_token_ids(tokenizer, mode: str = "special") -> list[int]:
     """Ids left unsteered: ``special`` = every named special token and padding (spec §2, Neuronpedia);
     ``template`` = those plus every added token of the chat template (with a positional mask on prompts, see
-    :func:`lmscalpel.steering.data.encode_prompts`, that also skips the template's ordinary tokens); ``bos_pad`` =
+    :func:`lmscalpel.steering.encoding.encode_prompts`, that also skips the template's ordinary tokens); ``bos_pad`` =
     only BOS and padding, for chat templates whose post-instruction marker is itself a special token (the toy's
     ``<|assistant|>``), where masking it would keep steering off the position that decides the reply."""
     if mode == "special":

@@ -16,7 +16,7 @@ from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.loader import model_provenance
 from lmscalpel.models.refusal import chat_verdicts
 from lmscalpel.steering import capability as cap
-from lmscalpel.steering.data import load_prompts
+from lmscalpel.data.prompts import load_prompts
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
 from lmscalpel.steering.grid import DirectionSet, judge_key, run_grid
@@ -168,7 +168,7 @@ def sae_direction_set(kind: str, sae_dir: str, *, n: int, seed: int, alive_only:
 
 def _prompt_activations(model, tokenizer, prompts: Sequence[str], layer: int, skip_tokens: str) -> torch.Tensor:
     """Residual activations of the steered prompt tokens (for the SAE alive check)."""
-    from lmscalpel.steering.data import encode_prompts
+    from lmscalpel.steering.encoding import encode_prompts
 
     enc, keep = encode_prompts(tokenizer, prompts, skip_tokens=skip_tokens, device=next(model.parameters()).device)
     with torch.no_grad(), capture_residual(model, layer) as store:
