@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from lmscalpel.models import ModelRef, load_model
+from lmscalpel.models.generation import shared_prefix
+from lmscalpel.models.intervention import skip_token_ids, steering
 from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
 from lmscalpel.data import prompts as data
 from lmscalpel.steering import directions as D, encoding, judges as J
 from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
-from lmscalpel.steering.generation import generate_steered, shared_prefix
-from lmscalpel.steering.hook import skip_token_ids, steering
+from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.grid import DirectionSet, grid_rows, run_grid
 from lmscalpel.steering.pipeline import default_layers, eval_prompts
 from lmscalpel.steering.universal import universal_attack

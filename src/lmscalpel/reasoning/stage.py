@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl, write_text
 from lmscalpel.models import load_model
+from lmscalpel.models.intervention import special_token_ids
 from lmscalpel.models.loader import ModelRef, model_provenance
 from lmscalpel.reasoning.activations import FoldedSAE, corpus_rows, residual_stream, sae_layer
 from lmscalpel.reasoning.evaluate import load_problems, run_condition, summarise
@@ -26,7 +27,6 @@ from lmscalpel.reasoning.intervene import add_latent, ban_processor_factory, ban
 from lmscalpel.reasoning.score import ReasonScoreAccumulator, reason_scores, select_features
 from lmscalpel.reasoning.vocabulary import (VocabEntry, expand_windows, form_token_ids, match_positions,
                                             parse_vocabulary)
-from lmscalpel.steering import special_token_ids
 
 log = logging.getLogger(__name__)
 

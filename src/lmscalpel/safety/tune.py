@@ -84,7 +84,7 @@ class SafetyTuneGateError(RuntimeError):
 def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int
                    ) -> list[tuple[str, bool]]:
     """(reply, finished) per prompt through the chat template; ``finished``: the model ended its turn itself."""
-    from lmscalpel.steering.generation import shared_prefix
+    from lmscalpel.models.generation import shared_prefix
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device

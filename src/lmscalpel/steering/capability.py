@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from lmscalpel.models.intervention import skip_token_ids, steering
 from lmscalpel.steering.directions import random_directions
 from lmscalpel.steering.generation import generate_steered
-from lmscalpel.steering.hook import skip_token_ids, steering
 from lmscalpel.toyworld.judge import is_compliant
 
 ANSWER = re.compile(r"Answer:\s*(-?\d+)")

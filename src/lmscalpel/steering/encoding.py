@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from lmscalpel.models.chat import chat_prompt
-from lmscalpel.steering.hook import skip_token_ids
+from lmscalpel.models.intervention import skip_token_ids
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], *, skip_tokens: str, chat: bool = True, device=None):
