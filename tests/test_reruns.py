@@ -100,8 +100,9 @@ def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
 def test_shared_modules_count_for_the_stages_that_import_them():
     pruning, unlearning, sae = stage_modules("pruning"), stage_modules("unlearning"), stage_modules("sae")
     assert {"lmscalpel.io", "lmscalpel.workflow", "lmscalpel.models.loader"} <= pruning & unlearning & sae
-    # unlearning's robustness attack runs the pruner (a lazy re-export), not the pruning stage's entry points
-    assert "lmscalpel.pruning.pruner" in unlearning and "lmscalpel.pruning.run" not in unlearning
+    # unlearning's robustness attack runs activation_pruning (a lazy re-export), not the pruning stage's entry points
+    assert {"lmscalpel.pruning.activation", "lmscalpel.pruning.pruner"} <= unlearning
+    assert "lmscalpel.pruning.run" not in unlearning
     assert not any(name.startswith("lmscalpel.pruning") for name in sae)
 
 

@@ -10,7 +10,7 @@ functions count, a submodule import also runs its parent packages' ``__init__``,
 (``_EXPORTS`` of a package ``__init__``, see ``lmscalpel.lazy``) resolves to the submodule that defines it. Shared
 modules therefore count for every stage that reaches them: ``io``, ``runtime``, ``workflow``, ``jobserver`` (via
 the package ``__init__``) and ``models`` for nearly all, ``toyworld`` where the toy data format is read, and
-``pruning.pruner`` for unlearning's robustness attack.
+``pruning.activation`` (and what it runs) for unlearning's robustness attack.
 """
 
 from __future__ import annotations

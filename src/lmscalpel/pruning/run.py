@@ -17,13 +17,13 @@ from tqdm import tqdm
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.loader import model_provenance
+from lmscalpel.pruning.activation import activation_pruning
 from lmscalpel.pruning.calibration import compute_spts, save_params, train_learnable
 from lmscalpel.pruning.data import calibration_windows, eval_windows, sample_texts, token_stream
 from lmscalpel.data.text import load_texts
 from lmscalpel.pruning.evaluate import input_kurtosis, perplexity, window_nlls
 from lmscalpel.pruning.masks import parse_pattern
 from lmscalpel.pruning.mitigations import get_mitigation
-from lmscalpel.pruning.pruner import activation_pruning
 from lmscalpel.pruning.weight import weight_pruning
 
 log = logging.getLogger(__name__)
