@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.io import atomic_path, read_json, save_figure, write_json
 from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
@@ -190,6 +190,4 @@ def plot_l0_fvu(metric_paths: Sequence[str | Path], figure: str | Path, table: s
     ax.legend(title="architecture")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
+    save_figure(fig, figure, dpi=150)
