@@ -15,18 +15,13 @@ from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
 from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.grid import DirectionSet, grid_rows, run_grid
-from lmscalpel.steering.pipeline import default_layers, eval_prompts
+from lmscalpel.steering.pipeline import eval_prompts
 from lmscalpel.steering.universal import universal_attack
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_lm_dir):
     return load_model(ModelRef(str(tiny_lm_dir), device="cpu"))
-
-
-def test_default_layers_dedupe():
-    assert default_layers(4) == [1, 2]
-    assert default_layers(32) == [10, 16, 21]
 
 
 def test_random_directions_depend_only_on_seed_and_index():

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from lmscalpel.io import atomic_path, read_json, sha256_file, write_json, write_text
+from lmscalpel.io import atomic_path, sha256_file, write_json, write_text
 from lmscalpel.models.layers import residual_module
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,3 @@ def write_manifest(directory: Path, layer: int, spec: CacheSpec, n_shards: int) 
                 "special_tokens_excluded": True, "shards": shards}
     write_json(directory / MANIFEST, manifest)
     return manifest
-
-
-def read_manifest(directory: str | Path) -> dict:
-    return read_json(Path(directory) / MANIFEST)

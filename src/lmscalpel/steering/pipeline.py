@@ -27,11 +27,6 @@ from lmscalpel.toyworld.judge import is_compliant
 log = logging.getLogger(__name__)
 
 
-def default_layers(n_layers: int) -> list[int]:
-    """⌊L/3⌋, ⌊L/2⌋, ⌊2L/3⌋ (deduplicated, in order)."""
-    return sorted({n_layers // 3, n_layers // 2, (2 * n_layers) // 3})
-
-
 def eval_prompts(cfg: dict, chat_eval: str | None) -> list[dict]:
     """Held-out harmful prompts, capped at ``steering.prompts.max_prompts`` (round-robin over categories)."""
     prompts = load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="harmful", split="heldout")
