@@ -89,7 +89,7 @@ def test_toy_zero_shot_tasks_run_through_lm_eval(lm, toyworld_dir, tmp_path):
 
 
 def test_zero_shot_bos_is_explicit_and_recorded_with_the_result(lm, narrative_windows, toyworld_dir, tmp_path):
-    from lmscalpel.pruning.run import evaluate_model
+    from lmscalpel.pruning.stage import evaluate_model
     from lmscalpel.pruning.zero_shot import build_toy_tasks, make_hflm
 
     import copy
@@ -126,7 +126,7 @@ def test_clact_loglikelihoods_do_not_depend_on_the_batch_under_lm_eval_padding(l
 
 def test_magnitude_weight_cell_runs_without_the_calibration_section(tiny_lm_dir, toyworld_dir, tmp_path):
     """The weight rule passes the calibration section to Wanda cells only (common.smk get_pruning_weight_config)."""
-    from lmscalpel.pruning.run import run_cell
+    from lmscalpel.pruning.stage import run_cell
 
     cfg = {"perplexity": {"batch_size": 4, "seqlen": 32, "max_windows": 2, "join": "documents",
                           "dataset": {"path": "toyworld", "split": "heldout"}},
@@ -245,7 +245,7 @@ def test_table_summary_and_figures(tmp_path):
 
 def test_per_kind_diagnostic_reads_only_its_windows(lm, narrative_windows):
     """per_kind_max_windows: the per-kind perplexities are those of the first windows alone."""
-    from lmscalpel.pruning.run import per_kind_diagnostic
+    from lmscalpel.pruning.stage import per_kind_diagnostic
 
     cfg = {"grid_targets": ["mlp"], "target_sets": {"mlp": ["up_proj", "down_proj"]}, "per_kind_pattern": "2:4",
            "perplexity": {"batch_size": 2}}

@@ -15,7 +15,7 @@ from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
 from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.grid import DirectionSet, grid_rows, run_grid
-from lmscalpel.steering.pipeline import eval_prompts
+from lmscalpel.steering.stage import eval_prompts
 from lmscalpel.steering.universal import universal_attack
 
 
@@ -105,7 +105,7 @@ def test_prompt_file_errors_name_file_row_and_key(tmp_path):
 
 
 def test_identical_prompt_sets_and_zero_directions_are_errors(tiny):
-    from lmscalpel.steering.pipeline import check_distinct_sets
+    from lmscalpel.steering.stage import check_distinct_sets
 
     with pytest.raises(ValueError, match="same 2 prompts"):
         check_distinct_sets(["a", "b"], ["b", "a"])
@@ -420,7 +420,7 @@ def test_steered_task_accuracy_runs_every_c_in_one_generation(tiny_lm_dir, monke
 
 def test_sae_direction_set_reads_saved_sae(tmp_path):
     from lmscalpel.sae import build_sae, load_sae, save_sae
-    from lmscalpel.steering.pipeline import sae_direction_set
+    from lmscalpel.steering.stage import sae_direction_set
 
     sae = build_sae("batchtopk", {"d_in": 8, "d_sae": 32, "k": 4}, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -15,7 +15,7 @@ from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
 from lmscalpel.steering import directions as D, judges as J, metrics as M
 from lmscalpel.models.chat import chat_prompt
 from lmscalpel.steering.grid import DirectionSet, run_grid
-from lmscalpel.steering.pipeline import _outcome_fn, run_metrics_stage
+from lmscalpel.steering.stage import _outcome_fn, run_metrics_stage
 from lmscalpel.steering.universal import universal_attack
 
 

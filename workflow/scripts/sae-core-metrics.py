@@ -1,4 +1,4 @@
-from lmscalpel.sae.pipeline import run_core_metrics
+from lmscalpel.sae.stage import run_core_metrics
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="sae_core_metrics") as smk:
