@@ -57,3 +57,10 @@ def test_every_loader_reads_local_text():
 def test_errors_name_the_config_key(cfg, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
         load_texts(cfg, key="pruning.perplexity.dataset", default_split="test")
+
+
+def test_a_config_without_split_reads_the_callers_default_split(toyworld_dir):
+    heldout = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir, default_split="train")
+    assert load_texts({"path": "toyworld"}, toyworld_dir, default_split="heldout") == heldout
+    # local text defaults to its train split whatever the caller passes (local_documents)
+    assert load_texts({"path": "pydoc"}, default_split="test") == local_documents({"path": "pydoc", "split": "train"})
