@@ -157,7 +157,8 @@ def test_rules_end_to_end_with_stand_in_sae(tiny_lm_dir, toyworld_dir, tmp_path,
     sae_dir = tmp_path / "sae"
     sae_dir.mkdir()
     (sae_dir / "cfg.json").write_text('{"d_sae": 64, "architecture": "standard", "metadata": {"model_name": "t"}}')
-    monkeypatch.setattr(stage, "load_sae_for_metrics", lambda path, device="auto": stage.DeviceSAE(sae, torch.device("cpu")))
+    monkeypatch.setattr(stage, "load_sae_for_metrics",
+                        lambda path, device="auto": stage.DeviceSAE(sae, torch.device("cpu")))
     stage.run_absorption(str(sae_dir), out / "spelling.safetensors", out / "first_letter.safetensors",
                        out / "first_letter.json", features_cfg, 0, 1, out / "absorption.json")
     for metric in ("scr", "tpp", "sparse_probing"):

@@ -47,7 +47,8 @@ def test_documents_join_matches_the_training_format(lm):
 def test_local_files_load_through_datasets(tmp_path):
     path = tmp_path / "wiki.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in [" = Title = ", "body text"]))
-    assert load_texts({"path": str(path), "split": "test", "text_column": "text"}, default_split="test") == [" = Title = ", "body text"]
+    texts = load_texts({"path": str(path), "split": "test", "text_column": "text"}, default_split="test")
+    assert texts == [" = Title = ", "body text"]
     with pytest.raises(ValueError, match="text_column"):
         load_texts({"path": str(path), "text_column": "missing"}, default_split="test")
 

@@ -9,8 +9,8 @@ its subpackage(s) and of ``lmscalpel.workflow`` (every job script enters through
 functions count, a submodule import also runs its parent packages' ``__init__``, and a name re-exported lazily
 (``_EXPORTS`` of a package ``__init__``, see ``lmscalpel.lazy``) resolves to the submodule that defines it. Shared
 modules therefore count for every stage that reaches them: ``io``, ``runtime``, ``workflow``, ``jobserver`` (via
-the package ``__init__``) and ``models`` for nearly all, ``toyworld`` where the toy data format is read, and
-``pruning.activation`` (and what it runs) for unlearning's robustness attack.
+the package ``__init__``), ``models`` and ``data`` for nearly all, ``toyworld`` where the toy data format or its
+ground truth is read, and ``pruning.activation`` (and what it runs) for unlearning's robustness attack.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Additive residual-stream steering: ``x_t ← x_t + α_b · v_b · mask_t`` at the output of one decoder block.
 
 Generic on purpose (the steering, reasoning and unlearning stages share it): the caller chooses the direction(s)
-and computes α (Rogue Scalpel uses α = c·μ(l) with unit v; other stages use their own scales). The hook fires on every forward pass, so it steers the prompt during prefill and
-each new token during decoding; with a KV cache a decode step only carries the new token, which is exactly the one
-to steer, so cached and uncached generation give the same outputs.
+and computes α (Rogue Scalpel uses α = c·μ(l) with unit v; other stages use their own scales). The hook fires on
+every forward pass, so it steers the prompt during prefill and each new token during decoding; with a KV cache a
+decode step only carries the new token, which is exactly the one to steer, so cached and uncached generation give
+the same outputs.
 
 Positions whose token id is in ``skip_token_ids`` (special tokens: BOS, chat-template markers, padding) are not
 steered, following Neuronpedia's convention (spec §2). The token ids of the current forward pass are read by a
