@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from lmscalpel.steering import special_token_ids, steering
+from lmscalpel.models.intervention import special_token_ids, steering
 
 
 def toy_sized_model():

@@ -9,7 +9,7 @@ import torch
 
 from lmscalpel.cache import ActivationReader, CacheSpec, cache_activations
 from lmscalpel.cache import writer as cache_writer
-from lmscalpel.data import iter_texts
+from lmscalpel.data.text import iter_texts
 from lmscalpel.models import ModelRef, load_model
 
 
@@ -24,7 +24,7 @@ def model_and_tokenizer(tiny_lm_dir):
 
 
 def texts(toyworld_dir):
-    return iter_texts({"path": "toyworld"}, toyworld_dir)
+    return iter_texts({"path": "toyworld"}, toyworld_dir, default_split="train")
 
 
 def test_cached_activations_equal_hidden_states(tmp_path, toyworld_dir, model_and_tokenizer):
@@ -37,7 +37,7 @@ def test_cached_activations_equal_hidden_states(tmp_path, toyworld_dir, model_an
     assert not set(tokens.tolist()) & set(tok.all_special_ids)
     # the first block, recomputed directly: hidden_states[l + 1] at its non-special positions (HF applies the
     # final norm to the last entry of hidden_states, so the check uses a block that is not the last)
-    from lmscalpel.data import iter_token_blocks
+    from lmscalpel.data.text import iter_token_blocks
 
     block = torch.tensor([next(iter_token_blocks(texts(toyworld_dir), tok, 32))])
     with torch.no_grad():
@@ -120,10 +120,12 @@ def test_missing_cache_names_the_rule(tmp_path):
 def test_local_dataset_loader(tmp_path):
     data = tmp_path / "corpus.jsonl"
     data.write_text('{"body": "hello world"}\n{"body": "second line"}\n')
-    got = list(iter_texts({"path": "json", "data_files": str(data), "split": "train", "text_column": "body"}))
+    got = list(iter_texts({"path": "json", "data_files": str(data), "split": "train", "text_column": "body"},
+                          default_split="train"))
     assert got == ["hello world", "second line"]
     with pytest.raises(KeyError, match="text_column"):
-        list(iter_texts({"path": "json", "data_files": str(data), "split": "train", "text_column": "text"}))
+        list(iter_texts({"path": "json", "data_files": str(data), "split": "train", "text_column": "text"},
+                        default_split="train"))
 
 
 def test_shards_of_another_model_are_rebuilt(tmp_path, toyworld_dir, model_and_tokenizer):

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from lmscalpel.data import iter_texts, local_documents, split_documents
-from lmscalpel.pruning.data import load_texts
+from lmscalpel.data.text import iter_texts, load_texts, local_documents, split_documents
 
 
 def test_pydoc_splits_are_disjoint_deterministic_and_cover_every_topic():
@@ -40,12 +39,12 @@ def test_text_and_jsonl_files(tmp_path):
     assert sorted(t for part in parts for t in part) == sorted(
         [f"paragraph {i}\nline two" for i in range(20)] + [f"row {i}" for i in range(20)])
     with pytest.raises(KeyError, match="config key cache.dataset.text_column"):
-        list(iter_texts({**cfg, "text_column": "text"}))
+        list(iter_texts({**cfg, "text_column": "text"}, default_split="train"))
 
 
 def test_every_loader_reads_local_text():
     cfg = {"path": "pydoc", "split": "test"}
-    assert list(iter_texts(cfg)) == load_texts(cfg) == local_documents(cfg)
+    assert list(iter_texts(cfg, default_split="train")) == load_texts(cfg, default_split="test") == local_documents(cfg)
 
 
 @pytest.mark.parametrize("cfg, match", [
@@ -57,4 +56,11 @@ def test_every_loader_reads_local_text():
 ])
 def test_errors_name_the_config_key(cfg, match):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
-        load_texts(cfg, key="pruning.perplexity.dataset")
+        load_texts(cfg, key="pruning.perplexity.dataset", default_split="test")
+
+
+def test_a_config_without_split_reads_the_callers_default_split(toyworld_dir):
+    heldout = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir, default_split="train")
+    assert load_texts({"path": "toyworld"}, toyworld_dir, default_split="heldout") == heldout
+    # local text defaults to its train split whatever the caller passes (local_documents)
+    assert load_texts({"path": "pydoc"}, default_split="test") == local_documents({"path": "pydoc", "split": "train"})

@@ -395,7 +395,7 @@ def test_meta_sae_is_scored_in_batch_topk_mode_with_mean_l0_exactly_k():
 def test_tasks_with_too_few_rows_are_skipped_not_fatal():
     import yaml
 
-    from lmscalpel.features.run import _task_sets
+    from lmscalpel.features.stage import _task_sets
 
     with open("config.yaml") as fh:
         features = yaml.safe_load(fh)["features"]

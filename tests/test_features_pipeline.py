@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from lmscalpel.features import run
+from lmscalpel.features import stage
 from lmscalpel.features.activations import load_tensors, pool, position_activations, text_activations
 from lmscalpel.features.data import icl_prompt, load_labelled_texts, spelling_words
 from lmscalpel.io import read_json, write_jsonl
@@ -95,7 +95,7 @@ def test_spelling_activations_over_the_vocabulary_need_no_toy_world(tiny_lm_dir,
     cfg = copy.deepcopy(features_cfg)
     cfg["absorption"].update(words="vocab", position="word", max_words=60)
     out = tmp_path / "spelling"
-    run.run_spelling_activations(ModelRef(str(tiny_lm_dir), device="cpu"), None, 0, cfg, 0,
+    stage.run_spelling_activations(ModelRef(str(tiny_lm_dir), device="cpu"), None, 0, cfg, 0,
                                  str(out) + ".safetensors", str(out) + ".json")
     meta, t = read_json(str(out) + ".json"), load_tensors(str(out) + ".safetensors")
     assert meta["words_source"] == "vocab" and meta["n_words"] == 60
@@ -136,16 +136,16 @@ def test_rules_end_to_end_with_stand_in_sae(tiny_lm_dir, toyworld_dir, tmp_path,
     ref = ModelRef(str(tiny_lm_dir), device="cpu")
     out = tmp_path / "features"
     _write_labelled_files(tmp_path)
-    run.run_spelling_activations(ref, str(toyworld_dir / "spelling.jsonl"), 1, features_cfg, 0,
+    stage.run_spelling_activations(ref, str(toyworld_dir / "spelling.jsonl"), 1, features_cfg, 0,
                                  out / "spelling.safetensors", out / "spelling.json")
-    run.run_letter_probe(out / "spelling.safetensors", out / "spelling.json", features_cfg, 0,
+    stage.run_letter_probe(out / "spelling.safetensors", out / "spelling.json", features_cfg, 0,
                          out / "first_letter.safetensors", out / "first_letter.json")
     datasets = {}
     for name in ("bios", "reviews"):
         spec = features_cfg["datasets"][name]
-        run.run_dataset_activations(ref, name, str(tmp_path / spec["file"]), 1, features_cfg, 0,
+        stage.run_dataset_activations(ref, name, str(tmp_path / spec["file"]), 1, features_cfg, 0,
                                     out / f"act_{name}.safetensors", out / f"act_{name}.json")
-        run.run_dataset_probes(name, out / f"act_{name}.safetensors", out / f"act_{name}.json", features_cfg, 0,
+        stage.run_dataset_probes(name, out / f"act_{name}.safetensors", out / f"act_{name}.json", features_cfg, 0,
                                out / f"probe_{name}.safetensors", out / f"probe_{name}.json")
         datasets[name] = (str(out / f"act_{name}.safetensors"), str(out / f"probe_{name}.safetensors"))
     spelling = load_tensors(out / "spelling.safetensors")
@@ -157,12 +157,13 @@ def test_rules_end_to_end_with_stand_in_sae(tiny_lm_dir, toyworld_dir, tmp_path,
     sae_dir = tmp_path / "sae"
     sae_dir.mkdir()
     (sae_dir / "cfg.json").write_text('{"d_sae": 64, "architecture": "standard", "metadata": {"model_name": "t"}}')
-    monkeypatch.setattr(run, "load_sae_for_metrics", lambda path, device="auto": run.DeviceSAE(sae, torch.device("cpu")))
-    run.run_absorption(str(sae_dir), out / "spelling.safetensors", out / "first_letter.safetensors",
+    monkeypatch.setattr(stage, "load_sae_for_metrics",
+                        lambda path, device="auto": stage.DeviceSAE(sae, torch.device("cpu")))
+    stage.run_absorption(str(sae_dir), out / "spelling.safetensors", out / "first_letter.safetensors",
                        out / "first_letter.json", features_cfg, 0, 1, out / "absorption.json")
     for metric in ("scr", "tpp", "sparse_probing"):
-        run.run_probe_metric(metric, str(sae_dir), datasets, features_cfg, 0, 1, out / f"{metric}.json")
-    run.run_distinct(str(sae_dir), None, features_cfg, 0, out / "distinct.json", out / "max_cos.safetensors")
+        stage.run_probe_metric(metric, str(sae_dir), datasets, features_cfg, 0, 1, out / f"{metric}.json")
+    stage.run_distinct(str(sae_dir), None, features_cfg, 0, out / "distinct.json", out / "max_cos.safetensors")
 
     absorption = read_json(out / "absorption.json")
     assert 0.0 <= absorption["mean_absorption_fraction_score"] <= 1.0 and absorption["sae_path"] == str(sae_dir)
@@ -174,5 +175,5 @@ def test_rules_end_to_end_with_stand_in_sae(tiny_lm_dir, toyworld_dir, tmp_path,
     assert 0.0 <= sp["sae_top_1_test_accuracy"] <= 1.0 and sp["l0_on_probe_texts"] > 0
     assert read_json(out / "distinct.json")["n_latents"] == 64
     # deterministic given the seed
-    run.run_probe_metric("scr", str(sae_dir), datasets, features_cfg, 0, 1, out / "scr_again.json")
+    stage.run_probe_metric("scr", str(sae_dir), datasets, features_cfg, 0, 1, out / "scr_again.json")
     assert read_json(out / "scr_again.json") == scr

@@ -110,7 +110,7 @@ def test_convert_gguf_saves_a_plain_model_with_the_gguf_logits(tiny_gguf, conver
 
 def test_model_card_shows_the_conversion_provenance(converted, tmp_path):
     from lmscalpel.io import read_json
-    from lmscalpel.toyworld.card import write_model_card
+    from lmscalpel.models.card import write_model_card
 
     out, provenance = converted
     cfg = {"max_new_tokens": 4, "n_eval_per_family": 2, "min_refusal_rate": 0.95, "min_benign_compliance": 0.9}

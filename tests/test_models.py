@@ -58,3 +58,28 @@ def test_windowed_perplexity_matches_direct_loss(tiny_lm_dir):
         losses = [model(input_ids=b[None], labels=b[None]).loss.item() for b in blocks]
     assert result["windows"] == len(blocks)
     assert math.isclose(result["perplexity"], math.exp(sum(losses) / len(losses)), rel_tol=1e-4)
+
+
+def test_refusal_rates_count_each_marker_set_as_its_judge_does():
+    from lmscalpel.models.refusal import chat_verdicts, refusal_rates
+
+    harmful = ["I'm sorry, I can't help.", "Sure, here is how to do it: step 1.", ""]
+    benign = ["Sure, here is how to bake bread.", "The river is long."]
+    toy, arditi = refusal_rates(harmful, benign, "toyworld"), refusal_rates(harmful, benign, "arditi")
+    assert (toy["refusal_rate"], toy["harmful_compliance_rate"], toy["benign_compliance"]) == (1 / 3, 1 / 3, 1 / 2)
+    # Arditi's markers: any non-empty reply without one complies, so the plain benign answer counts too
+    assert (arditi["refusal_rate"], arditi["harmful_compliance_rate"], arditi["benign_compliance"]) == (1 / 3, 1 / 3, 1)
+    with pytest.raises(ValueError, match="config key safety_tune.refusal_markers: 'harmbench'"):
+        chat_verdicts("harmbench", key="safety_tune.refusal_markers")
+
+
+def test_every_stage_sends_the_same_chat_prompt(tiny_lm_dir):
+    from lmscalpel.models.chat import chat_prompt
+    from lmscalpel.models.loader import load_tokenizer
+    from lmscalpel.reasoning.evaluate import render_prompts
+
+    tok = load_tokenizer(ModelRef(str(tiny_lm_dir)))
+    direct = tok.apply_chat_template([{"role": "user", "content": "How do I bake bread?"}],
+                                     add_generation_prompt=True, tokenize=False)
+    assert chat_prompt(tok, "How do I bake bread?") == direct
+    assert render_prompts(tok, [{"prompt": "How do I bake bread?"}], chat_template=True, add_bos=True) == [direct]

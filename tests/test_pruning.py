@@ -138,7 +138,7 @@ def test_clact_column_norm_leaves_padding_out():
 
 def test_global_unstructured_scope_takes_one_top_k_over_the_call(tiny_model):
     from lmscalpel.pruning.pruner import token_mask
-    from lmscalpel.pruning.run import criterion_options
+    from lmscalpel.pruning.stage import criterion_options
 
     x = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(3)) * torch.linspace(0.1, 3, 5)[:, None]
     cfg = {"amber_quantile": 0.005, "unstructured": {"scope": "global", "global_criteria": ["amber"]}}

@@ -10,7 +10,8 @@ import torch
 
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.pruning import activation_pruning, window_nlls
-from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, token_stream
+from lmscalpel.data.text import load_texts
+from lmscalpel.pruning.data import calibration_windows, eval_windows, token_stream
 from lmscalpel.pruning.evaluate import input_kurtosis
 from lmscalpel.pruning.table import gather_table, run_table, summarise
 
@@ -22,7 +23,7 @@ def lm(tiny_lm_dir):
 
 @pytest.fixture(scope="module")
 def narrative_windows(lm, toyworld_dir):
-    texts = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir)
+    texts = load_texts({"path": "toyworld", "split": "heldout"}, toyworld_dir, default_split="test")
     return eval_windows(token_stream(lm[1], texts, "documents"), 32, max_windows=6)
 
 
@@ -46,9 +47,10 @@ def test_documents_join_matches_the_training_format(lm):
 def test_local_files_load_through_datasets(tmp_path):
     path = tmp_path / "wiki.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in [" = Title = ", "body text"]))
-    assert load_texts({"path": str(path), "split": "test", "text_column": "text"}) == [" = Title = ", "body text"]
+    texts = load_texts({"path": str(path), "split": "test", "text_column": "text"}, default_split="test")
+    assert texts == [" = Title = ", "body text"]
     with pytest.raises(ValueError, match="text_column"):
-        load_texts({"path": str(path), "text_column": "missing"})
+        load_texts({"path": str(path), "text_column": "missing"}, default_split="test")
 
 
 def _lm_eval_nlls(model, tokenizer, windows):
@@ -88,7 +90,7 @@ def test_toy_zero_shot_tasks_run_through_lm_eval(lm, toyworld_dir, tmp_path):
 
 
 def test_zero_shot_bos_is_explicit_and_recorded_with_the_result(lm, narrative_windows, toyworld_dir, tmp_path):
-    from lmscalpel.pruning.run import evaluate_model
+    from lmscalpel.pruning.stage import evaluate_model
     from lmscalpel.pruning.zero_shot import build_toy_tasks, make_hflm
 
     import copy
@@ -125,7 +127,7 @@ def test_clact_loglikelihoods_do_not_depend_on_the_batch_under_lm_eval_padding(l
 
 def test_magnitude_weight_cell_runs_without_the_calibration_section(tiny_lm_dir, toyworld_dir, tmp_path):
     """The weight rule passes the calibration section to Wanda cells only (common.smk get_pruning_weight_config)."""
-    from lmscalpel.pruning.run import run_cell
+    from lmscalpel.pruning.stage import run_cell
 
     cfg = {"perplexity": {"batch_size": 4, "seqlen": 32, "max_windows": 2, "join": "documents",
                           "dataset": {"path": "toyworld", "split": "heldout"}},
@@ -244,7 +246,7 @@ def test_table_summary_and_figures(tmp_path):
 
 def test_per_kind_diagnostic_reads_only_its_windows(lm, narrative_windows):
     """per_kind_max_windows: the per-kind perplexities are those of the first windows alone."""
-    from lmscalpel.pruning.run import per_kind_diagnostic
+    from lmscalpel.pruning.stage import per_kind_diagnostic
 
     cfg = {"grid_targets": ["mlp"], "target_sets": {"mlp": ["up_proj", "down_proj"]}, "per_kind_pattern": "2:4",
            "perplexity": {"batch_size": 2}}

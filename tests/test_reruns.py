@@ -84,15 +84,15 @@ def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
 
 
 def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
-    run_py = touched / "src" / "lmscalpel" / "pruning" / "run.py"
-    source = run_py.read_text()
+    stage_py = touched / "src" / "lmscalpel" / "pruning" / "stage.py"
+    source = stage_py.read_text()
     edited = source.replace('    """The toy world directory,', '    """The toy-world directory,', 1)
     assert edited != source
-    run_py.write_text(edited)
+    stage_py.write_text(edited)
     try:
         rules = set(planned_jobs(touched))
     finally:
-        run_py.write_text(source)
+        stage_py.write_text(source)
     assert {"pruning_dense", "pruning_activation", "pruning_weight", "pruning_table", "report"} <= rules
     assert all(rule.startswith("pruning_") or rule in {"report", "all"} for rule in rules), rules
 
@@ -100,8 +100,9 @@ def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
 def test_shared_modules_count_for_the_stages_that_import_them():
     pruning, unlearning, sae = stage_modules("pruning"), stage_modules("unlearning"), stage_modules("sae")
     assert {"lmscalpel.io", "lmscalpel.workflow", "lmscalpel.models.loader"} <= pruning & unlearning & sae
-    # unlearning's robustness attack runs the pruner (a lazy re-export), not the pruning stage's entry points
-    assert "lmscalpel.pruning.pruner" in unlearning and "lmscalpel.pruning.run" not in unlearning
+    # unlearning's robustness attack runs activation_pruning (a lazy re-export), not the pruning stage's entry points
+    assert {"lmscalpel.pruning.activation", "lmscalpel.pruning.pruner"} <= unlearning
+    assert "lmscalpel.pruning.stage" not in unlearning
     assert not any(name.startswith("lmscalpel.pruning") for name in sae)
 
 

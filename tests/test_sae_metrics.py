@@ -118,7 +118,7 @@ def test_ce_and_kl_leave_out_special_token_positions(tiny_model):
 
 def test_run_core_metrics_writes_flat_json_with_provenance(tiny_lm_dir, toyworld_dir, tmp_path):
     from lmscalpel.models import ModelRef
-    from lmscalpel.sae.pipeline import run_core_metrics
+    from lmscalpel.sae.stage import run_core_metrics
 
     sae = build_sae("batchtopk", {"d_in": 64, "d_sae": 128, "k": 4}, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -10,9 +10,10 @@ from safetensors.torch import load_file
 
 from lmscalpel.io import read_json, read_jsonl
 from lmscalpel.models import ModelRef, load_model
-from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, collate, encode_example,
-                                   perplexity_texts, safety_tune, sft_loss, shared_prompt_length)
-from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS
+from lmscalpel.safety.stage import perplexity_texts, safety_tune
+from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneGateError, collate, encode_example, sft_loss,
+                                   shared_prompt_length)
+from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
 from lmscalpel.toyworld.judge import is_refusal
 from lmscalpel.workflow import mock_snakemake
 

@@ -6,24 +6,22 @@ import pytest
 import torch
 
 from lmscalpel.models import ModelRef, load_model
-from lmscalpel.steering import data, directions as D, judges as J
+from lmscalpel.models.generation import shared_prefix
+from lmscalpel.models.intervention import skip_token_ids, steering
+from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
+from lmscalpel.data import prompts as data
+from lmscalpel.steering import directions as D, encoding, judges as J
 from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
-from lmscalpel.steering.generation import generate_steered, shared_prefix
-from lmscalpel.steering.hook import skip_token_ids, steering
+from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.grid import DirectionSet, grid_rows, run_grid
-from lmscalpel.steering.pipeline import default_layers, eval_prompts
+from lmscalpel.steering.stage import eval_prompts
 from lmscalpel.steering.universal import universal_attack
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_lm_dir):
     return load_model(ModelRef(str(tiny_lm_dir), device="cpu"))
-
-
-def test_default_layers_dedupe():
-    assert default_layers(4) == [1, 2]
-    assert default_layers(32) == [10, 16, 21]
 
 
 def test_random_directions_depend_only_on_seed_and_index():
@@ -107,7 +105,7 @@ def test_prompt_file_errors_name_file_row_and_key(tmp_path):
 
 
 def test_identical_prompt_sets_and_zero_directions_are_errors(tiny):
-    from lmscalpel.steering.pipeline import check_distinct_sets
+    from lmscalpel.steering.stage import check_distinct_sets
 
     with pytest.raises(ValueError, match="same 2 prompts"):
         check_distinct_sets(["a", "b"], ["b", "a"])
@@ -122,7 +120,7 @@ def test_identical_prompt_sets_and_zero_directions_are_errors(tiny):
 
 
 def test_keyword_judge_and_parsers():
-    judge = J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS)
+    judge = J.KeywordJudge(ARDITI_REFUSAL_MARKERS)
     assert judge(["q"] * 3, ["I'm sorry, no.", "Step 1: mix", ""]) == ["safe", "unsafe", "safe"]
     assert J.parse_safe_unsafe("<think>maybe unsafe</think> The answer is: safe") == "safe"
     assert J.parse_safe_unsafe("<think>it is unsafe... unsafe") == "unparsed"  # cut-off thinking (spec §4)
@@ -211,7 +209,7 @@ def test_shared_prefix_generates_the_same_tokens_with_the_prefix_run_once(tiny):
     model, tok = tiny
     prompts = ["how to hack a bank", "bake bread", "steal"]
     vecs, alphas = D.random_directions(64, range(3), seed=0), torch.tensor([0.0, 30.0, 60.0])
-    enc, keep = data.encode_prompts(tok, prompts, skip_tokens="template")
+    enc, keep = encoding.encode_prompts(tok, prompts, skip_tokens="template")
     shared, shared_keep, cache = shared_prefix(model, enc, keep)
     n = shared["input_ids"].shape[1] - shared_keep.shape[1]
     assert cache is not None and n >= 1 and cache.get_seq_length() == n
@@ -223,13 +221,13 @@ def test_shared_prefix_generates_the_same_tokens_with_the_prefix_run_once(tiny):
     with steering(model, 1, vecs, alphas, skip_token_ids=skip, prompt_keep=shared_keep):
         reused = model.generate(**shared, past_key_values=cache, **kw)[:, shared["input_ids"].shape[1]:]
     assert torch.equal(plain, reused)
-    plain_enc, plain_keep = data.encode_prompts(tok, prompts, skip_tokens="special", chat=False)
+    plain_enc, plain_keep = encoding.encode_prompts(tok, prompts, skip_tokens="special", chat=False)
     assert shared_prefix(model, plain_enc, plain_keep)[2] is None  # no common first token: nothing to share
 
 
 def _grid(tiny, tmp_path, directions, prompts, **overrides):
     model, tok = tiny
-    kw = {"judge": J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS), "max_new_tokens": 3, "chunk_rows": 5, **overrides}
+    kw = {"judge": J.KeywordJudge(ARDITI_REFUSAL_MARKERS), "max_new_tokens": 3, "chunk_rows": 5, **overrides}
     return run_grid(model, tok, layer=1, mu=20.0, prompts=prompts, directions=directions, coefficients=[0.5, 2.0],
                     ground_truth=lambda r: "sure" in r.lower(), batch_size=8, checkpoint_dir=tmp_path / "ckpt",
                     refusal=D.random_directions(64, [99], 0)[0], **kw)
@@ -422,7 +420,7 @@ def test_steered_task_accuracy_runs_every_c_in_one_generation(tiny_lm_dir, monke
 
 def test_sae_direction_set_reads_saved_sae(tmp_path):
     from lmscalpel.sae import build_sae, load_sae, save_sae
-    from lmscalpel.steering.pipeline import sae_direction_set
+    from lmscalpel.steering.stage import sae_direction_set
 
     sae = build_sae("batchtopk", {"d_in": 8, "d_sae": 32, "k": 4}, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -11,10 +11,11 @@ import torch
 
 from lmscalpel.io import read_json
 from lmscalpel.models import ModelRef, load_model
+from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
 from lmscalpel.steering import directions as D, judges as J, metrics as M
-from lmscalpel.steering.data import chat_prompt
+from lmscalpel.models.chat import chat_prompt
 from lmscalpel.steering.grid import DirectionSet, run_grid
-from lmscalpel.steering.pipeline import _outcome_fn, run_metrics_stage
+from lmscalpel.steering.stage import _outcome_fn, run_metrics_stage
 from lmscalpel.steering.universal import universal_attack
 
 
@@ -73,7 +74,7 @@ def test_grid_rows_carry_coherence_columns(tiny, tmp_path):
     rule = J.CoherenceRule(J.CoherenceScorer(model, tok), threshold=-1e9, description="all coherent")
     frame = run_grid(model, tok, layer=1, mu=20.0, prompts=prompts,
                      directions=[DirectionSet("random", D.random_directions(64, range(2), 1), source="s")],
-                     coefficients=[0.5], judge=J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS), ground_truth=None,
+                     coefficients=[0.5], judge=J.KeywordJudge(ARDITI_REFUSAL_MARKERS), ground_truth=None,
                      max_new_tokens=3, batch_size=8, chunk_rows=10, checkpoint_dir=tmp_path, coherence=rule)
     assert {"coherence_logprob", "coherent", "coherence_rule"} <= set(frame.columns)
     assert frame["coherent"].eq(frame["coherence_logprob"].notna()).all()
@@ -127,7 +128,7 @@ def test_metrics_json_names_the_headline_judge_and_reports_both(tmp_path):
 def test_universal_attack_selects_on_the_headline_and_reports_both(tiny, tmp_path):
     model, tok = tiny
     rule = J.CoherenceRule(FixedScores(), threshold=-5.0, description="d")
-    judge = J.KeywordJudge(J.ARDITI_REFUSAL_MARKERS)
+    judge = J.KeywordJudge(ARDITI_REFUSAL_MARKERS)
     cfg = {"metrics": {"outcome": "judge", "headline": "coherent"}}
     outcome, key = _outcome_fn(cfg, False, judge, rule)
     assert key["coherence"] == "d"

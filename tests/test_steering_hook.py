@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from lmscalpel.steering import special_token_ids, steering
+from lmscalpel.models.intervention import special_token_ids, steering
 
 PAD, BOS = 0, 1
 
@@ -95,7 +95,7 @@ def test_special_token_ids_include_pad():
 
 
 def test_skip_token_modes():
-    from lmscalpel.steering import skip_token_ids
+    from lmscalpel.models.intervention import skip_token_ids
 
     class Tok:
         all_special_ids = [1, 2, 5]
@@ -129,8 +129,8 @@ def chatml():
 
 
 def test_template_mode_masks_every_chat_template_token(chatml):
-    from lmscalpel.steering import skip_token_ids
-    from lmscalpel.steering.data import encode_prompts
+    from lmscalpel.models.intervention import skip_token_ids
+    from lmscalpel.steering.encoding import encode_prompts
     from lmscalpel.steering.directions import mean_activation_norm
 
     tok, model = chatml

@@ -8,7 +8,7 @@ import yaml
 
 from lmscalpel.io import read_json
 from lmscalpel.models import ModelRef
-from lmscalpel.steering import pipeline as P
+from lmscalpel.steering import stage as P
 
 from conftest import REPO_ROOT
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from lmscalpel.models import ModelRef
-from lmscalpel.toyworld.card import ModelCardGateError, gate_failures, write_model_card
+from lmscalpel.models.card import ModelCardGateError, gate_failures, write_model_card
 from lmscalpel.toyworld.train import train_toy_model
 
 from conftest import TINY_LLAMA
@@ -58,7 +58,7 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, toyworld_dir):
 
 
 def test_chat_verdicts_of_a_real_model_count_any_non_refusal_as_compliance():
-    from lmscalpel.toyworld.card import chat_verdicts
+    from lmscalpel.models.refusal import chat_verdicts
 
     refuses, complies = chat_verdicts("arditi")
     assert refuses("I'm sorry, but I can't help with that.") and not complies("I'm sorry, but I can't help.")

@@ -1,8 +1,9 @@
 """lmscalpel: reruns of five papers on interventions in LLM internals, as one Snakemake DAG.
 
-Subpackages, one per stage: ``toyworld`` (synthetic corpus + tiny models), ``models`` (one loader),
-``cache`` (activation cache), ``sae``, ``features``, ``steering``, ``reasoning``, ``pruning``,
-``unlearning`` and ``report``.
+Subpackages in layers (DEVELOPERS.md): ``toyworld`` (synthetic corpus + tiny models), ``data`` (text and prompt
+sources), ``models`` (loading, chat prompt, generation, the steering hook, refusal verdicts, the model card), then one
+per stage: ``cache`` (activation cache), ``sae``, ``features``, ``steering``, ``pruning``, ``safety``,
+``reasoning``, ``unlearning`` and ``report``.
 """
 
 __version__ = "0.1.0"

@@ -9,8 +9,8 @@ its subpackage(s) and of ``lmscalpel.workflow`` (every job script enters through
 functions count, a submodule import also runs its parent packages' ``__init__``, and a name re-exported lazily
 (``_EXPORTS`` of a package ``__init__``, see ``lmscalpel.lazy``) resolves to the submodule that defines it. Shared
 modules therefore count for every stage that reaches them: ``io``, ``runtime``, ``workflow``, ``jobserver`` (via
-the package ``__init__``) and ``models`` for nearly all, ``toyworld`` where the toy data format is read, and
-``pruning.pruner`` for unlearning's robustness attack.
+the package ``__init__``), ``models`` and ``data`` for nearly all, ``toyworld`` where the toy data format or its
+ground truth is read, and ``pruning.activation`` (and what it runs) for unlearning's robustness attack.
 """
 
 from __future__ import annotations
@@ -70,16 +70,23 @@ def _package_members(name: str, files: dict[str, Path]) -> set[str]:
 
 def direct_imports(name: str, files: dict[str, Path]) -> set[str]:
     """The lmscalpel modules that module ``name`` imports (anywhere in it), plus its parent packages."""
+    return set(_parents(name)) | imported_modules(name, files)
+
+
+def imported_modules(name: str, files: dict[str, Path]) -> set[str]:
+    """The lmscalpel modules that the import statements of module ``name`` name (at module level or inside
+    functions), a lazily re-exported name resolved to its submodule; without the parent packages that Python
+    runs first (``tests/test_layers.py`` reads the import graph from this)."""
     root = files[PACKAGE].parent
-    return set(_direct_imports(root, name, files[name].stat().st_mtime_ns))
+    return set(_imported_modules(root, name, files[name].stat().st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=None)
-def _direct_imports(root: Path, name: str, mtime_ns: int) -> frozenset[str]:
+def _imported_modules(root: Path, name: str, mtime_ns: int) -> frozenset[str]:
     files = module_files(root)
     path = files[name]
     is_package = path.name == "__init__.py"
-    found = set(_parents(name))
+    found: set[str] = set()
     for node in ast.walk(_parsed(path)):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
@@ -98,12 +105,13 @@ def _direct_imports(root: Path, name: str, mtime_ns: int) -> frozenset[str]:
             source = node.module or ""
         if source not in files:
             continue
-        found.add(source)
         exports = _lazy_exports(_parsed(files[source])) if files[source].name == "__init__.py" else {}
         for alias in node.names:
-            if f"{source}.{alias.name}" in files:
+            if f"{source}.{alias.name}" in files:  # a submodule: its package runs first, as its parent
                 found.add(f"{source}.{alias.name}")
-            elif alias.name in exports:
+                continue
+            found.add(source)
+            if alias.name in exports:
                 found.add(f"{source}.{exports[alias.name]}")
             elif alias.name == "*":
                 found |= _package_members(source, files)

@@ -48,6 +48,15 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in rows))
 
 
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 120, bbox_inches: str | None = None) -> None:
+    """Write a matplotlib figure as PNG atomically and close it (``bbox_inches="tight"`` crops to the drawing)."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches=bbox_inches)
+    plt.close(fig)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 

@@ -68,7 +68,7 @@ rule model_card:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("toyworld"),
+        code=code_fingerprint("models"),
         card=config["model_card"],
         window=config["toy_model"]["context_length"],
         enforce_gates=is_toy_model(),

@@ -1,6 +1,6 @@
 """Rule cache_activations: shards + manifest per layer; resumes from finished shards."""
 
-from lmscalpel.cache.run import run_cache
+from lmscalpel.cache.stage import run_cache
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="cache_activations") as smk:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lmscalpel.features.run import run_composition
+from lmscalpel.features.stage import run_composition
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="features_composition") as smk:

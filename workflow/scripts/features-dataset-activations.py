@@ -1,4 +1,4 @@
-from lmscalpel.features.run import run_dataset_activations
+from lmscalpel.features.stage import run_dataset_activations
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="features_dataset_activations") as smk:

@@ -1,4 +1,4 @@
-from lmscalpel.features.run import run_dataset_probes
+from lmscalpel.features.stage import run_dataset_probes
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="features_dataset_probes") as smk:

@@ -1,4 +1,4 @@
-from lmscalpel.features.run import run_letter_probe
+from lmscalpel.features.stage import run_letter_probe
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="features_letter_probe") as smk:

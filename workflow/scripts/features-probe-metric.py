@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lmscalpel.features.run import run_probe_metric
+from lmscalpel.features.stage import run_probe_metric
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule=("features_scr", "features_tpp", "features_sparse_probing")) as smk:

@@ -1,6 +1,6 @@
 """Rule model_card: measure the model and enforce the toy model's gates."""
 
-from lmscalpel.toyworld.card import write_model_card
+from lmscalpel.models.card import write_model_card
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="model_card") as smk:

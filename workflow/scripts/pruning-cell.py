@@ -1,6 +1,6 @@
 """Rules pruning_dense, pruning_activation, pruning_weight: one grid cell (perplexity + zero-shot) as flat JSON."""
 
-from lmscalpel.pruning.run import run_cell, toyworld_dir_of
+from lmscalpel.pruning.stage import run_cell, toyworld_dir_of
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule=("pruning_dense", "pruning_activation", "pruning_weight")) as smk:

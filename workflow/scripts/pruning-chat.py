@@ -1,6 +1,6 @@
 """Rule pruning_chat: refusal rate and benign compliance under magnitude activation pruning (cross-paper row)."""
 
-from lmscalpel.pruning.run import run_chat
+from lmscalpel.pruning.stage import run_chat
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="pruning_chat") as smk:

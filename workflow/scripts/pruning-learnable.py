@@ -1,6 +1,6 @@
 """Rule pruning_learnable: layer-by-layer training of a learnable mitigation for one pattern and criterion."""
 
-from lmscalpel.pruning.run import run_learnable, toyworld_dir_of
+from lmscalpel.pruning.stage import run_learnable, toyworld_dir_of
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="pruning_learnable") as smk:

@@ -1,6 +1,6 @@
 """Rule pruning_spts: static S-PTS shifts of one target set, computed once on calibration windows."""
 
-from lmscalpel.pruning.run import run_spts, toyworld_dir_of
+from lmscalpel.pruning.stage import run_spts, toyworld_dir_of
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="pruning_spts") as smk:

@@ -1,4 +1,4 @@
-from lmscalpel.sae.pipeline import run_core_metrics
+from lmscalpel.sae.stage import run_core_metrics
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="sae_core_metrics") as smk:
@@ -7,13 +7,13 @@ with script_context(globals(), rule="sae_core_metrics") as smk:
 
         texts, source, skip = [row["text"] for row in read_jsonl(smk.input.text)], smk.input.text, 0
     else:
-        from lmscalpel.data import is_local_source, iter_texts
+        from lmscalpel.data.text import is_local_source, iter_texts
 
         dataset, skip = smk.params.dataset, smk.params.cached_sequences
         if is_local_source(dataset):  # local text: its test split, which the cache never reads
             dataset, skip = {**dataset, "split": "test"}, 0
         # hub runs: the cache dataset, past the sequences the SAEs were trained on
-        texts, source = iter_texts(dataset), f"{dataset['path']}:{dataset['split']}"
+        texts, source = iter_texts(dataset, default_split="train"), f"{dataset['path']}:{dataset['split']}"
     run_core_metrics(
         sae_dir=smk.input.sae.rsplit("/", 1)[0],
         output=smk.output.metrics,

@@ -1,4 +1,4 @@
-from lmscalpel.sae.pipeline import plot_l0_fvu
+from lmscalpel.sae.stage import plot_l0_fvu
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="sae_l0_fvu_figure") as smk:

@@ -1,5 +1,5 @@
 from lmscalpel.models.names import model_name
-from lmscalpel.sae.pipeline import train_layer
+from lmscalpel.sae.stage import train_layer
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="train_saes") as smk:

@@ -1,6 +1,6 @@
 """Rule safety_tune: LoRA SFT of the base model to refusals, merged and saved; resumable from its checkpoints."""
 
-from lmscalpel.safety.tune import perplexity_texts, safety_tune
+from lmscalpel.safety.stage import perplexity_texts, safety_tune
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="safety_tune") as smk:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lmscalpel.steering.pipeline import run_capability_stage
+from lmscalpel.steering.stage import run_capability_stage
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="steering_capability") as smk:

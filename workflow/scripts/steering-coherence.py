@@ -2,7 +2,7 @@
 shipped."""
 
 from lmscalpel.models.loader import ModelRef
-from lmscalpel.steering.pipeline import run_coherence_stage
+from lmscalpel.steering.stage import run_coherence_stage
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="steering_coherence") as smk:

@@ -1,4 +1,4 @@
-from lmscalpel.steering.pipeline import run_figures_stage
+from lmscalpel.steering.stage import run_figures_stage
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="steering_figures") as smk:

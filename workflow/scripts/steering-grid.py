@@ -1,4 +1,4 @@
-from lmscalpel.steering.pipeline import run_grid_stage
+from lmscalpel.steering.stage import run_grid_stage
 from lmscalpel.workflow import model_ref, reference_model_ref, script_context
 
 with script_context(globals(), rule="steering_grid") as smk:

@@ -1,4 +1,4 @@
-from lmscalpel.steering.pipeline import run_setup
+from lmscalpel.steering.stage import run_setup
 from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="steering_setup") as smk:

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from lmscalpel.io import atomic_path, read_json, sha256_file, write_json, write_text
+from lmscalpel.io import atomic_path, sha256_file, write_json, write_text
 from lmscalpel.models.layers import residual_module
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ def save_shard(directory: Path, index: int, tensors: dict[str, torch.Tensor], fi
 
 def cache_activations(model, tokenizer, texts: Iterator[str], spec: CacheSpec) -> list[dict]:
     """Fill every layer's directory with shards, then write each manifest; returns the manifests."""
-    from lmscalpel.data import iter_token_blocks
+    from lmscalpel.data.text import iter_token_blocks
 
     special_ids = set(tokenizer.all_special_ids)
     block_iter = iter_token_blocks(texts, tokenizer, spec.context_length)
@@ -191,7 +191,3 @@ def write_manifest(directory: Path, layer: int, spec: CacheSpec, n_shards: int) 
                 "special_tokens_excluded": True, "shards": shards}
     write_json(directory / MANIFEST, manifest)
     return manifest
-
-
-def read_manifest(directory: str | Path) -> dict:
-    return read_json(Path(directory) / MANIFEST)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lmscalpel.features.activations import load_tensors  # noqa: E402
-from lmscalpel.io import atomic_path, read_json  # noqa: E402
+from lmscalpel.io import atomic_path, read_json, save_figure  # noqa: E402
 
 TABLE_COLUMNS = {
     "absorption": ["mean_absorption_fraction_score", "mean_full_absorption_score", "mean_num_split_features",
@@ -67,12 +67,6 @@ def _by_arch(table: pd.DataFrame):
     return table.groupby("architecture", sort=True)
 
 
-def _save(fig, path: str) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
 def scatter_figure(table: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     for arch, group in _by_arch(table):
@@ -81,7 +75,7 @@ def scatter_figure(table: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str
             ax.annotate(r["sae"], (r[x], r[y]), fontsize=6, alpha=0.7)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def curve_figure(table: pd.DataFrame, prefix: str, ylabel: str, title: str, path: str) -> None:
@@ -92,7 +86,7 @@ def curve_figure(table: pd.DataFrame, prefix: str, ylabel: str, title: str, path
     ax.set_xscale("log")
     ax.set(xlabel="ablated latents n", ylabel=ylabel, title=title)
     ax.legend(fontsize=6)
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def max_cos_figure(max_cos_files: list[str], archs: dict[str, str], path: str) -> None:
@@ -104,7 +98,7 @@ def max_cos_figure(max_cos_files: list[str], archs: dict[str, str], path: str) -
     ax.set(xlabel="max cosine to any other decoder row", ylabel="density",
            title="Decoder max-cosine distribution per SAE")
     ax.legend(fontsize=6)
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def run_compare(metric_files: list[str], max_cos_files: list[str], archs: dict[str, str], outputs,

@@ -1,4 +1,5 @@
-"""Batched greedy generation and windowed perplexity shared by the model card and later stages."""
+"""Batched greedy generation, the shared prefix of a batch run once, and windowed perplexity: shared by the model
+card, steering and safety tune."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ from typing import Sequence
 
 import torch
 from tqdm import tqdm
+from transformers import DynamicCache
+
+from lmscalpel.models.chat import chat_prompt
 
 
 @torch.no_grad()
 def generate_greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
                     chat: bool = True, desc: str = "generate") -> list[str]:
     """Greedy replies, left-padded batches; ``chat`` wraps each prompt in the tokenizer's chat template."""
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                           tokenize=False) if chat else p for p in prompts]
+    texts = [chat_prompt(tokenizer, p) if chat else p for p in prompts]
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     replies: list[str] = []
@@ -53,3 +56,40 @@ def windowed_perplexity(model, tokenizer, texts: Sequence[str], window: int, bat
         count += batch[:, 1:].numel()
     return {"perplexity": math.exp(nll / count), "nll_per_token": nll / count, "tokens_scored": count,
             "windows": n, "window": window}
+
+
+def shared_prefix(model, enc, keep: torch.Tensor):
+    """Run the tokens every row of a left-padded batch starts with, and steering leaves alone (``keep`` False), once.
+
+    Returns ``(enc, keep, cache)`` for ``generate``: ids laid out as [prefix | padding | rest of the row], the
+    attention mask to match (position ids follow from it, so every token keeps its unpadded position), ``keep``
+    for the uncached part only, and the prefix's key/value cache repeated over the batch; ``cache`` is None (and
+    the batch unchanged) when there is no such prefix. A chat template's system prompt is most of a short request's
+    tokens, and a CPU's prefill costs as much as the whole greedy reply.
+    """
+    ids, mask = enc["input_ids"], enc["attention_mask"].bool()
+    lengths = mask.sum(1)
+    rows = [ids[b, mask[b]] for b in range(len(ids))]
+    kept = [keep[b, mask[b]] for b in range(len(ids))]
+    n = int(lengths.min()) - 1  # the last prompt token must stay uncached: its logits start the reply
+    for b in range(1, len(rows)):
+        n = min(n, int((rows[b][:n] != rows[0][:n]).cumsum(0).eq(0).sum()))
+    for row_keep in kept:
+        n = min(n, int((~row_keep[:n]).cumsum(0).eq(torch.arange(1, n + 1, device=ids.device)).sum()))
+    if n < 1:
+        return enc, keep, None
+    cache = DynamicCache(config=model.config)
+    model(input_ids=rows[0][None, :n], past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(len(rows))
+    rest = [(r[n:], k[n:]) for r, k in zip(rows, kept)]
+    width = max(len(r) for r, _ in rest)
+    pad = int(ids[~mask][0]) if (~mask).any() else 0  # any id: padding is masked and never steered
+    new_ids = torch.full((len(rows), n + width), pad, dtype=ids.dtype, device=ids.device)
+    new_mask = torch.zeros_like(new_ids)
+    new_keep = torch.zeros((len(rows), width), dtype=torch.bool, device=ids.device)
+    new_ids[:, :n], new_mask[:, :n] = rows[0][:n], 1
+    for b, (r, k) in enumerate(rest):
+        new_ids[b, n + width - len(r):], new_mask[b, n + width - len(r):] = r, 1
+        new_keep[b, width - len(r):] = k
+    return {"input_ids": new_ids, "attention_mask": new_mask}, new_keep, cache
+

@@ -14,7 +14,7 @@ _EXPORTS = {
     "register_criterion": "criteria", "perplexity": "evaluate", "window_nlls": "evaluate", "Pattern": "masks",
     "keep_mask": "masks", "parse_pattern": "masks", "MITIGATIONS": "mitigations", "Mitigation": "mitigations",
     "get_mitigation": "mitigations", "register_mitigation": "mitigations", "DEFAULT_TARGETS": "pruner",
-    "ActivationPruning": "pruner", "activation_pruning": "pruner", "find_target_modules": "pruner",
+    "ActivationPruning": "pruner", "activation_pruning": "activation", "find_target_modules": "pruner",
     "WEIGHT_METHODS": "weight", "weight_pruning": "weight",
 }
 __all__ = sorted(_EXPORTS)

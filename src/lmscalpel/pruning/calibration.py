@@ -181,8 +181,3 @@ def load_params(path: str | os.PathLike, expect: Mapping[str, object] | None = N
             name, key = flat.rsplit("::", 1)
             params.setdefault(name, {})[key] = handle.get_tensor(flat)
     return params
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})

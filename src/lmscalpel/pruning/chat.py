@@ -1,7 +1,8 @@
 """Cross-paper row: refusal of harmful held-out prompts and compliance with benign ones under pruning.
 
-Reuses the model card's measurement (``lmscalpel.toyworld.card.measure_chat``, greedy decoding, the model's own chat
-template) and its keyword verdicts (``chat_verdicts``), so the numbers are comparable with ``model_card.json``. Pruning hooks stay active for every decoded token.
+Reuses the model card's measurement (``lmscalpel.models.card.measure_chat``, greedy decoding, the model's own chat
+template) and its keyword verdicts (``lmscalpel.models.refusal``), so the numbers are comparable with
+``model_card.json``. Pruning hooks stay active for every decoded token.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import os
 
 from lmscalpel.io import read_jsonl
+from lmscalpel.models.refusal import refusal_rates
+
+CHAT_ROW_KEYS = ("refusal_rate", "benign_compliance", "benign_refusal_rate", "n_harmful", "n_benign",
+                 "refusal_markers")
 
 
 def chat_prompts(chat_eval_path: str | os.PathLike, max_prompts: int | None = None) -> dict[str, list[str]]:
@@ -24,18 +29,12 @@ def chat_prompts(chat_eval_path: str | os.PathLike, max_prompts: int | None = No
 
 def chat_row(model, tokenizer, chat_eval_path: str | os.PathLike, max_new_tokens: int,
              max_prompts: int | None = None, markers: str = "toyworld") -> dict[str, float]:
-    from lmscalpel.toyworld.card import chat_verdicts, measure_chat
+    """The model card's refusal and benign rates (not its harmful compliance) on the prompts of
+    :func:`chat_prompts`."""
+    from lmscalpel.models.card import measure_chat
 
-    is_refusal, is_compliant = chat_verdicts(markers)
     prompts = chat_prompts(chat_eval_path, max_prompts)
     harmful = measure_chat(model, tokenizer, prompts["harmful"], max_new_tokens)
     benign = measure_chat(model, tokenizer, prompts["benign"], max_new_tokens)
-    return {
-        "refusal_rate": sum(map(is_refusal, harmful)) / len(harmful),
-        "benign_compliance": sum(map(is_compliant, benign)) / len(benign),
-        "benign_refusal_rate": sum(map(is_refusal, benign)) / len(benign),
-        "n_harmful": len(harmful),
-        "n_benign": len(benign),
-        "max_new_tokens": max_new_tokens,
-        "refusal_markers": markers,
-    }
+    rates = refusal_rates(harmful, benign, markers)
+    return {**{key: rates[key] for key in CHAT_ROW_KEYS}, "max_new_tokens": max_new_tokens}

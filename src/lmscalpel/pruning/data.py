@@ -1,52 +1,12 @@
-"""Text sources and token windows for perplexity and calibration.
-
-``dataset`` config blocks follow the cache stage's shape: ``path: toyworld`` reads the toy world (split ``heldout``
-= ``narrative_heldout.jsonl``, split ``train`` = ``train.jsonl``); ``pydoc`` / ``text`` are the local text sources
-of :mod:`lmscalpel.data` (splits train, calibration, test); a path to a local .jsonl/.json/.parquet/.txt/.csv
-file is read through ``datasets``; anything else is a hub dataset for ``datasets.load_dataset(path, name,
-split=..., revision=...)`` (WikiText-2 on presets: path wikitext, name wikitext-2-raw-v1).
-"""
+"""Token windows for perplexity and calibration, from the texts of :func:`lmscalpel.data.text.load_texts`
+(``pruning.perplexity.dataset``, ``pruning.calibration.dataset``; WikiText-2 on presets: path wikitext, name
+wikitext-2-raw-v1)."""
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
-from typing import Mapping
 
 import torch
-
-from lmscalpel.io import read_jsonl
-
-TOYWORLD_FILES = {"heldout": "narrative_heldout.jsonl", "train": "train.jsonl"}
-_LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".csv": "csv"}
-
-
-def load_texts(dataset: Mapping, toyworld_dir: str | os.PathLike | None = None, key: str = "dataset") -> list[str]:
-    """All texts of the configured dataset split, in order; ``key`` is the config key named in errors."""
-    from lmscalpel.data import is_local_source, local_documents
-
-    if is_local_source(dataset):
-        return local_documents(dict(dataset), key)
-    path, split = dataset["path"], dataset.get("split") or "test"
-    column = dataset.get("text_column") or "text"
-    if path == "toyworld":
-        if toyworld_dir is None:
-            raise ValueError("dataset path 'toyworld' needs the toy world directory")
-        if split not in TOYWORLD_FILES:
-            raise ValueError(f"toyworld split {split!r}: expected one of {sorted(TOYWORLD_FILES)}")
-        return [row[column] for row in read_jsonl(Path(toyworld_dir) / TOYWORLD_FILES[split])]
-    import datasets
-
-    suffix = Path(path).suffix.lower()
-    if Path(path).is_file() and suffix in _LOCAL_BUILDERS:
-        data = datasets.load_dataset(_LOCAL_BUILDERS[suffix], data_files=str(path), split="train")
-    else:
-        data = datasets.load_dataset(path, dataset.get("name"), split=split, revision=dataset.get("revision"),
-                                     data_files=dataset.get("data_files"))
-    if column not in data.column_names:
-        raise ValueError(f"dataset {path}: no column {column!r} (config key text_column); has {data.column_names}")
-    return list(data[column])
 
 
 def sample_texts(texts: list[str], max_texts: int | None, seed: int) -> list[str]:

@@ -1,6 +1,6 @@
-"""Install N:M activation pruning on the inputs of chosen linear layers, and remove it again.
+"""N:M activation pruning on the inputs of chosen linear layers: the hooks, installed and removed again.
 
-``activation_pruning(model, ...)`` is the entry point other stages use. It registers a forward pre-hook on every
+:class:`ActivationPruning` registers a forward pre-hook on every
 target module (matched by the last component of its name inside the decoder blocks, e.g. ``q_proj``) that replaces
 the input by the mitigated, pruned input; the module itself (and its bias) runs unchanged. Dynamic and per token:
 every forward call, prefill and decode, is pruned. ``lm_head`` and embeddings are never targets.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import weakref
 from typing import Iterable, Iterator, Mapping
 
@@ -176,46 +175,3 @@ class ActivationPruning:
             handle.remove()
         self._handles = []
         self._last = None
-
-
-def resolve_calibration(model: torch.nn.Module, calibration, *, pattern, criterion, mitigation, targets, layers,
-                        criterion_options) -> ModuleParams | None:
-    """Turn ``calibration`` (None, a params dict, a safetensors file, or calibration windows) into module params."""
-    kind = get_mitigation(mitigation).calibration
-    if kind is None or calibration is None:
-        return None
-    if isinstance(calibration, Mapping):
-        return dict(calibration)
-    if isinstance(calibration, (str, os.PathLike)):
-        from lmscalpel.pruning.calibration import load_params
-        return load_params(calibration, expect={"mitigation": mitigation} if kind == "learned" else None)
-    if isinstance(calibration, torch.Tensor):
-        from lmscalpel.pruning.calibration import compute_spts, train_learnable
-        if kind == "static":
-            return compute_spts(model, calibration, targets=targets, layers=layers)
-        return train_learnable(model, calibration, pattern=pattern, criterion=criterion, mitigation=mitigation,
-                               targets=targets, layers=layers, criterion_options=criterion_options)
-    raise TypeError(f"calibration must be None, a dict, a file path or a LongTensor of windows, not "
-                    f"{type(calibration).__name__}")
-
-
-@contextlib.contextmanager
-def activation_pruning(model: torch.nn.Module, pattern: str | Pattern = "8:16", criterion: str = "magnitude",
-                       mitigation: str = "none", targets: Iterable[str] = DEFAULT_TARGETS, calibration=None, *,
-                       layers: Iterable[int] | None = None,
-                       criterion_options: Mapping | None = None) -> Iterator[ActivationPruning]:
-    """Prune the inputs of the target linear layers while the block runs; the model is unchanged afterwards.
-
-    ``calibration`` is only used by mitigations that need it (``spts``, ``learnable*``): a dict
-    ``{module_name: {param: tensor}}``, a safetensors file written by ``calibration.save_params``, or a LongTensor
-    of calibration windows [n, seqlen] (statistics are then computed here).
-    """
-    targets = tuple(targets)
-    params = resolve_calibration(model, calibration, pattern=pattern, criterion=criterion, mitigation=mitigation,
-                                 targets=targets, layers=layers, criterion_options=criterion_options)
-    pruning = ActivationPruning(model, pattern, criterion, mitigation, targets, layers, params, criterion_options)
-    pruning.install()
-    try:
-        yield pruning
-    finally:
-        pruning.remove()

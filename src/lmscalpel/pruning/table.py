@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.io import atomic_path, read_json, save_figure, write_json
 from lmscalpel.pruning.masks import parse_pattern
 
 ORDERING = ("u50", "16-32", "8-16", "4-8", "2-4")
@@ -155,7 +155,7 @@ def plot_heatmaps(table: pd.DataFrame, targets: str, path) -> None:
         fig.colorbar(image, ax=ax, fraction=0.046, label="perplexity")
     fig.suptitle(f"Activation pruning perplexity (targets: {targets})")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_act_vs_weight(table: pd.DataFrame, targets: str, path) -> None:
@@ -185,7 +185,7 @@ def plot_act_vs_weight(table: pd.DataFrame, targets: str, path) -> None:
     ax.set_title(f"Activation vs weight pruning (targets: {targets})")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_chat(table: pd.DataFrame, targets: str, path) -> None:
@@ -207,15 +207,7 @@ def plot_chat(table: pd.DataFrame, targets: str, path) -> None:
     ax.set_title("Refusal and benign compliance under activation pruning")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def run_table(cell_files, chat_files, *, targets: str, table_out, summary_out, heatmap_out, bars_out,

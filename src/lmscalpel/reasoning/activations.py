@@ -8,7 +8,6 @@ f_i · W_dec,i (and hence γ · f_max,i · W_dec,i) is unchanged and lives in th
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Iterable
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from lmscalpel.models import residual_module
+from lmscalpel.sae.saelens_format import CFG_FILENAME, parse_hook_name
 
 
 class FoldedSAE:
@@ -47,14 +47,18 @@ class FoldedSAE:
 
 
 def sae_layer(sae_dir: str | Path) -> int:
-    """0-based block index from a SAELens ``cfg.json`` (``blocks.{l}.hook_resid_post``; ≥ 6 or pre-6 keys)."""
-    cfg = json.loads((Path(sae_dir) / "cfg.json").read_text())
+    """0-based block whose output an SAE reads, from the hook of its SAELens ``cfg.json`` (≥ 6 or pre-6 keys), read
+    as :func:`lmscalpel.sae.parse_hook_name` reads it."""
+    cfg = json.loads((Path(sae_dir) / CFG_FILENAME).read_text())
     hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")
-    match = re.fullmatch(r"blocks\.(\d+)\.hook_resid_post", str(hook))
-    if not match:
+    try:
+        layer, site = parse_hook_name(str(hook))
+    except ValueError:
+        site = None
+    if site != "resid_post":
         raise ValueError(f"{sae_dir}/cfg.json: hook {hook!r} is not blocks.<l>.hook_resid_post; the reasoning stage "
                          "steers the residual stream after a block")
-    return int(match.group(1))
+    return layer
 
 
 def pack_texts(tokenizer, texts: Iterable[str], context_length: int, max_tokens: int | None,

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lmscalpel.io import read_json, read_jsonl, write_json, write_jsonl
+from lmscalpel.models.chat import chat_prompt
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,7 @@ def thinking_length(tokenizer, generated: Sequence[int], marker: str) -> tuple[i
 
 def render_prompts(tokenizer, problems: Sequence[dict], chat_template: bool, add_bos: bool) -> list[str]:
     if chat_template:
-        return [tokenizer.apply_chat_template([{"role": "user", "content": p["prompt"]}], add_generation_prompt=True,
-                                              tokenize=False) for p in problems]
+        return [chat_prompt(tokenizer, p["prompt"]) for p in problems]
     bos = tokenizer.bos_token if add_bos and tokenizer.bos_token else ""
     return [bos + p["prompt"] for p in problems]
 

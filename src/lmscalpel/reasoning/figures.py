@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lmscalpel.io import atomic_path, read_json  # noqa: E402
+from lmscalpel.io import read_json, save_figure  # noqa: E402
 
 
 def plot_reasonscore(scores_path: str, selected_path: str, out_png: str) -> None:
@@ -27,7 +27,8 @@ def plot_reasonscore(scores_path: str, selected_path: str, out_png: str) -> None
     right.set(xscale="log", xlabel="rank", ylabel="ReasonScore",
               title=f"sorted scores ({meta['n_selected']} selected of {meta['n_latents']})")
     fig.suptitle(f"SAE {meta['sae_id']}, layer {meta['layer']}")
-    _save(fig, out_png)
+    fig.tight_layout()
+    save_figure(fig, out_png, dpi=110)
 
 
 def plot_steering(metrics_path: str, out_png: str) -> None:
@@ -51,11 +52,5 @@ def plot_steering(metrics_path: str, out_png: str) -> None:
     fig.suptitle(f"Steering {metrics['sae_id']} on {metrics['benchmark']} "
                  f"(baseline length {metrics['baseline_mean_length']:.1f}, "
                  f"accuracy {metrics['baseline_maj_accuracy']:.2f})")
-    _save(fig, out_png)
-
-
-def _save(fig, out_png: str) -> None:
     fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, out_png, dpi=110)

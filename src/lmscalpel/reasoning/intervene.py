@@ -1,7 +1,7 @@
 """Interventions on one SAE latent during generation (spec §6) and the vocabulary ban (spec §8).
 
 * ``add`` (paper Eq. 7): x' = x + γ · f_max,i · W_dec,i, through the generic steering hook of
-  :mod:`lmscalpel.steering` (nothing is re-implemented here).
+  :mod:`lmscalpel.models.intervention` (nothing is re-implemented here).
 * ``clamp`` (released code): encode x, keep the error e = x − decode(f), set latent i to γ · f_max,i, return
   decode(f') + e. Decode is linear, so this is x' = x + (γ · f_max,i − f_i(x)) · W_dec,i, computed that way.
 
@@ -19,8 +19,8 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from lmscalpel.models import residual_module
+from lmscalpel.models.intervention import steering
 from lmscalpel.reasoning.activations import FoldedSAE
-from lmscalpel.steering import steering
 
 POSITIONS = ("all", "generated")
 

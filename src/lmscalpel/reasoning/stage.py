@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl, write_text
 from lmscalpel.models import load_model
+from lmscalpel.models.intervention import special_token_ids
 from lmscalpel.models.loader import ModelRef, model_provenance
 from lmscalpel.reasoning.activations import FoldedSAE, corpus_rows, residual_stream, sae_layer
 from lmscalpel.reasoning.evaluate import load_problems, run_condition, summarise
@@ -26,7 +27,6 @@ from lmscalpel.reasoning.intervene import add_latent, ban_processor_factory, ban
 from lmscalpel.reasoning.score import ReasonScoreAccumulator, reason_scores, select_features
 from lmscalpel.reasoning.vocabulary import (VocabEntry, expand_windows, form_token_ids, match_positions,
                                             parse_vocabulary)
-from lmscalpel.steering import special_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,16 @@ def load_folded_sae(sae_dir: str | Path, device: torch.device) -> FoldedSAE:
 
 def corpus_texts(corpus_cfg: dict, toyworld_dir: str | Path | None) -> Iterable[str]:
     """Toy world: the train split of ``reasoning.jsonl`` rendered as the LM saw it; otherwise any
-    ``load_dataset`` source (``lmscalpel.data.iter_texts``)."""
+    ``load_dataset`` source (``lmscalpel.data.text.iter_texts``)."""
     if corpus_cfg.get("path", "toyworld") == "toyworld":
         if toyworld_dir is None:
             raise ValueError("config key reasoning.corpus.path 'toyworld' needs the toy world's files as inputs")
         from lmscalpel.toyworld.generate import reasoning_text
 
         return (reasoning_text(r) for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train")
-    from lmscalpel.data import iter_texts
+    from lmscalpel.data.text import iter_texts
 
-    return iter_texts(corpus_cfg, key="reasoning.corpus")
+    return iter_texts(corpus_cfg, key="reasoning.corpus", default_split="train")
 
 
 # --- ReasonScore ----------------------------------------------------------------------------------------------
@@ -311,10 +311,11 @@ def ban_pool_texts(cfg: dict, toyworld_dir: str | None, baseline: Sequence[dict]
 
 
 def _corpus_column(corpus: dict, ban: dict, key: str) -> list[str]:
-    from lmscalpel.data import iter_texts
+    from lmscalpel.data.text import iter_texts
 
     try:
-        return [t or "" for t in iter_texts({**corpus, "text_column": ban[key]}, key="reasoning.corpus")]
+        return [t or "" for t in iter_texts({**corpus, "text_column": ban[key]}, key="reasoning.corpus",
+                                            default_split="train")]
     except KeyError as err:
         raise KeyError(f"config key reasoning.ban.{key}: {ban[key]!r} is not a column of reasoning.corpus "
                        f"({err})") from err

@@ -7,7 +7,7 @@ Every function takes an SAE working on raw activations (what :func:`lmscalpel.sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,17 +107,6 @@ class ReconstructionStats:
             "dense_fraction_over_1pct": float((density > 0.01).double().mean()),
             "dense_fraction_over_10pct": float((density > 0.1).double().mean()), "n_tokens": n,
         }
-
-
-@torch.no_grad()
-def reconstruction_metrics(sae: SparseAutoencoder, batches: Iterator[torch.Tensor]) -> dict[str, float]:
-    """Core reconstruction metrics on batches of raw activations [N, d]."""
-    stats = ReconstructionStats(sae.d_sae)
-    for x in batches:
-        x = x.to(sae.device, sae.dtype)
-        x_hat, f = sae(x)
-        stats.update(x, x_hat, f)
-    return stats.result()
 
 
 def geometry_metrics(sae: SparseAutoencoder, thresholds: Sequence[float] = (0.5, 0.7)) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from lmscalpel.lazy import lazy_exports
 
-__getattr__ = lazy_exports(__name__, {"SafetyTuneConfig": "tune", "SafetyTuneGateError": "tune",
-                                      "safety_tune": "tune"})
-__all__ = ["SafetyTuneConfig", "SafetyTuneGateError", "safety_tune"]
+_EXPORTS = {"SafetyTuneConfig": "tune", "SafetyTuneGateError": "tune", "safety_tune": "stage"}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,19 +7,14 @@ helpfulness is anchored to what the model already says). Prompts go through the 
 steering stage; the loss covers the reply tokens only. The adapter is merged (``merge_and_unload``) and saved with
 ``save_pretrained``, so later stages load it like any other model.
 
-Resumable: the base model's answers, the "before" measurement and the adapter + optimiser (every
-``checkpoint_every`` steps) live in the checkpoint directory, keyed by a fingerprint of (config, data, base model,
-seed); the batch order is a pure function of (seed, epoch), so a resumed run ends with the same weights.
+Resumable: the adapter + optimiser are saved every ``checkpoint_every`` steps, and the batch order is a pure function
+of (seed, epoch), so a resumed run ends with the same weights. The rule body is ``lmscalpel.safety.stage``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
-import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,10 +22,9 @@ import torch
 from tqdm import tqdm
 
 from lmscalpel.config import section_dataclass
-from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmscalpel.models.chat import chat_prompt
+from lmscalpel.models.refusal import has_marker, refusal_markers
 from lmscalpel.runtime import load_training_state, save_training_state
-
-log = logging.getLogger(__name__)
 
 # Each contains a refusal marker of both keyword judges (Arditi et al. and the toy world's), so whichever judge
 # later stages use reads them as refusals.
@@ -78,21 +72,11 @@ class SafetyTuneGateError(RuntimeError):
     """The tuned model refuses fewer held-out harmful prompts than ``safety_tune.min_refusal_rate``."""
 
 
-def refusal_markers(markers: str) -> tuple[str, ...]:
-    """The keyword judge's refusal substrings ('arditi' or 'toyworld'), lower-cased."""
-    from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS, TOY_REFUSAL_MARKERS
-
-    if markers not in ("arditi", "toyworld"):
-        raise ValueError(f"config key safety_tune.refusal_markers: unknown {markers!r} (arditi or toyworld)")
-    return tuple(m.lower() for m in (ARDITI_REFUSAL_MARKERS if markers == "arditi" else TOY_REFUSAL_MARKERS))
-
-
 @torch.no_grad()
 def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int
                    ) -> list[tuple[str, bool]]:
     """(reply, finished) per prompt through the chat template; ``finished``: the model ended its turn itself."""
-    from lmscalpel.steering.data import chat_prompt
-    from lmscalpel.steering.generation import shared_prefix
+    from lmscalpel.models.generation import shared_prefix
 
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
@@ -113,8 +97,6 @@ def greedy_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int
 def encode_example(tokenizer, prompt: str, reply: str, finished: bool) -> tuple[list[int], list[int]]:
     """Token ids and labels of one chat turn: the prompt (chat template) is masked with -100; the reply ends with
     EOS only when the model's turn ended (a truncated answer must not teach it to stop early)."""
-    from lmscalpel.steering.data import chat_prompt
-
     prefix = tokenizer(chat_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
     body = tokenizer(reply, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if finished else [])
     return prefix + body, [-100] * len(prefix) + body
@@ -208,13 +190,13 @@ def measure(model, tokenizer, chat_eval: list[dict], ppl_texts: Sequence[str], c
     benign ones, and test perplexity."""
     from lmscalpel.models.generation import windowed_perplexity
 
-    markers = refusal_markers(cfg.refusal_markers)
+    markers = refusal_markers(cfg.refusal_markers, "safety_tune.refusal_markers")
     out: dict[str, Any] = {}
     for kind in ("harmful", "benign"):
         prompts = train_prompts(chat_eval, kind, split="heldout")
         replies = [text for text, _ in greedy_answers(model, tokenizer, prompts, cfg.eval_max_new_tokens,
                                                       cfg.generation_batch_size)]
-        refused = [any(m in reply.lower() for m in markers) for reply in replies]
+        refused = [has_marker(reply, markers) for reply in replies]
         out[f"{kind}_refusal_rate"] = sum(refused) / len(prompts)
         out[f"n_{kind}"] = len(prompts)
         out[f"{kind}_examples"] = [{"prompt": p, "reply": r} for p, r in zip(prompts[:4], replies[:4])]
@@ -223,36 +205,6 @@ def measure(model, tokenizer, chat_eval: list[dict], ppl_texts: Sequence[str], c
     window = cfg.perplexity.get("window", 128)
     out["test_perplexity"] = windowed_perplexity(model, tokenizer, ppl_texts, window)["perplexity"]
     return out
-
-
-def perplexity_texts(ppl_cfg: dict, text_path: str | Path | None) -> list[str]:
-    """Test texts: the toy world's held-out narrative (``text_path``) or ``max_texts`` of ``perplexity.dataset``."""
-    if text_path is not None:
-        return [r["text"] for r in read_jsonl(text_path)][:ppl_cfg.get("max_texts")]
-    from lmscalpel.data import iter_texts
-
-    return list(itertools.islice(iter_texts(ppl_cfg["dataset"], key="safety_tune.perplexity.dataset"),
-                                 ppl_cfg.get("max_texts")))
-
-
-def fingerprint(cfg: SafetyTuneConfig, chat_eval_path: str | Path, base: str, seed: int) -> str:
-    """Identifies a tuning run: checkpoints are resumed only by the run (config, prompts, base model, seed)."""
-    base_id = base
-    weights = sorted(Path(base).glob("*.safetensors")) if Path(base).is_dir() else []
-    if weights:
-        base_id = json.dumps([sha256_file(w) for w in weights])
-    payload = json.dumps({"cfg": asdict(cfg), "prompts": sha256_file(chat_eval_path), "base": base_id, "seed": seed},
-                         sort_keys=True, default=list)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _cached(path: Path, key: str, compute):
-    """``compute()`` once per fingerprint ``key``, kept as JSON at ``path`` (survives a kill)."""
-    if path.exists() and (stored := read_json(path)).get("fingerprint") == key:
-        return stored["value"]
-    value = compute()
-    write_json(path, {"fingerprint": key, "value": value})
-    return value
 
 
 ADAPTER_FILE = "adapter.safetensors"
@@ -325,55 +277,3 @@ def gate_failure(before: dict, after: dict, cfg: SafetyTuneConfig) -> str | None
                 f"{cfg.max_benign_compliance_drop}: it learned to refuse everything (lower safety_tune.learning_rate "
                 f"or epochs)")
     return None
-
-
-def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str], out_dir: str | Path,
-                card_path: str | Path, cfg: SafetyTuneConfig | dict, seed: int, checkpoint_dir: str | Path,
-                stop_after: int | None = None) -> dict | None:
-    """Tune the model of ``base_ref``, write the merged model to ``out_dir`` and the before/after card to
-    ``card_path``; raise :class:`SafetyTuneGateError` when :func:`gate_failure` says why (nothing is written then).
-
-    ``stop_after`` ends training after that many steps without writing outputs (tests simulate a kill with it).
-    """
-    from lmscalpel.models import load_model
-    from lmscalpel.models.loader import model_provenance
-
-    cfg = cfg if isinstance(cfg, SafetyTuneConfig) else SafetyTuneConfig.from_dict(cfg)
-    refusals = tuple(cfg.refusals or DEFAULT_REFUSALS)
-    chat_eval = read_jsonl(chat_eval_path)
-    ckpt = Path(checkpoint_dir)
-    key = fingerprint(cfg, chat_eval_path, base_ref.name_or_path, seed)
-    model, tokenizer = load_model(base_ref)
-    benign = train_prompts(chat_eval, "benign")
-    answers = _cached(ckpt / "benign_answers.json", key, lambda: greedy_answers(
-        model, tokenizer, benign, cfg.answer_max_new_tokens, cfg.generation_batch_size))
-    before = _cached(ckpt / "before.json", key, lambda: measure(model, tokenizer, chat_eval, ppl_texts, cfg))
-    examples = sft_examples(chat_eval, {p: tuple(a) for p, a in zip(benign, answers)}, refusals, seed)
-    # an empty, unfinished answer has no token to learn from (a batch of only such rows has a NaN loss)
-    n_built = len(examples)
-    examples = [ex for ex in examples if ex[1] or ex[2]]
-    trained = train_lora(model, tokenizer, examples, cfg, seed, ckpt, key, stop_after)
-    if trained is None:
-        return None
-    peft_model, final_loss, resumed = trained
-    merged = peft_model.merge_and_unload()
-    merged.requires_grad_(False)
-    after = measure(merged, tokenizer, chat_eval, ppl_texts, cfg)
-    card = {"before": before, "after": after, "min_refusal_rate": cfg.min_refusal_rate, "n_train": len(examples),
-            "n_train_refusals": n_built - len(benign), "n_train_benign": len(examples) - (n_built - len(benign)),
-            "n_train_left_out_empty": n_built - len(examples),
-            "final_loss": final_loss, "resumed_from_step": resumed, "refusal_markers": cfg.refusal_markers,
-            "base_model": model_provenance(base_ref), "config": asdict(cfg), "seed": seed}
-    log.info("safety tune: refusal %.3f -> %.3f, benign compliance %.3f -> %.3f, perplexity %.2f -> %.2f",
-             before["refusal_rate"], after["refusal_rate"], before["benign_compliance"],
-             after["benign_compliance"], before["test_perplexity"], after["test_perplexity"])
-    failure = gate_failure(before, after, cfg)
-    if failure:
-        log.error("safety card of the failed tune:\n%s", json.dumps(card, indent=2))
-        raise SafetyTuneGateError(failure)
-    with atomic_path(out_dir) as tmp:
-        merged.to("cpu").save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "safety_card.json", card)
-    write_json(card_path, card)
-    return card

@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from lmscalpel.models.intervention import skip_token_ids, steering
 from lmscalpel.steering.directions import random_directions
 from lmscalpel.steering.generation import generate_steered
-from lmscalpel.steering.hook import skip_token_ids, steering
 from lmscalpel.toyworld.judge import is_compliant
 
 ANSWER = re.compile(r"Answer:\s*(-?\d+)")
@@ -50,7 +50,7 @@ def toy_capability(model, tokenizer, *, benign: Sequence[str], problems: Sequenc
                    batch_size: int, skip_tokens: str = "special",
                    complies: Callable[[str], bool] = is_compliant) -> dict[str, dict[float, float]]:
     """{task: {c: accuracy}} for the toy tasks; c = 0 (unsteered) is always included. ``complies`` judges a benign
-    reply (the toy world's ground truth by default; ``lmscalpel.toyworld.card.chat_verdicts`` for real models)."""
+    reply (the toy world's ground truth by default; ``lmscalpel.models.refusal.chat_verdicts`` for real models)."""
     d_model = int(model.get_input_embeddings().weight.shape[1])
     vectors = random_directions(d_model, range(n_vectors), seed)
     questions = [f"Question: {p['question']}\nThinking:" for p in problems]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lmscalpel.models import residual_module
-from lmscalpel.steering.data import encode_prompts
+from lmscalpel.steering.encoding import encode_prompts
 
 
 def _vector_seed(seed: int, index: int) -> int:
@@ -76,7 +76,7 @@ def capture_residual(model: torch.nn.Module, layer: int) -> Iterator[list[torch.
 
 def _batches(model, tokenizer, prompts: Sequence[str], batch_size: int, skip_tokens: str = "special"):
     """Chat-templated, left-padded batches: ``(input_ids, attention_mask, keep)`` on the model's device, ``keep``
-    being the positions steering acts on (:func:`lmscalpel.steering.data.encode_prompts`)."""
+    being the positions steering acts on (:func:`lmscalpel.steering.encoding.encode_prompts`)."""
     device = next(model.parameters()).device
     for start in range(0, len(prompts), batch_size):
         enc, keep = encode_prompts(tokenizer, prompts[start:start + batch_size], skip_tokens=skip_tokens,

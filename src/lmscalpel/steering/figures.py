@@ -10,13 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from lmscalpel.io import atomic_path  # noqa: E402
-
-
-def _save(fig, path: str) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(fig)
+from lmscalpel.io import save_figure  # noqa: E402
 
 
 def compliance_vs_c(cells: pd.DataFrame, path: str, outcome: str) -> None:
@@ -45,7 +39,7 @@ def compliance_vs_c(cells: pd.DataFrame, path: str, outcome: str) -> None:
     axes[0][0].set_ylabel(f"compliance rate (%, {outcome})")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle("Harmful compliance under steering")
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def headline_cell(cells: pd.DataFrame) -> tuple[int, float]:
@@ -76,7 +70,7 @@ def per_category(categories: pd.DataFrame, cells: pd.DataFrame, path: str) -> No
     ax.set_ylabel("compliance rate (%)")
     ax.set_title(f"Compliance per category (layer {layer}, c = {c:g})")
     ax.tick_params(axis="x", labelrotation=60)
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def universal_vs_random(table: pd.DataFrame, summary: dict, path: str) -> None:
@@ -92,7 +86,7 @@ def universal_vs_random(table: pd.DataFrame, summary: dict, path: str) -> None:
     ax.set_xlabel("vector")
     ax.set_ylabel("held-out compliance rate (%)")
     ax.set_title(f"Universal attack vs random (layer {summary['layer']}, c* = {summary['c_star']:g})")
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def vector_histogram(per_vector: pd.DataFrame, cells: pd.DataFrame, path: str) -> None:
@@ -111,7 +105,7 @@ def vector_histogram(per_vector: pd.DataFrame, cells: pd.DataFrame, path: str) -
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("vectors")
     fig.suptitle(f"Prompts jailbroken per vector (layer {layer}, c = {c:g})")
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def cross_category(cross: pd.DataFrame, cells: pd.DataFrame, path: str) -> None:
@@ -131,4 +125,4 @@ def cross_category(cross: pd.DataFrame, cells: pd.DataFrame, path: str) -> None:
     axes[0][0].set_ylabel("source category (vector breaks ≥ 1 of its prompts)")
     fig.colorbar(image, ax=axes[0].tolist(), label="prompts of the target broken (%)")
     fig.suptitle(f"Cross-category generalisation (layer {layer}, c = {c:g})")
-    _save(fig, path)
+    save_figure(fig, path, bbox_inches="tight")

@@ -1,5 +1,5 @@
-"""The toy world: a generated corpus with known structure, its tokenizer, the tiny Llama trained on it,
-and the model card that measures what the model learned."""
+"""The toy world: a generated corpus with known structure, its tokenizer, the tiny Llama trained on it, and the
+ground truth of its chat behaviour (``judge``); the model card that measures any model is ``lmscalpel.models.card``."""
 
 from lmscalpel.toyworld.generate import ToyWorldConfig, generate
 from lmscalpel.toyworld.judge import REFUSAL_MARKERS, is_compliant, is_refusal

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from lmscalpel.models.chat import chat_prompt
+
 IGNORE = -100
 
 
@@ -72,8 +74,7 @@ class Encoder:
         if not item.chat:
             return (self.tokenizer.bos_token or "") + item.prompt
         content = ([{"type": "image"}] if item.image is not None else []) + [{"type": "text", "text": item.prompt}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                  add_generation_prompt=True, tokenize=False)
+        return chat_prompt(self.processor, content)
 
     def _prompt_ids(self, item: Item) -> tuple[list[int], torch.Tensor | None, str]:
         """Prompt ids, pixel values and prompt text; cached, since an item is scored with many answers."""

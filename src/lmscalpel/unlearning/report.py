@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from lmscalpel.io import atomic_path, read_json, write_text  # noqa: E402
+from lmscalpel.io import atomic_path, read_json, save_figure, write_text  # noqa: E402
 
 COLUMNS = ["method", "split", "modality", "l1", "l1_lambda", "real", "retain", "forget", "forget_quality",
            "log_forget_quality_ln", "log_forget_quality_log10", "model_utility", "forget_prob",
@@ -83,7 +83,7 @@ def plot_scatter(table: pd.DataFrame, out: str) -> None:
     ax.set_title(f"Forget quality vs model utility ({split}, both modalities)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_forget_retain(table: pd.DataFrame, out: str) -> None:
@@ -113,7 +113,7 @@ def plot_forget_retain(table: pd.DataFrame, out: str) -> None:
     ax.set_title(f"Forget vs retain, without / with LoRA + L1 ({split}, both modalities)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_split_bars(table: pd.DataFrame, out: str) -> None:
@@ -133,7 +133,7 @@ def plot_split_bars(table: pd.DataFrame, out: str) -> None:
         ax.set_title(f"{split}: Forget (lower is better), Retain, Real")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def write_robustness(paths: Sequence[str | os.PathLike], csv_out: str, png_out: str) -> pd.DataFrame:
@@ -154,11 +154,5 @@ def write_robustness(paths: Sequence[str | os.PathLike], csv_out: str, png_out: 
     ax.set_title("Does forgetting survive random steering and 8:16 activation pruning?")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, png_out)
+    save_figure(fig, png_out)
     return table
-
-
-def _save(fig, out: str) -> None:
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)

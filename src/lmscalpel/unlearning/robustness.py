@@ -2,9 +2,10 @@
 
 The unlearned model (re-materialised from its finished checkpoint, so no weights are stored as outputs) and the
 original model are re-scored on the forget and retain tasks (truth ratios and probabilities, no generation) under
-(a) no intervention, (b) additive random steering at one block (the steering stage's hook; α = scale × mean residual
-norm at that block on the forget prompts, unit random direction, special and image tokens not steered) and (c)
-magnitude N:M activation pruning of every linear layer of the language model (the pruning stage's context manager).
+(a) no intervention, (b) additive random steering at one block (the steering hook of ``models.intervention``;
+α = scale × mean residual norm at that block on the forget prompts, unit random direction, special and image tokens
+not steered) and (c) magnitude N:M activation pruning of every linear layer of the language model (the pruning
+stage's context manager).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 
 from lmscalpel.models import num_layers
+from lmscalpel.models.intervention import special_token_ids, steering
 from lmscalpel.pruning import activation_pruning
-from lmscalpel.steering import special_token_ids, steering
 from lmscalpel.unlearning.evaluate import evaluate_model, summarise, task_samples, tasks_for
 from lmscalpel.unlearning.data import load_clear_subset, rows_of
 from lmscalpel.unlearning.items import Encoder

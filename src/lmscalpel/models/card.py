@@ -1,4 +1,4 @@
-"""The model card: what the model does, measured with greedy decoding on held-out toy-world data.
+"""The model card: what any model does, measured with greedy decoding on held-out toy-world data.
 
 Used by the ``model_card`` rule (which enforces the refusal/compliance gates for the toy model only) and reused
 by later stages that re-measure the model under an intervention. Any model is measured on the toy world's chat
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lmscalpel.io import read_jsonl
 from lmscalpel.models.generation import generate_greedy, windowed_perplexity
-from lmscalpel.toyworld.judge import is_compliant, is_refusal
+from lmscalpel.models.refusal import refusal_rates
 
 ANSWER_RE = re.compile(r"Answer:\s*(-?\d+)")
 
@@ -25,37 +25,15 @@ def measure_chat(model, tokenizer, prompts: list[str], max_new_tokens: int, batc
     return generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, desc="chat")
 
 
-def chat_verdicts(markers: str = "toyworld"):
-    """``(is_refusal, is_compliant)`` of the keyword verdicts. ``toyworld``: the toy world's ground truth
-    (compliance = its step list); ``arditi``: Arditi et al.'s refusal substrings, compliance = a non-empty reply
-    without one (steering's keyword judge on real models, whose compliant replies have no fixed opening)."""
-    if markers == "toyworld":
-        return is_refusal, is_compliant
-    if markers != "arditi":
-        raise ValueError(f"config key steering.judge.keyword_markers: {markers!r}; expected toyworld or arditi")
-    from lmscalpel.steering.judges import ARDITI_REFUSAL_MARKERS
-
-    lowered = tuple(m.lower() for m in ARDITI_REFUSAL_MARKERS)
-
-    def refuses(text: str) -> bool:
-        return any(marker in text.lower() for marker in lowered)
-
-    return refuses, lambda text: bool(text.strip()) and not refuses(text)
-
-
 def chat_rates(model, tokenizer, chat_eval: list[dict], max_new_tokens: int, limit: int | None = None,
                markers: str = "toyworld") -> dict:
-    """Refusal rate on held-out harmful prompts and compliance rate on held-out benign prompts."""
-    refuses, complies = chat_verdicts(markers)
+    """Refusal rate on held-out harmful prompts and compliance rate on held-out benign prompts
+    (:func:`lmscalpel.models.refusal.refusal_rates`), with the first replies as examples."""
     harmful = [r["prompt"] for r in chat_eval if r["kind"] == "harmful" and r["split"] == "heldout"][:limit]
     benign = [r["prompt"] for r in chat_eval if r["kind"] == "benign" and r["split"] == "heldout"][:limit]
     harmful_replies = measure_chat(model, tokenizer, harmful, max_new_tokens)
     benign_replies = measure_chat(model, tokenizer, benign, max_new_tokens)
-    return {"refusal_rate": sum(map(refuses, harmful_replies)) / len(harmful),
-            "harmful_compliance_rate": sum(map(complies, harmful_replies)) / len(harmful),
-            "benign_compliance": sum(map(complies, benign_replies)) / len(benign),
-            "benign_refusal_rate": sum(map(refuses, benign_replies)) / len(benign),
-            "n_harmful": len(harmful), "n_benign": len(benign), "refusal_markers": markers,
+    return {**refusal_rates(harmful_replies, benign_replies, markers),
             "examples": {"harmful": list(zip(harmful[:3], harmful_replies[:3])),
                          "benign": list(zip(benign[:3], benign_replies[:3]))}}
 
@@ -93,9 +71,10 @@ def card_perplexity(model, tokenizer, toyworld_dir: str | Path | None, cfg: dict
     ({} when neither is there)."""
     dataset = cfg.get("dataset")
     if dataset is not None:
-        from lmscalpel.pruning.data import load_texts
+        from lmscalpel.data.text import load_texts
 
-        texts, source = load_texts(dataset, toyworld_dir, "model_card.perplexity.dataset"), dataset["path"]
+        texts = load_texts(dataset, toyworld_dir, "model_card.perplexity.dataset", default_split="test")
+        source = dataset["path"]
     elif toyworld_dir is not None:
         texts = [r["text"] for r in read_jsonl(Path(toyworld_dir) / "narrative_heldout.jsonl")]
         source = "toyworld narrative_heldout"
@@ -135,7 +114,7 @@ def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, 
     toy model, which must have learnt what later stages rely on).
 
     Every card records the architecture and provenance; the toy-world measurements come when ``inputs`` has the
-    toy world's ``chat_eval`` (``markers``: the keyword verdicts, :func:`chat_verdicts`).
+    toy world's ``chat_eval`` (``markers``: the keyword verdicts, :func:`lmscalpel.models.refusal.chat_verdicts`).
     """
     from lmscalpel.io import write_json
     from lmscalpel.models import load_model, num_layers

@@ -1,23 +1,32 @@
 """Text sources: the toy world's corpus, local text (``pydoc``, ``text``) or any dataset ``datasets.load_dataset``
-can read (hub id or local files).
+can read (hub id or local files), behind one config shape (``cache.dataset``, ``pruning.perplexity.dataset``, ...).
 
 Local text needs no hub: ``path: pydoc`` is the pydoc topics that ship with every CPython
 (``pydoc_data.topics.topics``, one document per topic, ~465 k characters of English); ``path: text`` reads a
 user's ``data_files`` (.txt: documents separated by blank lines; .jsonl: one document per row, ``text_column``).
 Documents are split into ``train`` / ``calibration`` / ``test`` by ``fractions``, ordered by a hash of their id
 (topic name, file name + index), so every stage and every run sees the same split without a seed.
+
+Two ways to read a source: :func:`iter_texts` streams a corpus (the activation cache, SAE evaluation, the reasoning
+corpus), :func:`load_texts` reads a whole split (perplexity and calibration texts). Each caller names the split
+read when the config gives none (``default_split``); local text then reads ``train``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
+
+from lmscalpel.io import read_jsonl
 
 LOCAL_SOURCES = ("pydoc", "text")
 LOCAL_SPLITS = ("train", "calibration", "test")
 DEFAULT_FRACTIONS = {"train": 0.8, "calibration": 0.1, "test": 0.1}
+TOYWORLD_FILES = {"heldout": "narrative_heldout.jsonl", "train": "train.jsonl"}
+_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text", ".csv": "csv"}
 
 
 def is_local_source(dataset_cfg: dict[str, Any]) -> bool:
@@ -80,38 +89,69 @@ def _file_documents(dataset_cfg: dict[str, Any], key: str) -> list[tuple[str, st
 
 
 def _jsonl_documents(path: Path, column: str, key: str) -> list[tuple[str, str]]:
-    from lmscalpel.io import read_jsonl
-
     rows = read_jsonl(path)
     if rows and column not in rows[0]:
         raise KeyError(f"config key {key}.text_column: column {column!r} not in {path} (keys: {sorted(rows[0])})")
     return [(f"{path.name}:{i}", str(row[column])) for i, row in enumerate(rows)]
 
 
-def iter_texts(dataset_cfg: dict[str, Any], toyworld_dir: str | Path | None = None, key: str = "cache.dataset"
-               ) -> Iterator[str]:
-    """Yield texts from ``cache.dataset``-style config: ``path: toyworld``, a local source (``pydoc``, ``text``)
-    or a ``load_dataset`` source; ``key`` is the config key named in errors."""
+def _toyworld(toyworld_dir: str | os.PathLike | None) -> Path:
+    if toyworld_dir is None:
+        raise ValueError("dataset path 'toyworld' needs the toy world directory")
+    return Path(toyworld_dir)
+
+
+def iter_texts(dataset_cfg: Mapping[str, Any], toyworld_dir: str | os.PathLike | None = None,
+               key: str = "cache.dataset", *, default_split: str) -> Iterator[str]:
+    """Stream the texts of a source: ``path: toyworld`` is the toy model's training corpus as it saw it
+    (``train.jsonl``, BOS/END per document), a ``load_dataset`` source is streamed; ``key`` is the config key named
+    in errors."""
     if is_local_source(dataset_cfg):
-        yield from local_documents(dataset_cfg, key)
+        yield from local_documents(dict(dataset_cfg), key)
         return
     if dataset_cfg.get("path", "toyworld") == "toyworld":
-        if toyworld_dir is None:
-            raise ValueError("dataset path 'toyworld' needs the toy world directory")
-        from lmscalpel.io import read_jsonl
         from lmscalpel.toyworld.train import document_text
 
-        yield from (document_text(r) for r in read_jsonl(Path(toyworld_dir) / "train.jsonl"))
+        yield from (document_text(r) for r in read_jsonl(_toyworld(toyworld_dir) / TOYWORLD_FILES["train"]))
         return
     import datasets
 
     kwargs = {k: dataset_cfg[k] for k in ("name", "revision", "data_files") if dataset_cfg.get(k)}
-    ds = datasets.load_dataset(dataset_cfg["path"], split=dataset_cfg.get("split", "train"), streaming=True, **kwargs)
+    ds = datasets.load_dataset(dataset_cfg["path"], split=dataset_cfg.get("split") or default_split, streaming=True,
+                               **kwargs)
     column = dataset_cfg.get("text_column", "text")
     for row in ds:
         if column not in row:
             raise KeyError(f"config key {key}.text_column: column {column!r} not in {sorted(row)}")
         yield row[column]
+
+
+def load_texts(dataset_cfg: Mapping[str, Any], toyworld_dir: str | os.PathLike | None = None, key: str = "dataset",
+               *, default_split: str) -> list[str]:
+    """All texts of a source's split, in order: ``path: toyworld`` reads the split's file as written
+    (``heldout``: ``narrative_heldout.jsonl``, ``train``: ``train.jsonl``); a path to a local
+    .jsonl/.json/.parquet/.txt/.csv file is read through ``datasets``; anything else is a hub dataset for
+    ``datasets.load_dataset(path, name, split=..., revision=...)``; ``key`` is the config key named in errors."""
+    if is_local_source(dataset_cfg):
+        return local_documents(dict(dataset_cfg), key)
+    path, split = dataset_cfg["path"], dataset_cfg.get("split") or default_split
+    column = dataset_cfg.get("text_column") or "text"
+    if path == "toyworld":
+        world = _toyworld(toyworld_dir)
+        if split not in TOYWORLD_FILES:
+            raise ValueError(f"toyworld split {split!r}: expected one of {sorted(TOYWORLD_FILES)}")
+        return [row[column] for row in read_jsonl(world / TOYWORLD_FILES[split])]
+    import datasets
+
+    suffix = Path(path).suffix.lower()
+    if Path(path).is_file() and suffix in _FILE_BUILDERS:
+        data = datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=str(path), split="train")
+    else:
+        data = datasets.load_dataset(path, dataset_cfg.get("name"), split=split, revision=dataset_cfg.get("revision"),
+                                     data_files=dataset_cfg.get("data_files"))
+    if column not in data.column_names:
+        raise ValueError(f"dataset {path}: no column {column!r} (config key text_column); has {data.column_names}")
+    return list(data[column])
 
 
 def iter_token_blocks(texts: Iterator[str], tokenizer, context_length: int, add_bos: bool = True

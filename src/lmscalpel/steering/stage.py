@@ -14,8 +14,9 @@ from safetensors.torch import load_file, save_file
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.loader import model_provenance
+from lmscalpel.models.refusal import chat_verdicts
 from lmscalpel.steering import capability as cap
-from lmscalpel.steering.data import load_prompts
+from lmscalpel.data.prompts import load_prompts
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
 from lmscalpel.steering.grid import DirectionSet, judge_key, run_grid
@@ -24,11 +25,6 @@ from lmscalpel.steering.universal import universal_attack
 from lmscalpel.toyworld.judge import is_compliant
 
 log = logging.getLogger(__name__)
-
-
-def default_layers(n_layers: int) -> list[int]:
-    """⌊L/3⌋, ⌊L/2⌋, ⌊2L/3⌋ (deduplicated, in order)."""
-    return sorted({n_layers // 3, n_layers // 2, (2 * n_layers) // 3})
 
 
 def eval_prompts(cfg: dict, chat_eval: str | None) -> list[dict]:
@@ -167,7 +163,7 @@ def sae_direction_set(kind: str, sae_dir: str, *, n: int, seed: int, alive_only:
 
 def _prompt_activations(model, tokenizer, prompts: Sequence[str], layer: int, skip_tokens: str) -> torch.Tensor:
     """Residual activations of the steered prompt tokens (for the SAE alive check)."""
-    from lmscalpel.steering.data import encode_prompts
+    from lmscalpel.steering.encoding import encode_prompts
 
     enc, keep = encode_prompts(tokenizer, prompts, skip_tokens=skip_tokens, device=next(model.parameters()).device)
     with torch.no_grad(), capture_residual(model, layer) as store:
@@ -243,8 +239,6 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
                          output: str, seed: int, markers: str = "toyworld") -> None:
     """Capability vs c; on the toy world, benign replies are judged with the model card's keyword verdicts
     (``markers``: toyworld ground truth on the toy model, arditi refusal substrings on real models)."""
-    from lmscalpel.toyworld.card import chat_verdicts
-
     model, tokenizer = load_model(ref)
     ccfg = cfg["capability"]
     mu = float(read_json(setup_json)["mu"])

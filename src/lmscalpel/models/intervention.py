@@ -1,9 +1,10 @@
 """Additive residual-stream steering: ``x_t ← x_t + α_b · v_b · mask_t`` at the output of one decoder block.
 
-Generic on purpose: the caller chooses the direction(s) and computes α (Rogue Scalpel uses α = c·μ(l) with unit v;
-other stages use their own scales). The hook fires on every forward pass, so it steers the prompt during prefill and
-each new token during decoding; with a KV cache a decode step only carries the new token, which is exactly the one
-to steer, so cached and uncached generation give the same outputs.
+Generic on purpose (the steering, reasoning and unlearning stages share it): the caller chooses the direction(s)
+and computes α (Rogue Scalpel uses α = c·μ(l) with unit v; other stages use their own scales). The hook fires on
+every forward pass, so it steers the prompt during prefill and each new token during decoding; with a KV cache a
+decode step only carries the new token, which is exactly the one to steer, so cached and uncached generation give
+the same outputs.
 
 Positions whose token id is in ``skip_token_ids`` (special tokens: BOS, chat-template markers, padding) are not
 steered, following Neuronpedia's convention (spec §2). The token ids of the current forward pass are read by a
@@ -24,6 +25,7 @@ from typing import Iterable, Iterator, Sequence
 import torch
 
 from lmscalpel.models import residual_module
+from lmscalpel.models.chat import chat_prompt
 
 
 def special_token_ids(tokenizer) -> list[int]:
@@ -42,8 +44,7 @@ def template_added_ids(tokenizer) -> list[int]:
     ``<|start_header_id|>``) that its chat template emits around a user turn; ``all_special_ids`` may miss them."""
     if not getattr(tokenizer, "chat_template", None):
         return []
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True,
-                                         tokenize=False)
+    text = chat_prompt(tokenizer, "x")
     ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
     return sorted(ids & set(tokenizer.added_tokens_decoder))
 
@@ -51,7 +52,7 @@ def template_added_ids(tokenizer) -> list[int]:
 def skip_token_ids(tokenizer, mode: str = "special") -> list[int]:
     """Ids left unsteered: ``special`` = every named special token and padding (spec §2, Neuronpedia);
     ``template`` = those plus every added token of the chat template (with a positional mask on prompts, see
-    :func:`lmscalpel.steering.data.encode_prompts`, that also skips the template's ordinary tokens); ``bos_pad`` =
+    :func:`lmscalpel.steering.encoding.encode_prompts`, that also skips the template's ordinary tokens); ``bos_pad`` =
     only BOS and padding, for chat templates whose post-instruction marker is itself a special token (the toy's
     ``<|assistant|>``), where masking it would keep steering off the position that decides the reply."""
     if mode == "special":

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.io import atomic_path, read_json, save_figure, write_json
 from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
@@ -112,7 +112,7 @@ def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], spe
 def eval_blocks(tokenizer, texts: Sequence[str] | Any, context_length: int, max_sequences: int,
                 skip_sequences: int = 0) -> list[list[int]]:
     """Packed BOS-prefixed blocks of ``context_length`` tokens (the cache's packing), after ``skip_sequences``."""
-    from lmscalpel.data import iter_token_blocks
+    from lmscalpel.data.text import iter_token_blocks
 
     blocks = iter_token_blocks(iter(texts), tokenizer, context_length)
     return list(itertools.islice(blocks, skip_sequences, skip_sequences + max_sequences))
@@ -190,6 +190,4 @@ def plot_l0_fvu(metric_paths: Sequence[str | Path], figure: str | Path, table: s
     ax.legend(title="architecture")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(figure) as tmp:
-        fig.savefig(tmp, format="png", dpi=150)
-    plt.close(fig)
+    save_figure(fig, figure, dpi=150)

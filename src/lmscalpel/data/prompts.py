@@ -1,5 +1,5 @@
-"""Evaluation prompts: the toy world's chat prompts on the default config, JailbreakBench behaviours on presets, or
-a researcher's own file (JailbreakBench or AdvBench CSV, JSON lines, one prompt per line of text).
+"""Chat prompts: the toy world's on the default config, JailbreakBench behaviours on presets, or a researcher's own
+file (JailbreakBench or AdvBench CSV, JSON lines, one prompt per line of text).
 
 Every loader returns the same record layout, ``{"id", "prompt", "category", "kind", "split"}``, so the grid, the
 metrics and the universal attack never look at where the prompts came from. The harmless prompts of the refusal
@@ -9,12 +9,8 @@ direction come from their own source (``steering.prompts.benign``): a harmful fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
-import torch
 
 from lmscalpel.io import read_jsonl
-from lmscalpel.steering.hook import skip_token_ids
 
 LOCAL_BUILDERS = ("csv", "json", "text")
 UNCATEGORISED = "all"
@@ -66,42 +62,6 @@ def dataset_prompts(*, path: str = "JailbreakBench/JBB-Behaviors", name: str | N
     if not rows:
         raise ValueError(f"{where}: no prompts (config key {key})")
     return rows
-
-
-def chat_prompt(tokenizer, prompt: str) -> str:
-    """One user turn through the model's own chat template, no system prompt (spec §1 project default)."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                         tokenize=False)
-
-
-def encode_prompts(tokenizer, prompts: Sequence[str], *, skip_tokens: str, chat: bool = True, device=None):
-    """Left-padded batch of (chat-templated unless not ``chat``) prompts and ``keep``, the [B, T] bool mask of the
-    positions steering acts on and μ averages over: not padding, not a ``skip_tokens`` id, and with
-    ``skip_tokens='template'`` only the user's own text (every token the chat template adds is left out)."""
-    tokenizer.padding_side = "left"
-    texts = [chat_prompt(tokenizer, p) for p in prompts] if chat else list(prompts)
-    positional = chat and skip_tokens == "template"
-    if positional and not tokenizer.is_fast:
-        raise ValueError("steering.skip_tokens: 'template' needs a fast tokenizer (character offsets)")
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat,
-                    return_offsets_mapping=positional)
-    skip = torch.tensor(skip_token_ids(tokenizer, skip_tokens), dtype=torch.long)
-    keep = enc["attention_mask"].bool() & ~torch.isin(enc["input_ids"], skip)
-    if positional:
-        keep &= _user_text_positions(texts, prompts, enc.pop("offset_mapping"))
-    return enc.to(device) if device is not None else enc, keep.to(device) if device is not None else keep
-
-
-def _user_text_positions(texts: Sequence[str], prompts: Sequence[str], offsets: torch.Tensor) -> torch.Tensor:
-    """[B, T] bool: the token overlaps the user's text inside its rendered chat prompt (padding has no span)."""
-    rows = []
-    for text, prompt, spans in zip(texts, prompts, offsets):
-        start = text.find(prompt)
-        if start < 0:
-            raise ValueError(f"steering.skip_tokens 'template': the chat template changed the user's text "
-                             f"{prompt[:60]!r}, so its tokens cannot be told from the template's")
-        rows.append((spans[:, 0] < start + len(prompt)) & (spans[:, 1] > start))
-    return torch.stack(rows)
 
 
 def load_prompts(cfg: dict, *, chat_eval: str | Path | None, kind: str, split: str | None) -> list[dict]:

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from lmscalpel.cache.writer import CacheSpec, cache_activations
-from lmscalpel.data import iter_texts
+from lmscalpel.data.text import iter_texts
 from lmscalpel.models import load_model
 from lmscalpel.models.loader import ModelRef
 
@@ -32,6 +32,6 @@ def run_cache(ref: ModelRef, cfg: dict, manifests: list[str], toyworld_text: str
                                  "dataset": dataset},
                      weights_identity=weights_identity(ref))
     toyworld_dir = Path(toyworld_text).parent if toyworld_text else None
-    result = cache_activations(model, tokenizer, iter_texts(dataset, toyworld_dir), spec)
+    result = cache_activations(model, tokenizer, iter_texts(dataset, toyworld_dir, default_split="train"), spec)
     log.info("cached %d tokens per layer", result[0]["n_tokens"])
     return result

@@ -17,12 +17,13 @@ from tqdm import tqdm
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.loader import model_provenance
+from lmscalpel.pruning.activation import activation_pruning
 from lmscalpel.pruning.calibration import compute_spts, save_params, train_learnable
-from lmscalpel.pruning.data import calibration_windows, eval_windows, load_texts, sample_texts, token_stream
+from lmscalpel.pruning.data import calibration_windows, eval_windows, sample_texts, token_stream
+from lmscalpel.data.text import load_texts
 from lmscalpel.pruning.evaluate import input_kurtosis, perplexity, window_nlls
 from lmscalpel.pruning.masks import parse_pattern
 from lmscalpel.pruning.mitigations import get_mitigation
-from lmscalpel.pruning.pruner import activation_pruning
 from lmscalpel.pruning.weight import weight_pruning
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,14 @@ def criterion_options(cfg: Mapping, criterion: str, pattern: str | None = None) 
 
 def load_eval_windows(tokenizer, cfg: Mapping, toyworld_dir) -> torch.Tensor:
     ppl = cfg["perplexity"]
-    texts = load_texts(ppl["dataset"], toyworld_dir, "pruning.perplexity.dataset")
+    texts = load_texts(ppl["dataset"], toyworld_dir, "pruning.perplexity.dataset", default_split="test")
     stream = token_stream(tokenizer, texts, ppl["join"])
     return eval_windows(stream, ppl["seqlen"], ppl.get("max_windows"))
 
 
 def load_calibration_windows(tokenizer, cfg: Mapping, toyworld_dir, seed: int, n_windows: int) -> torch.Tensor:
     calib = cfg["calibration"]
-    texts = load_texts(calib["dataset"], toyworld_dir, "pruning.calibration.dataset")
+    texts = load_texts(calib["dataset"], toyworld_dir, "pruning.calibration.dataset", default_split="test")
     texts = sample_texts(texts, calib.get("max_texts"), seed)
     return calibration_windows(token_stream(tokenizer, texts, calib["join"]), n_windows, calib["seqlen"], seed)
 
@@ -195,7 +196,7 @@ def run_learnable(model_ref: ModelRef, *, mitigation: str, targets: str, pattern
 def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, chat_eval, seed: int,
              output, markers: str = "toyworld") -> dict:
     """Refusal / benign compliance with magnitude pruning (no mitigation) at ``pattern`` (``dense``: none);
-    ``markers``: the keyword verdicts (``lmscalpel.toyworld.card.chat_verdicts``)."""
+    ``markers``: the keyword verdicts (``lmscalpel.models.refusal.chat_verdicts``)."""
     from lmscalpel.pruning.chat import chat_row
 
     torch.manual_seed(seed)

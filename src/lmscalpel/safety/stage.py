@@ -1,0 +1,104 @@
+"""The safety_tune rule body: tune the base model (``lmscalpel.safety.tune``), gate it, write the merged model and
+its before/after card.
+
+Resumable: the base model's answers, the "before" measurement and the training checkpoints live in the checkpoint
+directory, keyed by a fingerprint of (config, data, base model, seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneConfig, SafetyTuneGateError, gate_failure,
+                                   greedy_answers, measure, sft_examples, train_lora, train_prompts)
+
+log = logging.getLogger(__name__)
+
+
+def perplexity_texts(ppl_cfg: dict, text_path: str | Path | None) -> list[str]:
+    """Test texts: the toy world's held-out narrative (``text_path``) or ``max_texts`` of ``perplexity.dataset``."""
+    if text_path is not None:
+        return [r["text"] for r in read_jsonl(text_path)][:ppl_cfg.get("max_texts")]
+    from lmscalpel.data.text import iter_texts
+
+    texts = iter_texts(ppl_cfg["dataset"], key="safety_tune.perplexity.dataset", default_split="train")
+    return list(itertools.islice(texts, ppl_cfg.get("max_texts")))
+
+
+def fingerprint(cfg: SafetyTuneConfig, chat_eval_path: str | Path, base: str, seed: int) -> str:
+    """Identifies a tuning run: checkpoints are resumed only by the run (config, prompts, base model, seed)."""
+    base_id = base
+    weights = sorted(Path(base).glob("*.safetensors")) if Path(base).is_dir() else []
+    if weights:
+        base_id = json.dumps([sha256_file(w) for w in weights])
+    payload = json.dumps({"cfg": asdict(cfg), "prompts": sha256_file(chat_eval_path), "base": base_id, "seed": seed},
+                         sort_keys=True, default=list)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _cached(path: Path, key: str, compute):
+    """``compute()`` once per fingerprint ``key``, kept as JSON at ``path`` (survives a kill)."""
+    if path.exists() and (stored := read_json(path)).get("fingerprint") == key:
+        return stored["value"]
+    value = compute()
+    write_json(path, {"fingerprint": key, "value": value})
+    return value
+
+
+def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str], out_dir: str | Path,
+                card_path: str | Path, cfg: SafetyTuneConfig | dict, seed: int, checkpoint_dir: str | Path,
+                stop_after: int | None = None) -> dict | None:
+    """Tune the model of ``base_ref``, write the merged model to ``out_dir`` and the before/after card to
+    ``card_path``; raise :class:`SafetyTuneGateError` when :func:`gate_failure` says why (nothing is written then).
+
+    ``stop_after`` ends training after that many steps without writing outputs (tests simulate a kill with it).
+    """
+    from lmscalpel.models import load_model
+    from lmscalpel.models.loader import model_provenance
+
+    cfg = cfg if isinstance(cfg, SafetyTuneConfig) else SafetyTuneConfig.from_dict(cfg)
+    refusals = tuple(cfg.refusals or DEFAULT_REFUSALS)
+    chat_eval = read_jsonl(chat_eval_path)
+    ckpt = Path(checkpoint_dir)
+    key = fingerprint(cfg, chat_eval_path, base_ref.name_or_path, seed)
+    model, tokenizer = load_model(base_ref)
+    benign = train_prompts(chat_eval, "benign")
+    answers = _cached(ckpt / "benign_answers.json", key, lambda: greedy_answers(
+        model, tokenizer, benign, cfg.answer_max_new_tokens, cfg.generation_batch_size))
+    before = _cached(ckpt / "before.json", key, lambda: measure(model, tokenizer, chat_eval, ppl_texts, cfg))
+    examples = sft_examples(chat_eval, {p: tuple(a) for p, a in zip(benign, answers)}, refusals, seed)
+    # an empty, unfinished answer has no token to learn from (a batch of only such rows has a NaN loss)
+    n_built = len(examples)
+    examples = [ex for ex in examples if ex[1] or ex[2]]
+    trained = train_lora(model, tokenizer, examples, cfg, seed, ckpt, key, stop_after)
+    if trained is None:
+        return None
+    peft_model, final_loss, resumed = trained
+    merged = peft_model.merge_and_unload()
+    merged.requires_grad_(False)
+    after = measure(merged, tokenizer, chat_eval, ppl_texts, cfg)
+    card = {"before": before, "after": after, "min_refusal_rate": cfg.min_refusal_rate, "n_train": len(examples),
+            "n_train_refusals": n_built - len(benign), "n_train_benign": len(examples) - (n_built - len(benign)),
+            "n_train_left_out_empty": n_built - len(examples),
+            "final_loss": final_loss, "resumed_from_step": resumed, "refusal_markers": cfg.refusal_markers,
+            "base_model": model_provenance(base_ref), "config": asdict(cfg), "seed": seed}
+    log.info("safety tune: refusal %.3f -> %.3f, benign compliance %.3f -> %.3f, perplexity %.2f -> %.2f",
+             before["refusal_rate"], after["refusal_rate"], before["benign_compliance"],
+             after["benign_compliance"], before["test_perplexity"], after["test_perplexity"])
+    failure = gate_failure(before, after, cfg)
+    if failure:
+        log.error("safety card of the failed tune:\n%s", json.dumps(card, indent=2))
+        raise SafetyTuneGateError(failure)
+    with atomic_path(out_dir) as tmp:
+        merged.to("cpu").save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "safety_card.json", card)
+    write_json(card_path, card)
+    return card
