@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import torch
 
 from lmscalpel.io import atomic_path, read_json, write_json
-from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
+from lmscalpel.sae.architectures import SAE_REGISTRY, build_sae
+from lmscalpel.sae.base import SparseAutoencoder
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
 from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint
