@@ -1,5 +1,13 @@
 # Feature metrics of every SAE of the grid (SAEBench algorithms, spec sae-training-and-metrics.md §5-9):
 # model activations and probes once per (layer, dataset), then one rule per metric per SAE, then the comparison.
+from lmscalpel.features import plan as features_plan
+
+
+include: "inputs/features.smk"
+
+
+STAGE_TARGETS["features"] = get_features_targets
+TOYWORLD_READERS["features"] = features_plan.toyworld_keys
 
 
 rule features_spelling_activations:

@@ -4,6 +4,14 @@
 # rule is needed. Their resumable batches (CHECKPOINTS/reasoning/...) carry a fingerprint of everything that changes
 # their numbers (model files, SAE files, gamma, f_max, positions, banned sequences, generation settings, problems);
 # a changed fingerprint regenerates them.
+from lmscalpel.reasoning import plan as reasoning_plan
+
+
+include: "inputs/reasoning.smk"
+
+
+STAGE_TARGETS["reasoning"] = get_reasoning_targets
+TOYWORLD_READERS["reasoning"] = reasoning_plan.toyworld_keys
 
 
 rule score_reasoning_features:
@@ -70,7 +78,7 @@ rule reasoning_baseline:
     log:
         f"{LOGS}/reasoning/{{benchmark}}/reasoning_baseline.log",
     wildcard_constraints:
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: model_job_threads()
@@ -101,7 +109,7 @@ rule steer_reasoning_features:
         f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/steer_reasoning_features.log",
     wildcard_constraints:
         sae="[^/]+",
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: model_job_threads()
@@ -131,7 +139,7 @@ rule plot_reasoning_steering:
         f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/plot_reasoning_steering.log",
     wildcard_constraints:
         sae="[^/]+",
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: 1
@@ -154,7 +162,7 @@ rule ban_reasoning_vocabulary:
     log:
         f"{LOGS}/reasoning/{{benchmark}}/ban_reasoning_vocabulary.log",
     wildcard_constraints:
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: model_job_threads()

@@ -1,4 +1,12 @@
 # Rogue Scalpel (arXiv:2509.22067): steering with random / SAE / refusal directions, judged for harmful compliance.
+from lmscalpel.steering import plan as steering_plan
+
+
+include: "inputs/steering.smk"
+
+
+STAGE_TARGETS["steering"] = get_steering_targets
+TOYWORLD_READERS["steering"] = steering_plan.toyworld_keys
 
 
 rule steering_setup:
@@ -109,7 +117,7 @@ rule steering_universal:
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
-        layer=lambda wildcards: steering_universal_layer(),
+        layer=lambda wildcards: steering_plan.universal_layer(config),
         toy=is_toy_model(),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/steering/universal",
@@ -136,7 +144,7 @@ rule steering_capability:
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
-        layer=lambda wildcards: steering_universal_layer(),
+        layer=lambda wildcards: steering_plan.universal_layer(config),
         markers=chat_refusal_markers(),
         seed=config["seed"],
     script:
@@ -165,7 +173,7 @@ rule steering_metrics:
     params:
         code=code_fingerprint("steering"),
         steering=config["steering"],
-        sae_kinds=get_steering_sae_kinds,
+        sae_kinds=lambda wildcards: steering_plan.compared_sae_kinds(config),
     script:
         "../scripts/steering-metrics.py"
 

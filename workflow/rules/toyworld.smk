@@ -1,4 +1,4 @@
-# The toy world, the tiny Llama trained on it, the model card (measured for every model) and the optional safety tune.
+# The toy world (model-independent text: stories, chats, spelling, reasoning, people) and the tiny Llama trained on it.
 
 
 rule generate_toyworld:
@@ -50,54 +50,3 @@ rule train_toy_model:
         checkpoint_dir=f"{CHECKPOINTS}/model/toy-llama",
     script:
         "../scripts/train-toy-model.py"
-
-
-rule model_card:
-    input:
-        unpack(get_model_dir),
-        unpack(get_toyworld_files),
-    output:
-        card=f"{RESULTS}/model/model_card.json",
-    log:
-        f"{LOGS}/model/model_card.log",
-    conda:
-        ENV
-    threads: model_job_threads()
-    resources:
-        mem_mb=4000,
-        runtime=30,
-        gpu=gpu_jobs(),
-    params:
-        code=code_fingerprint("toyworld"),
-        card=config["model_card"],
-        window=config["toy_model"]["context_length"],
-        enforce_gates=is_toy_model(),
-        markers=chat_refusal_markers(),
-    script:
-        "../scripts/model-card.py"
-
-
-rule safety_tune:
-    input:
-        unpack(get_base_model_dir),
-        unpack(get_safety_tune_text),
-        chat_eval=f"{RESULTS}/toyworld/chat_eval.jsonl",
-    output:
-        model=directory(f"{RESULTS}/model/safety-tuned"),
-        card=f"{RESULTS}/model/safety_card.json",
-    log:
-        f"{LOGS}/model/safety_tune.log",
-    conda:
-        ENV
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=gpu_jobs(),
-    params:
-        code=code_fingerprint("safety"),
-        safety_tune=config["safety_tune"],
-        seed=config["seed"],
-        checkpoint_dir=f"{CHECKPOINTS}/model/safety-tune",
-    script:
-        "../scripts/safety-tune.py"

@@ -1,5 +1,13 @@
 # CLEAR multimodal unlearning (arXiv:2410.18057) with TOFU metrics: mini-CLEAR, a tiny LLaVA, original and gold
 # fine-tunes, the unlearning grid, table, figures, and the cross-paper robustness row.
+from lmscalpel.unlearning import plan as unlearning_plan
+
+
+include: "inputs/unlearning.smk"
+
+
+STAGE_TARGETS["unlearning"] = get_unlearning_targets
+TOYWORLD_READERS["unlearning"] = unlearning_plan.toyworld_keys
 
 
 rule build_mini_clear:
@@ -19,7 +27,7 @@ rule build_mini_clear:
         runtime=10,
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data"),
+        cfg=unlearning_plan.sections(config, "data"),
         seed=config["seed"],
     script:
         "../scripts/unlearning-build-data.py"
@@ -40,7 +48,7 @@ rule build_tiny_vlm:
         runtime=10,
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("vlm"),
+        cfg=unlearning_plan.sections(config, "vlm"),
         image_size=config["toyworld"]["portrait_size"],
         seed=config["seed"],
     script:
@@ -63,8 +71,8 @@ rule finetune_original_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "vlm", "max_length", "finetune", "eval"),
+        source=unlearning_data_source(),
         split=None,
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/original",
         seed=config["seed"],
@@ -90,8 +98,8 @@ rule finetune_gold_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "vlm", "max_length", "finetune", "eval"),
+        source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/gold-{{split}}",
         seed=config["seed"],
     script:
@@ -118,8 +126,8 @@ rule evaluate_gold_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "eval"),
+        source=unlearning_data_source(),
         which="gold",
         seed=config["seed"],
     script:
@@ -146,8 +154,8 @@ rule evaluate_original_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "eval"),
+        source=unlearning_data_source(),
         which="original",
         seed=config["seed"],
     script:
@@ -165,7 +173,7 @@ rule unlearn_vlm:
         split="forget[0-9]{2}",
         l1="off|[0-9][0-9.e+-]*",
         modality="text|visual|both",
-        method="|".join(UNLEARNING_METHODS),
+        method="|".join(unlearning_plan.METHODS),
     conda:
         ENV
     threads: 1
@@ -175,8 +183,8 @@ rule unlearn_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "unlearn", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "unlearn", "eval"),
+        source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
         seed=config["seed"],
     script:
@@ -194,7 +202,7 @@ rule unlearning_robustness:
         split="forget[0-9]{2}",
         l1="off|[0-9][0-9.e+-]*",
         modality="text|visual|both|none",
-        method="|".join(UNLEARNING_METHODS + ["original"]),
+        method="|".join(unlearning_plan.METHODS + ["original"]),
     conda:
         ENV
     threads: 1
@@ -204,8 +212,8 @@ rule unlearning_robustness:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "unlearn", "eval", "robustness"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "unlearn", "eval", "robustness"),
+        source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
         seed=config["seed"],
     script:
