@@ -183,7 +183,7 @@ rule features_distinct:
         "../scripts/features-distinct.py"
 
 
-rule features_scr:
+rule features_probe_metric_scr:
     input:
         unpack(get_features_probe_task_inputs),
     output:
@@ -208,7 +208,7 @@ rule features_scr:
         "../scripts/features-probe-metric.py"
 
 
-rule features_tpp:
+rule features_probe_metric_tpp:
     input:
         unpack(get_features_probe_task_inputs),
     output:
@@ -233,7 +233,7 @@ rule features_tpp:
         "../scripts/features-probe-metric.py"
 
 
-rule features_sparse_probing:
+rule features_probe_metric_sparse_probing:
     input:
         unpack(get_features_probe_task_inputs),
     output:

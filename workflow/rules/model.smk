@@ -8,13 +8,13 @@ include: "inputs/model.smk"
 STAGE_TARGETS["model"] = get_model_targets
 
 
-rule convert_gguf_model:
+rule model_convert_gguf:
     input:
         gguf=get_gguf_file,
     output:
         model=directory(f"{RESULTS}/model/base"),
     log:
-        f"{LOGS}/model/convert_gguf_model.log",
+        f"{LOGS}/model/model_convert_gguf.log",
     conda:
         ENV
     threads: model_job_threads()
@@ -25,7 +25,7 @@ rule convert_gguf_model:
         code=code_fingerprint("models"),
         gguf=config["model"]["gguf"],
     script:
-        "../scripts/convert-gguf-model.py"
+        "../scripts/model-convert-gguf.py"
 
 
 rule model_card:

@@ -88,7 +88,7 @@ rule pruning_learnable:
         "../scripts/pruning-learnable.py"
 
 
-rule pruning_dense:
+rule pruning_cell_dense:
     input:
         unpack(get_model_dir),
         unpack(get_pruning_eval_inputs),
@@ -111,7 +111,7 @@ rule pruning_dense:
         "../scripts/pruning-cell.py"
 
 
-rule pruning_activation:
+rule pruning_cell_activation:
     input:
         unpack(get_model_dir),
         unpack(get_pruning_eval_inputs),
@@ -141,7 +141,7 @@ rule pruning_activation:
         "../scripts/pruning-cell.py"
 
 
-rule pruning_weight:
+rule pruning_cell_weight:
     input:
         unpack(get_model_dir),
         unpack(get_pruning_eval_inputs),

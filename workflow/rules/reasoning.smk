@@ -14,7 +14,7 @@ STAGE_TARGETS["reasoning"] = get_reasoning_targets
 TOYWORLD_READERS["reasoning"] = reasoning_plan.toyworld_keys
 
 
-rule score_reasoning_features:
+rule reasoning_score:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
@@ -24,7 +24,7 @@ rule score_reasoning_features:
         selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
         interpretation=f"{RESULTS}/reasoning/{{sae}}/interpretation.md",
     log:
-        f"{LOGS}/reasoning/{{sae}}/score_reasoning_features.log",
+        f"{LOGS}/reasoning/{{sae}}/reasoning_score.log",
     wildcard_constraints:
         sae="[^/]+",
     conda:
@@ -42,7 +42,7 @@ rule score_reasoning_features:
         "../scripts/reasoning-score.py"
 
 
-rule plot_reasonscore:
+rule reasoning_score_figure:
     input:
         scores=f"{RESULTS}/reasoning/{{sae}}/reasonscore.parquet",
         selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
@@ -53,7 +53,7 @@ rule plot_reasonscore:
             category="SAE-Reasoning",
         ),
     log:
-        f"{LOGS}/reasoning/{{sae}}/plot_reasonscore.log",
+        f"{LOGS}/reasoning/{{sae}}/reasoning_score_figure.log",
     wildcard_constraints:
         sae="[^/]+",
     conda:
@@ -65,7 +65,7 @@ rule plot_reasonscore:
     params:
         code=code_fingerprint("reasoning"),
     script:
-        "../scripts/reasoning-plot-scores.py"
+        "../scripts/reasoning-score-figure.py"
 
 
 rule reasoning_baseline:
@@ -95,7 +95,7 @@ rule reasoning_baseline:
         "../scripts/reasoning-baseline.py"
 
 
-rule steer_reasoning_features:
+rule reasoning_steer:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
@@ -106,7 +106,7 @@ rule steer_reasoning_features:
     output:
         metrics=f"{RESULTS}/reasoning/{{sae}}/{{benchmark}}/steering.json",
     log:
-        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/steer_reasoning_features.log",
+        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/reasoning_steer.log",
     wildcard_constraints:
         sae="[^/]+",
         benchmark=reasoning_plan.benchmark_pattern(config),
@@ -126,7 +126,7 @@ rule steer_reasoning_features:
         "../scripts/reasoning-steer.py"
 
 
-rule plot_reasoning_steering:
+rule reasoning_steer_figure:
     input:
         metrics=f"{RESULTS}/reasoning/{{sae}}/{{benchmark}}/steering.json",
     output:
@@ -136,7 +136,7 @@ rule plot_reasoning_steering:
             category="SAE-Reasoning",
         ),
     log:
-        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/plot_reasoning_steering.log",
+        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/reasoning_steer_figure.log",
     wildcard_constraints:
         sae="[^/]+",
         benchmark=reasoning_plan.benchmark_pattern(config),
@@ -149,10 +149,10 @@ rule plot_reasoning_steering:
     params:
         code=code_fingerprint("reasoning"),
     script:
-        "../scripts/reasoning-plot-steering.py"
+        "../scripts/reasoning-steer-figure.py"
 
 
-rule ban_reasoning_vocabulary:
+rule reasoning_ban_vocabulary:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
@@ -160,7 +160,7 @@ rule ban_reasoning_vocabulary:
     output:
         metrics=f"{RESULTS}/reasoning/{{benchmark}}/banned_vocab.json",
     log:
-        f"{LOGS}/reasoning/{{benchmark}}/ban_reasoning_vocabulary.log",
+        f"{LOGS}/reasoning/{{benchmark}}/reasoning_ban_vocabulary.log",
     wildcard_constraints:
         benchmark=reasoning_plan.benchmark_pattern(config),
     conda:

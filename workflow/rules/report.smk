@@ -32,4 +32,4 @@ rule report:
         stages=STAGES,
         captions=CAPTIONS_DIR,
     script:
-        "../scripts/report-render.py"
+        "../scripts/report.py"

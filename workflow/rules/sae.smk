@@ -9,7 +9,7 @@ include: "inputs/sae.smk"
 STAGE_TARGETS["sae"] = get_sae_targets
 
 
-rule train_saes:
+rule sae_train:
     input:
         cache=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/manifest.json",
     output:
@@ -19,7 +19,7 @@ rule train_saes:
             suffix=sae_plan.grid_suffixes(config),
         ),
     log:
-        f"{LOGS}/sae/train_saes_layer{{layer}}.log",
+        f"{LOGS}/sae/sae_train_layer{{layer}}.log",
     wildcard_constraints:
         layer=r"\d+",
     conda:
@@ -43,7 +43,7 @@ rule train_saes:
         "../scripts/sae-train.py"
 
 
-rule import_sae:
+rule sae_import:
     output:
         cfg=f"{RESULTS}/sae/{{sae}}/cfg.json",
         weights=f"{RESULTS}/sae/{{sae}}/sae_weights.safetensors",
@@ -115,4 +115,4 @@ rule sae_l0_fvu_figure:
     params:
         code=code_fingerprint("sae"),
     script:
-        "../scripts/sae-figure.py"
+        "../scripts/sae-l0-fvu-figure.py"

@@ -1,7 +1,7 @@
 # The toy world (model-independent text: stories, chats, spelling, reasoning, people) and the tiny Llama trained on it.
 
 
-rule generate_toyworld:
+rule toyworld_generate:
     output:
         train=f"{RESULTS}/toyworld/train.jsonl",
         chat_eval=f"{RESULTS}/toyworld/chat_eval.jsonl",
@@ -14,7 +14,7 @@ rule generate_toyworld:
         portraits=directory(f"{RESULTS}/toyworld/portraits"),
         metadata=f"{RESULTS}/toyworld/metadata.json",
     log:
-        f"{LOGS}/toyworld/generate_toyworld.log",
+        f"{LOGS}/toyworld/toyworld_generate.log",
     conda:
         ENV
     threads: 1
@@ -26,16 +26,16 @@ rule generate_toyworld:
         toyworld=config["toyworld"],
         seed=config["seed"],
     script:
-        "../scripts/generate-toyworld.py"
+        "../scripts/toyworld-generate.py"
 
 
-rule train_toy_model:
+rule toyworld_train_model:
     input:
         train=f"{RESULTS}/toyworld/train.jsonl",
     output:
         model=directory(f"{RESULTS}/model/toy-llama"),
     log:
-        f"{LOGS}/model/train_toy_model.log",
+        f"{LOGS}/model/toyworld_train_model.log",
     conda:
         ENV
     threads: 2
@@ -49,4 +49,4 @@ rule train_toy_model:
         device=config["model"]["device"],
         checkpoint_dir=f"{CHECKPOINTS}/model/toy-llama",
     script:
-        "../scripts/train-toy-model.py"
+        "../scripts/toyworld-train-model.py"

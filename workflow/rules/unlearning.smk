@@ -10,7 +10,7 @@ STAGE_TARGETS["unlearning"] = get_unlearning_targets
 TOYWORLD_READERS["unlearning"] = unlearning_plan.toyworld_keys
 
 
-rule build_mini_clear:
+rule unlearning_build_data:
     input:
         people=f"{RESULTS}/toyworld/people.jsonl",
         spelling=f"{RESULTS}/toyworld/spelling.jsonl",
@@ -18,7 +18,7 @@ rule build_mini_clear:
     output:
         data=directory(f"{RESULTS}/unlearning/data/mini-clear"),
     log:
-        f"{LOGS}/unlearning/build_mini_clear.log",
+        f"{LOGS}/unlearning/unlearning_build_data.log",
     conda:
         ENV
     threads: 1
@@ -33,13 +33,13 @@ rule build_mini_clear:
         "../scripts/unlearning-build-data.py"
 
 
-rule build_tiny_vlm:
+rule unlearning_build_vlm:
     input:
         unpack(get_model_dir),
     output:
         base=directory(f"{RESULTS}/unlearning/models/base"),
     log:
-        f"{LOGS}/unlearning/build_tiny_vlm.log",
+        f"{LOGS}/unlearning/unlearning_build_vlm.log",
     conda:
         ENV
     threads: 1
@@ -55,13 +55,13 @@ rule build_tiny_vlm:
         "../scripts/unlearning-build-vlm.py"
 
 
-rule finetune_original_vlm:
+rule unlearning_finetune_original:
     input:
         unpack(get_unlearning_finetune_inputs),
     output:
         model=directory(f"{RESULTS}/unlearning/models/original"),
     log:
-        f"{LOGS}/unlearning/finetune_original_vlm.log",
+        f"{LOGS}/unlearning/unlearning_finetune_original.log",
     conda:
         ENV
     threads: 1
@@ -80,13 +80,13 @@ rule finetune_original_vlm:
         "../scripts/unlearning-finetune.py"
 
 
-rule finetune_gold_vlm:
+rule unlearning_finetune_gold:
     input:
         unpack(get_unlearning_finetune_inputs),
     output:
         model=directory(f"{RESULTS}/unlearning/models/gold-{{split}}"),
     log:
-        f"{LOGS}/unlearning/finetune_gold_vlm/{{split}}.log",
+        f"{LOGS}/unlearning/unlearning_finetune_gold/{{split}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
     conda:
@@ -106,7 +106,7 @@ rule finetune_gold_vlm:
         "../scripts/unlearning-finetune.py"
 
 
-rule evaluate_gold_vlm:
+rule unlearning_evaluate_gold:
     input:
         unpack(get_unlearning_data),
         model=f"{RESULTS}/unlearning/models/gold-{{split}}",
@@ -114,7 +114,7 @@ rule evaluate_gold_vlm:
         metrics=f"{RESULTS}/unlearning/{{split}}/gold.json",
         gold_ratios=f"{RESULTS}/unlearning/{{split}}/gold_truth_ratios.json",
     log:
-        f"{LOGS}/unlearning/evaluate_gold_vlm/{{split}}.log",
+        f"{LOGS}/unlearning/unlearning_evaluate_gold/{{split}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
     conda:
@@ -134,7 +134,7 @@ rule evaluate_gold_vlm:
         "../scripts/unlearning-evaluate.py"
 
 
-rule evaluate_original_vlm:
+rule unlearning_evaluate_original:
     input:
         unpack(get_unlearning_data),
         model=f"{RESULTS}/unlearning/models/original",
@@ -142,7 +142,7 @@ rule evaluate_original_vlm:
     output:
         metrics=f"{RESULTS}/unlearning/{{split}}/original.json",
     log:
-        f"{LOGS}/unlearning/evaluate_original_vlm/{{split}}.log",
+        f"{LOGS}/unlearning/unlearning_evaluate_original/{{split}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
     conda:
@@ -162,13 +162,13 @@ rule evaluate_original_vlm:
         "../scripts/unlearning-evaluate.py"
 
 
-rule unlearn_vlm:
+rule unlearning_unlearn:
     input:
         unpack(get_unlearning_model_inputs),
     output:
         metrics=f"{RESULTS}/unlearning/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.json",
     log:
-        f"{LOGS}/unlearning/unlearn_vlm/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
+        f"{LOGS}/unlearning/unlearning_unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
         l1="off|[0-9][0-9.e+-]*",

@@ -1,6 +1,6 @@
 """Stage entry points called by the thin scripts in ``workflow/scripts/sae-*.py``.
 
-A grid entry ("spec") comes from ``workflow/rules/common.smk``: ``{"sae_id", "architecture", "width", "k",
+A grid entry ("spec") comes from ``lmscalpel.sae.plan``: ``{"sae_id", "architecture", "width", "k",
 "l1_coefficient", "gamma"}`` (unused fields None). The ``sae`` config section supplies everything else.
 """
 
