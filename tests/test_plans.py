@@ -157,6 +157,15 @@ def test_dataset_probes_read_only_their_datasets_tasks():
     assert features_plan.probe_metric_config(cfg, "tpp") == {"tpp": {"n_values": cfg["features"]["tpp"]["n_values"]}}
 
 
+def test_spelling_prompts_and_the_letter_probe_read_their_own_absorption_keys():
+    cfg = planned()
+    prompts = features_plan.spelling_activations_config(cfg)
+    probe = features_plan.letter_probe_config(cfg)["absorption"]
+    assert "template" in prompts["absorption"] and "probe_epochs" not in prompts["absorption"]
+    assert "probe_epochs" in probe and "template" not in probe and "max_k" not in probe
+    assert list(features_plan.dataset_activations_config(cfg, "bios")["datasets"]) == ["bios"]
+
+
 def test_pruning_cells_are_the_grid_without_duplicates():
     cfg = planned({"pruning": {"grid_targets": ["all"], "patterns": ["2:4", "8:16"], "criteria": ["magnitude", "wanda"],
                                "criteria_patterns": ["2:4"], "mitigations": ["var"], "mitigation_patterns": ["2:4"],

@@ -75,6 +75,13 @@ def test_a_new_pattern_plans_only_its_cell_the_table_and_the_report(touched, tmp
     assert planned_jobs(touched, change) == {"pruning_cell_activation": 1, "pruning_table": 1, "report": 1, "all": 1}
 
 
+def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched, tmp_path):
+    change = tmp_path / "absorption.yaml"
+    max_k = pipeline_config("itest")["features"]["absorption"]["max_k"]
+    change.write_text(yaml.safe_dump({"features": {"absorption": {"max_k": max_k + 1}}}))
+    assert set(planned_jobs(touched, change)) == {"features_absorption", "features_compare", "report", "all"}
+
+
 def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"pruning": {"patterns": ["3:2"]}}))

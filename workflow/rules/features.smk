@@ -30,7 +30,7 @@ rule features_spelling_activations:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.spelling_activations_config(config),
         seed=config["seed"],
     script:
         "../scripts/features-spelling-activations.py"
@@ -57,7 +57,7 @@ rule features_dataset_activations:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=lambda wildcards: features_plan.dataset_activations_config(config, wildcards.dataset),
         seed=config["seed"],
     script:
         "../scripts/features-dataset-activations.py"
@@ -82,7 +82,7 @@ rule features_letter_probe:
         runtime=20,
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.letter_probe_config(config),
         seed=config["seed"],
     script:
         "../scripts/features-letter-probe.py"
@@ -108,7 +108,7 @@ rule features_dataset_probes:
         runtime=30,
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=lambda wildcards: features_plan.dataset_probes_config(config, wildcards.dataset),
         seed=config["seed"],
     script:
         "../scripts/features-dataset-probes.py"
@@ -130,7 +130,7 @@ rule features_absorption:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.absorption_config(config),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,
@@ -154,7 +154,7 @@ rule features_composition:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.composition_config(config),
         seed=config["seed"],
         device=config["model"]["device"],
     script:
@@ -177,7 +177,7 @@ rule features_distinct:
         runtime=20,
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.distinct_config(config),
         seed=config["seed"],
     script:
         "../scripts/features-distinct.py"
@@ -199,7 +199,7 @@ rule features_probe_metric_scr:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.probe_metric_config(config, "scr"),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,
@@ -224,7 +224,7 @@ rule features_probe_metric_tpp:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.probe_metric_config(config, "tpp"),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,
@@ -249,7 +249,7 @@ rule features_probe_metric_sparse_probing:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.probe_metric_config(config, "sparse_probing"),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,

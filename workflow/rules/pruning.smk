@@ -30,7 +30,7 @@ rule pruning_toy_tasks:
         runtime=5,
     params:
         code=code_fingerprint("pruning"),
-        cfg={"zero_shot": {"n_choices": config["pruning"]["zero_shot"]["n_choices"]}},
+        cfg=pruning_plan.toy_tasks_config(config),
     script:
         "../scripts/pruning-toy-tasks.py"
 

@@ -36,7 +36,7 @@ rule reasoning_score:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=reasoning_plan.score_config(config),
         seed=config["seed"],
     script:
         "../scripts/reasoning-score.py"
@@ -88,7 +88,7 @@ rule reasoning_baseline:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=lambda wildcards: reasoning_plan.eval_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/baseline",
     script:
@@ -119,7 +119,7 @@ rule reasoning_steer:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=lambda wildcards: reasoning_plan.steer_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{sae}}/{{benchmark}}/steering",
     script:
@@ -172,7 +172,7 @@ rule reasoning_ban_vocabulary:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=lambda wildcards: reasoning_plan.ban_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/banned_vocab",
     script:

@@ -35,8 +35,8 @@ rule sae_train:
     params:
         code=code_fingerprint("sae"),
         specs=lambda wildcards: sae_plan.layer_specs(config, int(wildcards.layer)),
-        sae=config["sae"],
-        model=config["model"],
+        sae=sae_plan.train_config(config),
+        model=sae_plan.train_model_config(config),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/sae/layer{{layer}}",
     script:

@@ -30,7 +30,7 @@ rule steering_setup:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.setup_config(config),
     script:
         "../scripts/steering-setup.py"
 
@@ -55,7 +55,7 @@ rule steering_coherence:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.coherence_config(config),
     script:
         "../scripts/steering-coherence.py"
 
@@ -85,7 +85,7 @@ rule steering_grid:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.grid_config(config),
         sae_dirs=get_steering_sae_dirs,
         toy=is_toy_model(),
         seed=config["seed"],
@@ -116,7 +116,7 @@ rule steering_universal:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.universal_config(config),
         layer=lambda wildcards: steering_plan.universal_layer(config),
         toy=is_toy_model(),
         seed=config["seed"],
@@ -143,7 +143,7 @@ rule steering_capability:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.capability_config(config),
         layer=lambda wildcards: steering_plan.universal_layer(config),
         markers=chat_refusal_markers(),
         seed=config["seed"],
@@ -172,7 +172,7 @@ rule steering_metrics:
         runtime=20,
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.metrics_config(config),
         sae_kinds=lambda wildcards: steering_plan.compared_sae_kinds(config),
     script:
         "../scripts/steering-metrics.py"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmscalpel.config import config_keys
+
 LEARNED_MITIGATIONS = ("learnable", "learnable_bias", "learnable_scale_shift")
 # the criterion options a cell of that criterion reads
 CRITERION_KEYS = {"clact": ("clact_scope",), "amber": ("amber_quantile",)}
@@ -23,6 +25,11 @@ def job_config(config: dict[str, Any], *keys: str, targets: str | None = None, p
         cfg["unstructured"] = pruning["unstructured"]
     cfg |= {key: pruning[key] for key in CRITERION_KEYS.get(criterion, ())}
     return cfg
+
+
+def toy_tasks_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The toy world's lm-eval tasks: their answer choices."""
+    return config_keys(config["pruning"], zero_shot=("n_choices",))
 
 
 def dense_config(config: dict[str, Any]) -> dict[str, Any]:

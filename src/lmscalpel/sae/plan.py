@@ -115,3 +115,8 @@ def train_config(config: dict[str, Any]) -> dict[str, Any]:
     sections of the configured architectures."""
     sections = {s: None for arch in config["sae"]["architectures"] for s in ARCH_SECTIONS[arch]}
     return config_keys(config["sae"], "train", *sections)
+
+
+def train_model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The model keys a layer's training reads: the model's name for the SAEs' provenance, and the device."""
+    return config_keys(config["model"], "source", "id", "gguf", "device")
