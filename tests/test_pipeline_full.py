@@ -79,7 +79,7 @@ def test_foundation_outputs_logs_and_checkpoints(run_dir):
     assert reader.d_model == 64 and reader.n_tokens > 2000
     assert reader.manifest["model"].endswith("toy-llama") and reader.manifest["layer"] == 1
     logs = {p.name for p in (run_dir / "logs" / "itest").rglob("*.log")}
-    assert {"generate_toyworld.log", "train_toy_model.log", "model_card.log", "cache_activations.log"} <= logs
+    assert {"toyworld_generate.log", "toyworld_train_model.log", "model_card.log", "cache_activations.log"} <= logs
     assert (run_dir / "checkpoints" / "itest" / "model" / "toy-llama" / "last" / "model.safetensors").exists()
 
 
@@ -98,13 +98,13 @@ def test_script_runs_outside_snakemake(run_dir, tmp_path):
         (workdir / name).symlink_to(REPO_ROOT / name)
     for name in ("config.yaml", "small.yaml"):
         shutil.copy(run_dir / name, workdir / name)
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "workflow" / "scripts" / "generate-toyworld.py"),
-                             "generate_toyworld", "--configfile", "small.yaml"], cwd=workdir, capture_output=True,
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "workflow" / "scripts" / "toyworld-generate.py"),
+                             "toyworld_generate", "--configfile", "small.yaml"], cwd=workdir, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = workdir / "results" / "itest" / "toyworld"
     assert (out / "train.jsonl").read_bytes() == (run_dir / "results" / "itest" / "toyworld" / "train.jsonl").read_bytes()
-    assert (workdir / "logs" / "itest" / "toyworld" / "generate_toyworld.log").exists()
+    assert (workdir / "logs" / "itest" / "toyworld" / "toyworld_generate.log").exists()
 
 
 def test_report_has_every_section_with_figures_and_captions(run_dir):
@@ -150,7 +150,7 @@ def test_changing_one_stage_parameter_reruns_only_that_stage(run_dir, tmp_path):
     change.write_text(yaml.safe_dump({"pruning": {"perplexity": {"batch_size": 3}}}))
     rules = planned_rules(snakemake(run_dir, "--configfile", str(run_dir / "small.yaml"), str(change), "--dry-run"))
     assert rules and all(rule.startswith("pruning") or rule in {"report", "all"} for rule in rules), rules
-    assert "pruning_table" in rules and "train_toy_model" not in rules
+    assert "pruning_table" in rules and "toyworld_train_model" not in rules
 
 
 def test_jobs_ran_in_the_warm_worker(run_dir):

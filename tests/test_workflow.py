@@ -25,20 +25,21 @@ def checkout(tmp_path, monkeypatch):
 
 
 def test_parse_cli_reads_wildcards_and_configfiles():
-    parsed = parse_cli(["pruning_weight", "pattern=2-4", "--configfile", "a.yaml", "method=wanda"], "pruning_weight")
+    parsed = parse_cli(["pruning_cell_weight", "pattern=2-4", "--configfile", "a.yaml", "method=wanda"],
+                       "pruning_cell_weight")
     assert parsed == {"configfiles": ["a.yaml"], "pattern": "2-4", "method": "wanda"}
-    with pytest.raises(SystemExit, match="runs rule 'pruning_weight'"):
-        parse_cli(["pruning_dense"], "pruning_weight")
+    with pytest.raises(SystemExit, match="runs rule 'pruning_cell_weight'"):
+        parse_cli(["pruning_cell_dense"], "pruning_cell_weight")
 
 
 def test_shared_script_takes_its_rule_from_the_first_argument(checkout, monkeypatch):
-    rules = ("pruning_dense", "pruning_activation", "pruning_weight")
-    monkeypatch.setattr(sys, "argv", ["pruning-cell.py", "pruning_weight", "targets=all", "pattern=2-4",
+    rules = ("pruning_cell_dense", "pruning_cell_activation", "pruning_cell_weight")
+    monkeypatch.setattr(sys, "argv", ["pruning-cell.py", "pruning_cell_weight", "targets=all", "pattern=2-4",
                                       "method=magnitude"])
     with script_context({}, rule=rules) as smk:
-        assert smk.rule == "pruning_weight" and smk.params.family == "weight"
+        assert smk.rule == "pruning_cell_weight" and smk.params.family == "weight"
         assert smk.output.cell == "results/toy/pruning/cells/weight/all/2-4/magnitude.json"
     assert (checkout / "logs/toy/pruning/cells").is_dir()
     monkeypatch.setattr(sys, "argv", ["pruning-cell.py"])
     with script_context({}, rule=rules) as smk:
-        assert smk.rule == "pruning_dense" and smk.output.cell == "results/toy/pruning/cells/dense.json"
+        assert smk.rule == "pruning_cell_dense" and smk.output.cell == "results/toy/pruning/cells/dense.json"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import jsonschema
 import yaml
@@ -50,6 +50,13 @@ def section_dataclass(cls: type, cfg: dict[str, Any], section: str):
     if unknown := sorted(set(cfg) - known):
         raise ConfigError(f"config key {section}.{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(known))}")
     return cls(**cfg)
+
+
+def config_keys(section: dict[str, Any], *keys: str, **subkeys: Sequence[str]) -> dict[str, Any]:
+    """``keys`` of a config section, and of each sub-section named in ``subkeys`` only the listed keys: what one
+    rule's job reads. Rules pass it as params, so that editing any other key does not rerun the job."""
+    picked = {key: section[key] for key in keys}
+    return picked | {name: {key: section[name][key] for key in names} for name, names in subkeys.items()}
 
 
 def check_config(config: dict[str, Any], schema_path: str | Path) -> None:

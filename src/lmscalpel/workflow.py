@@ -1,7 +1,7 @@
 """Glue between Snakemake and the package: the script context and a ``mock_snakemake`` for running a rule's
 script outside Snakemake (PyPSA-Eur style), so one stage can be debugged alone::
 
-    python workflow/scripts/train-toy-model.py train_toy_model
+    python workflow/scripts/toyworld-train-model.py toyworld_train_model
     python workflow/scripts/cache-activations.py cache_activations --configfile presets/<preset>.yaml
     python workflow/scripts/<script>.py <rule> wildcard=value ...
 """

@@ -1,4 +1,15 @@
 # Activation cache: every configured layer in one pass over the data.
+from lmscalpel.cache import plan as cache_plan
+
+CACHE_HOOK = config["cache"]["hook"]
+CACHE_LAYERS = config["cache"]["layers"]
+
+
+include: "inputs/cache.smk"
+
+
+STAGE_TARGETS["cache"] = get_cache_manifests
+TOYWORLD_READERS["cache"] = cache_plan.toyworld_keys
 
 
 rule cache_activations:

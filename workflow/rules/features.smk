@@ -1,5 +1,13 @@
 # Feature metrics of every SAE of the grid (SAEBench algorithms, spec sae-training-and-metrics.md §5-9):
 # model activations and probes once per (layer, dataset), then one rule per metric per SAE, then the comparison.
+from lmscalpel.features import plan as features_plan
+
+
+include: "inputs/features.smk"
+
+
+STAGE_TARGETS["features"] = get_features_targets
+TOYWORLD_READERS["features"] = features_plan.toyworld_keys
 
 
 rule features_spelling_activations:
@@ -22,7 +30,7 @@ rule features_spelling_activations:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.spelling_activations_config(config),
         seed=config["seed"],
     script:
         "../scripts/features-spelling-activations.py"
@@ -49,7 +57,7 @@ rule features_dataset_activations:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=lambda wildcards: features_plan.dataset_activations_config(config, wildcards.dataset),
         seed=config["seed"],
     script:
         "../scripts/features-dataset-activations.py"
@@ -74,7 +82,7 @@ rule features_letter_probe:
         runtime=20,
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.letter_probe_config(config),
         seed=config["seed"],
     script:
         "../scripts/features-letter-probe.py"
@@ -100,7 +108,7 @@ rule features_dataset_probes:
         runtime=30,
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=lambda wildcards: features_plan.dataset_probes_config(config, wildcards.dataset),
         seed=config["seed"],
     script:
         "../scripts/features-dataset-probes.py"
@@ -122,7 +130,7 @@ rule features_absorption:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.absorption_config(config),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,
@@ -146,7 +154,7 @@ rule features_composition:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.composition_config(config),
         seed=config["seed"],
         device=config["model"]["device"],
     script:
@@ -169,13 +177,13 @@ rule features_distinct:
         runtime=20,
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.distinct_config(config),
         seed=config["seed"],
     script:
         "../scripts/features-distinct.py"
 
 
-rule features_scr:
+rule features_probe_metric_scr:
     input:
         unpack(get_features_probe_task_inputs),
     output:
@@ -191,7 +199,7 @@ rule features_scr:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.probe_metric_config(config, "scr"),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,
@@ -200,7 +208,7 @@ rule features_scr:
         "../scripts/features-probe-metric.py"
 
 
-rule features_tpp:
+rule features_probe_metric_tpp:
     input:
         unpack(get_features_probe_task_inputs),
     output:
@@ -216,7 +224,7 @@ rule features_tpp:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.probe_metric_config(config, "tpp"),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,
@@ -225,7 +233,7 @@ rule features_tpp:
         "../scripts/features-probe-metric.py"
 
 
-rule features_sparse_probing:
+rule features_probe_metric_sparse_probing:
     input:
         unpack(get_features_probe_task_inputs),
     output:
@@ -241,7 +249,7 @@ rule features_sparse_probing:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("features"),
-        features=config["features"],
+        features=features_plan.probe_metric_config(config, "sparse_probing"),
         seed=config["seed"],
         device=config["model"]["device"],
         layer=get_features_layer,

@@ -1,13 +1,20 @@
-# Model sources other than the toy model: a GGUF file de-quantised once into a save_pretrained directory.
+# The model every stage loads: a GGUF file de-quantised once into a save_pretrained directory (hub models need no
+# job, the toy model is trained in toyworld.smk), and its card, measured for every model.
 
 
-rule convert_gguf_model:
+include: "inputs/model.smk"
+
+
+STAGE_TARGETS["model"] = get_model_targets
+
+
+rule model_convert_gguf:
     input:
         gguf=get_gguf_file,
     output:
         model=directory(f"{RESULTS}/model/base"),
     log:
-        f"{LOGS}/model/convert_gguf_model.log",
+        f"{LOGS}/model/model_convert_gguf.log",
     conda:
         ENV
     threads: model_job_threads()
@@ -18,4 +25,29 @@ rule convert_gguf_model:
         code=code_fingerprint("models"),
         gguf=config["model"]["gguf"],
     script:
-        "../scripts/convert-gguf-model.py"
+        "../scripts/model-convert-gguf.py"
+
+
+rule model_card:
+    input:
+        unpack(get_model_dir),
+        unpack(get_toyworld_files),
+    output:
+        card=f"{RESULTS}/model/model_card.json",
+    log:
+        f"{LOGS}/model/model_card.log",
+    conda:
+        ENV
+    threads: model_job_threads()
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=gpu_jobs(),
+    params:
+        code=code_fingerprint("models"),
+        card=config["model_card"],
+        window=config["toy_model"]["context_length"],
+        enforce_gates=is_toy_model(),
+        markers=chat_refusal_markers(),
+    script:
+        "../scripts/model-card.py"

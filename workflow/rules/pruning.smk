@@ -1,5 +1,16 @@
 # N:M activation pruning (arXiv:2509.22166): perplexity / zero-shot grid over pattern x criterion x mitigation x
 # target set, weight-pruning baselines, the cross-paper refusal row, one table and figures.
+from lmscalpel.pruning import plan as pruning_plan
+from lmscalpel.pruning.patterns import check_pruning_values
+
+check_pruning_values(config["pruning"])
+
+
+include: "inputs/pruning.smk"
+
+
+STAGE_TARGETS["pruning"] = get_pruning_targets
+TOYWORLD_READERS["pruning"] = pruning_plan.toyworld_keys
 
 
 rule pruning_toy_tasks:
@@ -19,7 +30,7 @@ rule pruning_toy_tasks:
         runtime=5,
     params:
         code=code_fingerprint("pruning"),
-        cfg={"zero_shot": {"n_choices": PRUNING["zero_shot"]["n_choices"]}},
+        cfg=pruning_plan.toy_tasks_config(config),
     script:
         "../scripts/pruning-toy-tasks.py"
 
@@ -43,7 +54,7 @@ rule pruning_spts:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
-        cfg=lambda wildcards: pruning_config("calibration", targets=wildcards.targets),
+        cfg=lambda wildcards: pruning_plan.job_config(config, "calibration", targets=wildcards.targets),
     script:
         "../scripts/pruning-spts.py"
 
@@ -70,13 +81,14 @@ rule pruning_learnable:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
-        cfg=get_pruning_learnable_config,
+        cfg=lambda wildcards: pruning_plan.learnable_config(config, wildcards.targets, wildcards.pattern,
+                                                      wildcards.criterion),
         checkpoint_dir=f"{CHECKPOINTS}/pruning/learnable/{{mitigation}}-{{targets}}-{{pattern}}-{{criterion}}",
     script:
         "../scripts/pruning-learnable.py"
 
 
-rule pruning_dense:
+rule pruning_cell_dense:
     input:
         unpack(get_model_dir),
         unpack(get_pruning_eval_inputs),
@@ -93,13 +105,13 @@ rule pruning_dense:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
-        cfg=get_pruning_dense_config,
+        cfg=lambda wildcards: pruning_plan.dense_config(config),
         family="dense",
     script:
         "../scripts/pruning-cell.py"
 
 
-rule pruning_activation:
+rule pruning_cell_activation:
     input:
         unpack(get_model_dir),
         unpack(get_pruning_eval_inputs),
@@ -122,13 +134,14 @@ rule pruning_activation:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
-        cfg=get_pruning_activation_config,
+        cfg=lambda wildcards: pruning_plan.activation_config(config, wildcards.targets, wildcards.pattern,
+                                                       wildcards.criterion),
         family="act",
     script:
         "../scripts/pruning-cell.py"
 
 
-rule pruning_weight:
+rule pruning_cell_weight:
     input:
         unpack(get_model_dir),
         unpack(get_pruning_eval_inputs),
@@ -150,7 +163,7 @@ rule pruning_weight:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
-        cfg=get_pruning_weight_config,
+        cfg=lambda wildcards: pruning_plan.weight_config(config, wildcards.targets, wildcards.method),
         family="weight",
     script:
         "../scripts/pruning-cell.py"
@@ -176,7 +189,7 @@ rule pruning_chat:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning"),
-        cfg=get_pruning_chat_config,
+        cfg=lambda wildcards: pruning_plan.chat_config(config, wildcards.targets, wildcards.pattern),
         markers=chat_refusal_markers(),
     script:
         "../scripts/pruning-chat.py"

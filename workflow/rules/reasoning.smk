@@ -4,9 +4,17 @@
 # rule is needed. Their resumable batches (CHECKPOINTS/reasoning/...) carry a fingerprint of everything that changes
 # their numbers (model files, SAE files, gamma, f_max, positions, banned sequences, generation settings, problems);
 # a changed fingerprint regenerates them.
+from lmscalpel.reasoning import plan as reasoning_plan
 
 
-rule score_reasoning_features:
+include: "inputs/reasoning.smk"
+
+
+STAGE_TARGETS["reasoning"] = get_reasoning_targets
+TOYWORLD_READERS["reasoning"] = reasoning_plan.toyworld_keys
+
+
+rule reasoning_score:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
@@ -16,7 +24,7 @@ rule score_reasoning_features:
         selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
         interpretation=f"{RESULTS}/reasoning/{{sae}}/interpretation.md",
     log:
-        f"{LOGS}/reasoning/{{sae}}/score_reasoning_features.log",
+        f"{LOGS}/reasoning/{{sae}}/reasoning_score.log",
     wildcard_constraints:
         sae="[^/]+",
     conda:
@@ -28,13 +36,13 @@ rule score_reasoning_features:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=reasoning_plan.score_config(config),
         seed=config["seed"],
     script:
         "../scripts/reasoning-score.py"
 
 
-rule plot_reasonscore:
+rule reasoning_score_figure:
     input:
         scores=f"{RESULTS}/reasoning/{{sae}}/reasonscore.parquet",
         selected=f"{RESULTS}/reasoning/{{sae}}/selected.json",
@@ -45,7 +53,7 @@ rule plot_reasonscore:
             category="SAE-Reasoning",
         ),
     log:
-        f"{LOGS}/reasoning/{{sae}}/plot_reasonscore.log",
+        f"{LOGS}/reasoning/{{sae}}/reasoning_score_figure.log",
     wildcard_constraints:
         sae="[^/]+",
     conda:
@@ -57,7 +65,7 @@ rule plot_reasonscore:
     params:
         code=code_fingerprint("reasoning"),
     script:
-        "../scripts/reasoning-plot-scores.py"
+        "../scripts/reasoning-score-figure.py"
 
 
 rule reasoning_baseline:
@@ -70,7 +78,7 @@ rule reasoning_baseline:
     log:
         f"{LOGS}/reasoning/{{benchmark}}/reasoning_baseline.log",
     wildcard_constraints:
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: model_job_threads()
@@ -80,14 +88,14 @@ rule reasoning_baseline:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=lambda wildcards: reasoning_plan.eval_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/baseline",
     script:
         "../scripts/reasoning-baseline.py"
 
 
-rule steer_reasoning_features:
+rule reasoning_steer:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
@@ -98,10 +106,10 @@ rule steer_reasoning_features:
     output:
         metrics=f"{RESULTS}/reasoning/{{sae}}/{{benchmark}}/steering.json",
     log:
-        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/steer_reasoning_features.log",
+        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/reasoning_steer.log",
     wildcard_constraints:
         sae="[^/]+",
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: model_job_threads()
@@ -111,14 +119,14 @@ rule steer_reasoning_features:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=lambda wildcards: reasoning_plan.steer_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{sae}}/{{benchmark}}/steering",
     script:
         "../scripts/reasoning-steer.py"
 
 
-rule plot_reasoning_steering:
+rule reasoning_steer_figure:
     input:
         metrics=f"{RESULTS}/reasoning/{{sae}}/{{benchmark}}/steering.json",
     output:
@@ -128,10 +136,10 @@ rule plot_reasoning_steering:
             category="SAE-Reasoning",
         ),
     log:
-        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/plot_reasoning_steering.log",
+        f"{LOGS}/reasoning/{{sae}}/{{benchmark}}/reasoning_steer_figure.log",
     wildcard_constraints:
         sae="[^/]+",
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: 1
@@ -141,10 +149,10 @@ rule plot_reasoning_steering:
     params:
         code=code_fingerprint("reasoning"),
     script:
-        "../scripts/reasoning-plot-steering.py"
+        "../scripts/reasoning-steer-figure.py"
 
 
-rule ban_reasoning_vocabulary:
+rule reasoning_ban_vocabulary:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
@@ -152,9 +160,9 @@ rule ban_reasoning_vocabulary:
     output:
         metrics=f"{RESULTS}/reasoning/{{benchmark}}/banned_vocab.json",
     log:
-        f"{LOGS}/reasoning/{{benchmark}}/ban_reasoning_vocabulary.log",
+        f"{LOGS}/reasoning/{{benchmark}}/reasoning_ban_vocabulary.log",
     wildcard_constraints:
-        benchmark=REASONING_BENCHMARK_PATTERN,
+        benchmark=reasoning_plan.benchmark_pattern(config),
     conda:
         ENV
     threads: model_job_threads()
@@ -164,7 +172,7 @@ rule ban_reasoning_vocabulary:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("reasoning"),
-        reasoning=config["reasoning"],
+        reasoning=lambda wildcards: reasoning_plan.ban_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/banned_vocab",
     script:

@@ -1,5 +1,13 @@
 # The report a researcher reads: reports/<run>/index.html + README.md (claims table first), claims.json and the run
 # manifest; it also rebuilds reports/index.html (every run's claims side by side) from the runs' claims.json.
+REPORT = f"reports/{RUN}"
+CAPTIONS_DIR = str(Path(workflow.basedir) / "workflow" / "report")
+
+
+include: "inputs/report.smk"
+
+
+STAGE_TARGETS["report"] = get_report_targets
 
 
 rule report:
@@ -24,4 +32,4 @@ rule report:
         stages=STAGES,
         captions=CAPTIONS_DIR,
     script:
-        "../scripts/report-render.py"
+        "../scripts/report.py"

@@ -1,17 +1,25 @@
 # SAE stage: one training job per layer trains the whole grid from one pass over the cached activations;
 # released SAEs (sae.imports) converted to the same format; core metrics per SAE; one L0-vs-FVU figure.
+from lmscalpel.sae import plan as sae_plan
 
 
-rule train_saes:
+include: "inputs/sae.smk"
+
+
+STAGE_TARGETS["sae"] = get_sae_targets
+
+
+rule sae_train:
     input:
         cache=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/manifest.json",
     output:
-        cfgs=expand(f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/cfg.json", suffix=sae_suffixes()),
+        cfgs=expand(f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/cfg.json", suffix=sae_plan.grid_suffixes(config)),
         weights=expand(
-            f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/sae_weights.safetensors", suffix=sae_suffixes()
+            f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/sae_weights.safetensors",
+            suffix=sae_plan.grid_suffixes(config),
         ),
     log:
-        f"{LOGS}/sae/train_saes_layer{{layer}}.log",
+        f"{LOGS}/sae/sae_train_layer{{layer}}.log",
     wildcard_constraints:
         layer=r"\d+",
     conda:
@@ -26,23 +34,23 @@ rule train_saes:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("sae"),
-        specs=lambda wildcards: sae_specs(int(wildcards.layer)),
-        sae=config["sae"],
-        model=config["model"],
+        specs=lambda wildcards: sae_plan.layer_specs(config, int(wildcards.layer)),
+        sae=sae_plan.train_config(config),
+        model=sae_plan.train_model_config(config),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/sae/layer{{layer}}",
     script:
         "../scripts/sae-train.py"
 
 
-rule import_sae:
+rule sae_import:
     output:
         cfg=f"{RESULTS}/sae/{{sae}}/cfg.json",
         weights=f"{RESULTS}/sae/{{sae}}/sae_weights.safetensors",
     log:
         f"{LOGS}/sae/import_{{sae}}.log",
     wildcard_constraints:
-        sae=sae_import_constraint(),
+        sae=sae_plan.import_id_pattern(config),
     conda:
         ENV
     threads: 1
@@ -67,7 +75,7 @@ rule sae_core_metrics:
     log:
         f"{LOGS}/sae/core_metrics_{{sae}}.log",
     wildcard_constraints:
-        sae=sae_id_constraint(),
+        sae=sae_plan.sae_id_pattern(config),
     conda:
         ENV
     threads: model_job_threads()
@@ -80,7 +88,7 @@ rule sae_core_metrics:
         eval=config["sae"]["eval"],
         hook=CACHE_HOOK,
         dataset=config["cache"]["dataset"],
-        cached_sequences=config["cache"]["n_tokens"] // config["cache"]["context_length"] + 1,
+        cached_sequences=cache_plan.cached_sequences(config),
         seed=config["seed"],
     script:
         "../scripts/sae-core-metrics.py"
@@ -88,7 +96,7 @@ rule sae_core_metrics:
 
 rule sae_l0_fvu_figure:
     input:
-        metrics=expand(f"{RESULTS}/sae/{{sae}}/core_metrics.json", sae=sae_ids()),
+        metrics=expand(f"{RESULTS}/sae/{{sae}}/core_metrics.json", sae=sae_plan.sae_ids(config)),
     output:
         figure=report(
             f"{RESULTS}/sae/figures/l0_vs_fvu.png",
@@ -107,4 +115,4 @@ rule sae_l0_fvu_figure:
     params:
         code=code_fingerprint("sae"),
     script:
-        "../scripts/sae-figure.py"
+        "../scripts/sae-l0-fvu-figure.py"

@@ -1,4 +1,12 @@
 # Rogue Scalpel (arXiv:2509.22067): steering with random / SAE / refusal directions, judged for harmful compliance.
+from lmscalpel.steering import plan as steering_plan
+
+
+include: "inputs/steering.smk"
+
+
+STAGE_TARGETS["steering"] = get_steering_targets
+TOYWORLD_READERS["steering"] = steering_plan.toyworld_keys
 
 
 rule steering_setup:
@@ -22,7 +30,7 @@ rule steering_setup:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.setup_config(config),
     script:
         "../scripts/steering-setup.py"
 
@@ -47,7 +55,7 @@ rule steering_coherence:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.coherence_config(config),
     script:
         "../scripts/steering-coherence.py"
 
@@ -77,7 +85,7 @@ rule steering_grid:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
+        steering=steering_plan.grid_config(config),
         sae_dirs=get_steering_sae_dirs,
         toy=is_toy_model(),
         seed=config["seed"],
@@ -108,8 +116,8 @@ rule steering_universal:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
-        layer=lambda wildcards: steering_universal_layer(),
+        steering=steering_plan.universal_config(config),
+        layer=lambda wildcards: steering_plan.universal_layer(config),
         toy=is_toy_model(),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/steering/universal",
@@ -135,8 +143,8 @@ rule steering_capability:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
-        layer=lambda wildcards: steering_universal_layer(),
+        steering=steering_plan.capability_config(config),
+        layer=lambda wildcards: steering_plan.universal_layer(config),
         markers=chat_refusal_markers(),
         seed=config["seed"],
     script:
@@ -164,8 +172,8 @@ rule steering_metrics:
         runtime=20,
     params:
         code=code_fingerprint("steering"),
-        steering=config["steering"],
-        sae_kinds=get_steering_sae_kinds,
+        steering=steering_plan.metrics_config(config),
+        sae_kinds=lambda wildcards: steering_plan.compared_sae_kinds(config),
     script:
         "../scripts/steering-metrics.py"
 

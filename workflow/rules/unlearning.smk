@@ -1,8 +1,16 @@
 # CLEAR multimodal unlearning (arXiv:2410.18057) with TOFU metrics: mini-CLEAR, a tiny LLaVA, original and gold
 # fine-tunes, the unlearning grid, table, figures, and the cross-paper robustness row.
+from lmscalpel.unlearning import plan as unlearning_plan
 
 
-rule build_mini_clear:
+include: "inputs/unlearning.smk"
+
+
+STAGE_TARGETS["unlearning"] = get_unlearning_targets
+TOYWORLD_READERS["unlearning"] = unlearning_plan.toyworld_keys
+
+
+rule unlearning_build_data:
     input:
         people=f"{RESULTS}/toyworld/people.jsonl",
         spelling=f"{RESULTS}/toyworld/spelling.jsonl",
@@ -10,7 +18,7 @@ rule build_mini_clear:
     output:
         data=directory(f"{RESULTS}/unlearning/data/mini-clear"),
     log:
-        f"{LOGS}/unlearning/build_mini_clear.log",
+        f"{LOGS}/unlearning/unlearning_build_data.log",
     conda:
         ENV
     threads: 1
@@ -19,19 +27,19 @@ rule build_mini_clear:
         runtime=10,
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data"),
+        cfg=unlearning_plan.sections(config, "data"),
         seed=config["seed"],
     script:
         "../scripts/unlearning-build-data.py"
 
 
-rule build_tiny_vlm:
+rule unlearning_build_vlm:
     input:
         unpack(get_model_dir),
     output:
         base=directory(f"{RESULTS}/unlearning/models/base"),
     log:
-        f"{LOGS}/unlearning/build_tiny_vlm.log",
+        f"{LOGS}/unlearning/unlearning_build_vlm.log",
     conda:
         ENV
     threads: 1
@@ -40,20 +48,20 @@ rule build_tiny_vlm:
         runtime=10,
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("vlm"),
+        cfg=unlearning_plan.sections(config, "vlm"),
         image_size=config["toyworld"]["portrait_size"],
         seed=config["seed"],
     script:
         "../scripts/unlearning-build-vlm.py"
 
 
-rule finetune_original_vlm:
+rule unlearning_finetune_original:
     input:
         unpack(get_unlearning_finetune_inputs),
     output:
         model=directory(f"{RESULTS}/unlearning/models/original"),
     log:
-        f"{LOGS}/unlearning/finetune_original_vlm.log",
+        f"{LOGS}/unlearning/unlearning_finetune_original.log",
     conda:
         ENV
     threads: 1
@@ -63,8 +71,8 @@ rule finetune_original_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "vlm", "max_length", "finetune", "eval"),
+        source=unlearning_data_source(),
         split=None,
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/original",
         seed=config["seed"],
@@ -72,13 +80,13 @@ rule finetune_original_vlm:
         "../scripts/unlearning-finetune.py"
 
 
-rule finetune_gold_vlm:
+rule unlearning_finetune_gold:
     input:
         unpack(get_unlearning_finetune_inputs),
     output:
         model=directory(f"{RESULTS}/unlearning/models/gold-{{split}}"),
     log:
-        f"{LOGS}/unlearning/finetune_gold_vlm/{{split}}.log",
+        f"{LOGS}/unlearning/unlearning_finetune_gold/{{split}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
     conda:
@@ -90,15 +98,15 @@ rule finetune_gold_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "vlm", "max_length", "finetune", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "vlm", "max_length", "finetune", "eval"),
+        source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/gold-{{split}}",
         seed=config["seed"],
     script:
         "../scripts/unlearning-finetune.py"
 
 
-rule evaluate_gold_vlm:
+rule unlearning_evaluate_gold:
     input:
         unpack(get_unlearning_data),
         model=f"{RESULTS}/unlearning/models/gold-{{split}}",
@@ -106,7 +114,7 @@ rule evaluate_gold_vlm:
         metrics=f"{RESULTS}/unlearning/{{split}}/gold.json",
         gold_ratios=f"{RESULTS}/unlearning/{{split}}/gold_truth_ratios.json",
     log:
-        f"{LOGS}/unlearning/evaluate_gold_vlm/{{split}}.log",
+        f"{LOGS}/unlearning/unlearning_evaluate_gold/{{split}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
     conda:
@@ -118,15 +126,15 @@ rule evaluate_gold_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "eval"),
+        source=unlearning_data_source(),
         which="gold",
         seed=config["seed"],
     script:
         "../scripts/unlearning-evaluate.py"
 
 
-rule evaluate_original_vlm:
+rule unlearning_evaluate_original:
     input:
         unpack(get_unlearning_data),
         model=f"{RESULTS}/unlearning/models/original",
@@ -134,7 +142,7 @@ rule evaluate_original_vlm:
     output:
         metrics=f"{RESULTS}/unlearning/{{split}}/original.json",
     log:
-        f"{LOGS}/unlearning/evaluate_original_vlm/{{split}}.log",
+        f"{LOGS}/unlearning/unlearning_evaluate_original/{{split}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
     conda:
@@ -146,26 +154,26 @@ rule evaluate_original_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "eval"),
+        source=unlearning_data_source(),
         which="original",
         seed=config["seed"],
     script:
         "../scripts/unlearning-evaluate.py"
 
 
-rule unlearn_vlm:
+rule unlearning_unlearn:
     input:
         unpack(get_unlearning_model_inputs),
     output:
         metrics=f"{RESULTS}/unlearning/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.json",
     log:
-        f"{LOGS}/unlearning/unlearn_vlm/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
+        f"{LOGS}/unlearning/unlearning_unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}.log",
     wildcard_constraints:
         split="forget[0-9]{2}",
         l1="off|[0-9][0-9.e+-]*",
         modality="text|visual|both",
-        method="|".join(UNLEARNING_METHODS),
+        method="|".join(unlearning_plan.METHODS),
     conda:
         ENV
     threads: 1
@@ -175,8 +183,8 @@ rule unlearn_vlm:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "unlearn", "eval"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "unlearn", "eval"),
+        source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
         seed=config["seed"],
     script:
@@ -194,7 +202,7 @@ rule unlearning_robustness:
         split="forget[0-9]{2}",
         l1="off|[0-9][0-9.e+-]*",
         modality="text|visual|both|none",
-        method="|".join(UNLEARNING_METHODS + ["original"]),
+        method="|".join(unlearning_plan.METHODS + ["original"]),
     conda:
         ENV
     threads: 1
@@ -204,8 +212,8 @@ rule unlearning_robustness:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("unlearning"),
-        cfg=unlearning_config("data", "max_length", "unlearn", "eval", "robustness"),
-        source=unlearning_source(),
+        cfg=unlearning_plan.sections(config, "data", "max_length", "unlearn", "eval", "robustness"),
+        source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
         seed=config["seed"],
     script:

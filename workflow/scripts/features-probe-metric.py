@@ -3,7 +3,8 @@ from pathlib import Path
 from lmscalpel.features.stage import run_probe_metric
 from lmscalpel.workflow import script_context
 
-with script_context(globals(), rule=("features_scr", "features_tpp", "features_sparse_probing")) as smk:
+with script_context(globals(), rule=("features_probe_metric_scr", "features_probe_metric_tpp",
+                                     "features_probe_metric_sparse_probing")) as smk:
     names = [k.removeprefix("activations_").removesuffix("_safetensors") for k in smk.input.keys()
              if k.startswith("activations_") and k.endswith("_safetensors")]
     datasets = {n: (smk.input[f"activations_{n}_safetensors"], smk.input[f"probes_{n}_safetensors"]) for n in names}

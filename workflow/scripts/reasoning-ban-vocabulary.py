@@ -1,11 +1,11 @@
-"""Rule ban_reasoning_vocabulary: suppress the reasoning words inside the thinking span (and random words)."""
+"""Rule reasoning_ban_vocabulary: suppress the reasoning words inside the thinking span (and random words)."""
 
 from pathlib import Path
 
 from lmscalpel.reasoning.stage import run_vocab_ban
 from lmscalpel.workflow import model_ref, script_context
 
-with script_context(globals(), rule="ban_reasoning_vocabulary") as smk:
+with script_context(globals(), rule="reasoning_ban_vocabulary") as smk:
     toyworld = getattr(smk.input, "toyworld", None)
     run_vocab_ban(model_ref=model_ref(smk), benchmark=smk.wildcards.benchmark,
                   toyworld_dir=str(Path(toyworld).parent) if toyworld else None, cfg=smk.params.reasoning,

@@ -1,11 +1,11 @@
-"""Rule score_reasoning_features: ReasonScore over one SAE, selection above the quantile, interpretation."""
+"""Rule reasoning_score: ReasonScore over one SAE, selection above the quantile, interpretation."""
 
 from pathlib import Path
 
 from lmscalpel.reasoning.stage import run_reason_score
 from lmscalpel.workflow import model_ref, script_context
 
-with script_context(globals(), rule="score_reasoning_features") as smk:
+with script_context(globals(), rule="reasoning_score") as smk:
     toyworld = getattr(smk.input, "toyworld", None)
     run_reason_score(model_ref=model_ref(smk), sae_dir=str(Path(smk.input.sae).parent), sae_id=smk.wildcards.sae,
                      toyworld_dir=str(Path(toyworld).parent) if toyworld else None, cfg=smk.params.reasoning,

@@ -1,11 +1,11 @@
-"""Rule steer_reasoning_features: steer selected and random latents (add / clamp) on one benchmark."""
+"""Rule reasoning_steer: steer selected and random latents (add / clamp) on one benchmark."""
 
 from pathlib import Path
 
 from lmscalpel.reasoning.stage import run_steering
 from lmscalpel.workflow import model_ref, script_context
 
-with script_context(globals(), rule="steer_reasoning_features") as smk:
+with script_context(globals(), rule="reasoning_steer") as smk:
     toyworld = getattr(smk.input, "toyworld", None)
     run_steering(model_ref=model_ref(smk), sae_dir=str(Path(smk.input.sae).parent), sae_id=smk.wildcards.sae,
                  benchmark=smk.wildcards.benchmark, toyworld_dir=str(Path(toyworld).parent) if toyworld else None,

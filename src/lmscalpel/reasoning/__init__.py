@@ -3,11 +3,15 @@ steering reasoning (additive and clamp-through-SAE), accuracy / thinking-length 
 
 Library modules are importable on their own: ``vocabulary`` (R and token matching), ``score`` (ReasonScore),
 ``activations`` (corpus packing, residual capture, unit-decoder-norm SAE view), ``interpret``, ``intervene``,
-``evaluate``, ``figures``; ``stage`` holds the rule bodies.
+``evaluate``, ``figures``; ``stage`` holds the rule bodies, ``plan`` what the DAG builds. Re-exports are lazy
+(``lmscalpel.lazy``): planning imports no torch.
 """
 
-from lmscalpel.reasoning.score import ReasonScoreAccumulator, reason_scores, select_features
-from lmscalpel.reasoning.vocabulary import RELEASED_VOCABULARY, VocabEntry, parse_vocabulary
+from lmscalpel.lazy import lazy_exports
 
-__all__ = ["ReasonScoreAccumulator", "reason_scores", "select_features", "RELEASED_VOCABULARY", "VocabEntry",
-           "parse_vocabulary"]
+# Public names -> submodule, imported on first use (PEP 562).
+_EXPORTS = {"ReasonScoreAccumulator": "score", "reason_scores": "score", "select_features": "score",
+            "RELEASED_VOCABULARY": "vocabulary", "VocabEntry": "vocabulary", "parse_vocabulary": "vocabulary"}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,16 +4,21 @@ Contract used by other stages: :func:`load_sae` returns a :class:`SparseAutoenco
 activations (``encode``, ``decode``, ``forward`` → (x̂, f); ``W_enc [d, m]``, ``W_dec [m, d]``, ``b_enc``,
 ``b_dec``, ``d_in``, ``d_sae``, ``cfg``, ``architecture``, ``metadata``). BatchTopK/OrtSAE encode in
 inference mode (JumpReLU with the global threshold).
+
+Re-exports are lazy (``lmscalpel.lazy``): planning the SAE grid (``lmscalpel.sae.plan``) imports no torch.
 """
 
-from lmscalpel.sae.base import SAE_REGISTRY, SAEConfig, SparseAutoencoder, build_sae, register_sae
-from lmscalpel.sae.relu import ReLUConfig, ReLUSAE
-from lmscalpel.sae.jumprelu import JumpReLUConfig, JumpReLUSAE
-from lmscalpel.sae.topk import TopKConfig, TopKSAE
-from lmscalpel.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
-from lmscalpel.sae.ortsae import OrtSAE, OrtSAEConfig
-from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, save_sae
+from lmscalpel.lazy import lazy_exports
 
-__all__ = ["SAE_REGISTRY", "SAEConfig", "SparseAutoencoder", "build_sae", "register_sae", "ReLUConfig", "ReLUSAE",
-           "JumpReLUConfig", "JumpReLUSAE", "TopKConfig", "TopKSAE", "BatchTopKConfig", "BatchTopKSAE", "OrtSAE",
-           "OrtSAEConfig", "load_sae", "save_sae", "hook_name", "parse_hook_name"]
+# Public names -> submodule, imported on first use (PEP 562).
+_EXPORTS = {
+    "SAE_REGISTRY": "architectures", "build_sae": "architectures", "SAEConfig": "base",
+    "SparseAutoencoder": "base", "register_sae": "base", "ReLUConfig": "relu", "ReLUSAE": "relu",
+    "JumpReLUConfig": "jumprelu", "JumpReLUSAE": "jumprelu", "TopKConfig": "topk", "TopKSAE": "topk",
+    "BatchTopKConfig": "batchtopk", "BatchTopKSAE": "batchtopk", "OrtSAE": "ortsae", "OrtSAEConfig": "ortsae",
+    "load_sae": "saelens_format", "save_sae": "saelens_format", "hook_name": "saelens_format",
+    "parse_hook_name": "saelens_format",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

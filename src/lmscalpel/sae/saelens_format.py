@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lmscalpel.io import atomic_path, write_json
-from lmscalpel.sae.base import SparseAutoencoder, build_sae
+from lmscalpel.sae.architectures import build_sae
+from lmscalpel.sae.base import SparseAutoencoder
 from lmscalpel.sae.batchtopk import UNSET_THRESHOLD
 
 CFG_FILENAME = "cfg.json"

@@ -1,6 +1,6 @@
 """Stage entry points called by the thin scripts in ``workflow/scripts/sae-*.py``.
 
-A grid entry ("spec") comes from ``workflow/rules/common.smk``: ``{"sae_id", "architecture", "width", "k",
+A grid entry ("spec") comes from ``lmscalpel.sae.plan``: ``{"sae_id", "architecture", "width", "k",
 "l1_coefficient", "gamma"}`` (unused fields None). The ``sae`` config section supplies everything else.
 """
 
@@ -15,7 +15,8 @@ from typing import Any, Sequence
 import torch
 
 from lmscalpel.io import atomic_path, read_json, save_figure, write_json
-from lmscalpel.sae.base import SAE_REGISTRY, SparseAutoencoder, build_sae
+from lmscalpel.sae.architectures import SAE_REGISTRY, build_sae
+from lmscalpel.sae.base import SparseAutoencoder
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
 from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint

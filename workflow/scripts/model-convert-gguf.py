@@ -1,7 +1,7 @@
-"""Rule convert_gguf_model: de-quantise model.gguf into a save_pretrained directory with its provenance."""
+"""Rule model_convert_gguf: de-quantise model.gguf into a save_pretrained directory with its provenance."""
 
 from lmscalpel.models.gguf import convert_gguf
 from lmscalpel.workflow import script_context
 
-with script_context(globals(), rule="convert_gguf_model") as smk:
+with script_context(globals(), rule="model_convert_gguf") as smk:
     convert_gguf({**smk.params.gguf, "path": smk.input.gguf}, smk.output.model)

@@ -1,0 +1,122 @@
+"""What the SAE stage builds, from the validated config: the trained grid (ids, per-layer specs), the imported SAEs,
+and the block an SAE id reads, which the features, steering and reasoning plans place their jobs by.
+
+Grid ids: ``layer{L}-relu-w{width}-l1c{l1}``, ``layer{L}-{topk|batchtopk}-w{width}-k{k}``,
+``layer{L}-ortsae-w{width}-k{k}-g{gamma}``; an imported SAE keeps its ``sae.imports`` id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lmscalpel.config import config_keys
+
+GRID_ID = re.compile(r"layer(\d+)-")
+
+
+def trained_layers(config: dict[str, Any]) -> list[int]:
+    """Layers with an SAE grid: sae.layers, or every cached layer when null."""
+    cached = config["cache"]["layers"]
+    layers = config["sae"]["layers"] if config["sae"]["layers"] is not None else cached
+    missing = sorted(set(layers) - set(cached))
+    if missing:
+        raise ValueError(f"config key sae.layers: layers {missing} are not cached (cache.layers: {cached})")
+    return list(layers)
+
+
+def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-layer grid entries (without the layer): id suffix + hyper-parameters, architecture-major order."""
+    sae = config["sae"]
+    entries = []
+    for arch in sae["architectures"]:
+        for width in sae["widths"]:
+            base = {"architecture": arch, "width": width, "k": None, "l1_coefficient": None, "gamma": None}
+            if arch == "relu":
+                for l1 in sae["relu_l1_coefficients"]:
+                    entries.append({**base, "l1_coefficient": l1, "suffix": f"relu-w{width}-l1c{l1:g}"})
+                continue
+            for k in sae["ks"]:
+                if arch == "ortsae":
+                    for gamma in sae["ortsae_gammas"]:
+                        entries.append({**base, "k": k, "gamma": gamma, "suffix": f"ortsae-w{width}-k{k}-g{gamma:g}"})
+                else:
+                    entries.append({**base, "k": k, "suffix": f"{arch}-w{width}-k{k}"})
+    return entries
+
+
+def grid_suffixes(config: dict[str, Any]) -> list[str]:
+    return [entry["suffix"] for entry in grid(config)]
+
+
+def layer_specs(config: dict[str, Any], layer: int) -> list[dict[str, Any]]:
+    """Grid entries of one layer with their sae_id: what the training job of that layer receives."""
+    return [{**{k: v for k, v in e.items() if k != "suffix"}, "sae_id": f"layer{layer}-{e['suffix']}"}
+            for e in grid(config)]
+
+
+def grid_ids(config: dict[str, Any]) -> list[str]:
+    """Every SAE id of the trained grid."""
+    return [spec["sae_id"] for layer in trained_layers(config) for spec in layer_specs(config, layer)]
+
+
+def imports(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``sae.imports`` by id (released SAEs); ids are unique and not ids of the trained grid."""
+    found = {}
+    for spec in config["sae"]["imports"]:
+        if spec["id"] in found:
+            raise ValueError(f"config key sae.imports: id {spec['id']!r} is given twice")
+        found[spec["id"]] = spec
+    clash = sorted(set(found) & set(grid_ids(config)))
+    if clash:
+        raise ValueError(f"config key sae.imports: ids {clash} are ids of the trained SAE grid; rename them")
+    return found
+
+
+def sae_ids(config: dict[str, Any]) -> list[str]:
+    """Every SAE id (directories results/<run>/sae/<sae_id>/): the trained grid, then the imported SAEs."""
+    return grid_ids(config) + list(imports(config))
+
+
+def arch_ids(config: dict[str, Any], arch: str) -> list[str]:
+    """The trained grid's ids of one architecture, in grid order."""
+    return [spec["sae_id"] for layer in trained_layers(config) for spec in layer_specs(config, layer)
+            if spec["architecture"] == arch]
+
+
+def sae_layer(config: dict[str, Any], sae_id: str) -> int:
+    """The block an SAE reads: an import's ``hook_layer`` (its id need not name a layer), else the ``layer<L>-``
+    that starts a grid id."""
+    imported = imports(config).get(sae_id)
+    if imported is not None:
+        return imported["hook_layer"]
+    match = GRID_ID.match(sae_id)
+    if match is None:
+        raise ValueError(f"SAE id {sae_id!r} is neither in sae.imports nor a grid id (layer<L>-...); cannot place it")
+    return int(match.group(1))
+
+
+def import_id_pattern(config: dict[str, Any]) -> str:
+    """Wildcard pattern of the imported ids; matches nothing when there are none."""
+    return "|".join(re.escape(sae_id) for sae_id in imports(config)) or "(?!)"
+
+
+def sae_id_pattern(config: dict[str, Any]) -> str:
+    """Wildcard pattern of every SAE id (grid ids start with layer<L>-)."""
+    return "|".join([r"layer\d+-[A-Za-z0-9_.-]+", *(re.escape(sae_id) for sae_id in imports(config))])
+
+
+# sae sections an architecture's training reads (OrtSAE is BatchTopK plus its own options)
+ARCH_SECTIONS = {"relu": ("relu",), "topk": (), "batchtopk": ("batchtopk",), "ortsae": ("batchtopk", "ortsae")}
+
+
+def train_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The sae keys a layer's training reads besides its specs (the grid keys reach it as specs): ``train`` and the
+    sections of the configured architectures."""
+    sections = {s: None for arch in config["sae"]["architectures"] for s in ARCH_SECTIONS[arch]}
+    return config_keys(config["sae"], "train", *sections)
+
+
+def train_model_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The model keys a layer's training reads: the model's name for the SAEs' provenance, and the device."""
+    return config_keys(config["model"], "source", "id", "gguf", "device")

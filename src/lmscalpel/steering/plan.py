@@ -1,0 +1,142 @@
+"""What the steering stage builds, from the validated config: the steered layers, the universal attack's layer,
+the SAEs steered at each layer, and the steering keys each rule's job reads.
+
+A null layer setting needs the model's block count (the toy config, the GGUF header, or the hub config); it is read
+only while Snakemake plans steering jobs, so presets without the steering stage never ask the hub.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from lmscalpel.config import config_keys
+from lmscalpel.models.gguf import gguf_num_layers, locate_gguf
+from lmscalpel.sae import plan as sae_plan
+
+# every job that generates steered replies reads these
+GENERATION_KEYS = ("coefficients", "max_new_tokens", "batch_size", "skip_tokens")
+
+
+@functools.lru_cache(maxsize=None)
+def _hub_num_layers(model_id: str, revision: str | None, trust_remote_code: bool) -> int:
+    from transformers import AutoConfig
+
+    hub_config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
+    return hub_config.get_text_config().num_hidden_layers
+
+
+@functools.lru_cache(maxsize=None)
+def _gguf_num_layers(path: str) -> int:
+    return gguf_num_layers(path)
+
+
+def num_layers(config: dict[str, Any], key: str) -> int:
+    """L, the model's decoder blocks; ``key`` is the config key whose null value needs it, named in the error when
+    the hub cannot be reached."""
+    model = config["model"]
+    if model["source"] == "toy":
+        return config["toy_model"]["num_hidden_layers"]
+    if model["source"] == "gguf":
+        return _gguf_num_layers(str(locate_gguf(model["gguf"])))
+    try:
+        return _hub_num_layers(model["id"], model["revision"], model["trust_remote_code"])
+    except OSError as err:
+        raise ValueError(f"config key {key}: null needs the layer count of {model['id']} from the hub, which failed "
+                         f"(offline?); set {key} explicitly ({err})") from err
+
+
+def default_layers(n_layers: int) -> list[int]:
+    """⌊L/3⌋, ⌊L/2⌋, ⌊2L/3⌋ (deduplicated, in order): the paper's early, middle and late blocks."""
+    return sorted({n_layers // 3, n_layers // 2, (2 * n_layers) // 3})
+
+
+def layers(config: dict[str, Any]) -> list[int]:
+    """Steered blocks: steering.layers, else the default layers of the model."""
+    if config["steering"]["layers"]:
+        return sorted(set(config["steering"]["layers"]))
+    return default_layers(num_layers(config, "steering.layers"))
+
+
+def universal_layer(config: dict[str, Any]) -> int:
+    """steering.universal.layer, else ⌊L/2⌋ (the universal and capability jobs build their own setup at that
+    layer, so it need not be among steering.layers)."""
+    layer = config["steering"]["universal"]["layer"]
+    return layer if layer is not None else num_layers(config, "steering.universal.layer") // 2
+
+
+def project_saes(config: dict[str, Any], layer: int) -> dict[str, str]:
+    """{direction kind: SAE id} of the SAE stage at ``layer``: the first id of each of steering.sae.archs there.
+    Empty unless the sae stage is in ``stages`` (steering alone never pulls SAE training in)."""
+    if "sae" not in config["stages"]:
+        return {}
+    found = {}
+    for arch in config["steering"]["sae"]["archs"]:
+        ids = [i for i in sae_plan.arch_ids(config, arch) if sae_plan.sae_layer(config, i) == layer]
+        if ids:
+            found[f"sae-{arch}"] = ids[0]
+    return found
+
+
+def external_saes(config: dict[str, Any], layer: int) -> dict[str, dict[str, Any]]:
+    """steering.sae.external entries at ``layer`` by name; one with an ``sae_id`` (an SAE of results/<run>/sae/,
+    built by the DAG) must read that layer."""
+    found = {}
+    for ext in config["steering"]["sae"]["external"]:
+        if ext["layer"] != layer:
+            continue
+        if ext.get("sae_id") is not None and sae_plan.sae_layer(config, ext["sae_id"]) != layer:
+            raise ValueError(f"config key steering.sae.external ({ext['name']}): layer {layer}, but SAE "
+                             f"{ext['sae_id']} reads block {sae_plan.sae_layer(config, ext['sae_id'])}")
+        found[ext["name"]] = ext
+    return found
+
+
+def compared_sae_kinds(config: dict[str, Any]) -> list[str]:
+    """The two project SAE kinds the cross-paper table compares (empty unless both are steered at some layer)."""
+    kinds = [f"sae-{arch}" for arch in config["steering"]["sae"]["archs"]]
+    have = {kind for layer in layers(config) for kind in project_saes(config, layer)}
+    return kinds[:2] if len(kinds) >= 2 and set(kinds[:2]) <= have else []
+
+
+def reads_toyworld_prompts(config: dict[str, Any]) -> bool:
+    prompts = config["steering"]["prompts"]
+    return "toyworld" in (prompts["source"], prompts["benign"]["source"])
+
+
+def toyworld_keys(config: dict[str, Any]) -> list[str]:
+    reads = {"steering.prompts.source": reads_toyworld_prompts(config),
+             "steering.capability.task": config["steering"]["capability"]["task"] == "toy"}
+    return [key for key, read in reads.items() if read]
+
+
+# --- the steering keys each rule's job reads ---
+
+def setup_config(config: dict[str, Any]) -> dict[str, Any]:
+    """μ(l) and the refusal direction: the prompts and the token selection."""
+    return config_keys(config["steering"], "prompts", "mu", "skip_tokens")
+
+
+def coherence_config(config: dict[str, Any]) -> dict[str, Any]:
+    return config_keys(config["steering"], "prompts", "coherence", "max_new_tokens", "batch_size", "skip_tokens")
+
+
+def grid_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The grid's directions (random, SAE sample, refusal), prompts, judge and generation; the coherence judge's
+    batch size (its threshold is an input)."""
+    return config_keys(config["steering"], "prompts", "random", "refusal", "judge", "chunk_rows", *GENERATION_KEYS,
+                       sae=("n_features", "seed", "alive_only"), coherence=("batch_size",))
+
+
+def universal_config(config: dict[str, Any]) -> dict[str, Any]:
+    return config_keys(config["steering"], "prompts", "universal", "judge", *GENERATION_KEYS,
+                       coherence=("batch_size",), metrics=("outcome", "headline"))
+
+
+def capability_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Capability vs c with random directions of steering.random's seed."""
+    return config_keys(config["steering"], "capability", *GENERATION_KEYS, random=("seed",))
+
+
+def metrics_config(config: dict[str, Any]) -> dict[str, Any]:
+    return config_keys(config["steering"], "metrics", prompts=("source",))

@@ -1,7 +1,0 @@
-"""Rule plot_reasoning_steering: accuracy and thinking-length deltas per steered latent."""
-
-from lmscalpel.reasoning.figures import plot_steering
-from lmscalpel.workflow import script_context
-
-with script_context(globals(), rule="plot_reasoning_steering") as smk:
-    plot_steering(smk.input.metrics, smk.output.figure)
