@@ -45,6 +45,9 @@ def test_presets_are_valid(preset: Path):
     ({"cache": {"n_tokens": 5}}, r"config key cache\.n_tokens: 5 is less than the minimum of 1000"),
     ({"model": {"source": "hub"}}, r"config key model"),
     ({"run_name": "a b"}, r"config key run_name"),
+    ({"run_name": "."}, r"config key run_name"),
+    ({"run_name": ".."}, r"config key run_name"),
+    ({"run_name": ".hidden"}, r"config key run_name"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 
 import pytest
@@ -43,3 +45,36 @@ def test_shared_script_takes_its_rule_from_the_first_argument(checkout, monkeypa
     monkeypatch.setattr(sys, "argv", ["pruning-cell.py"])
     with script_context({}, rule=rules) as smk:
         assert smk.rule == "pruning_cell_dense" and smk.output.cell == "results/toy/pruning/cells/dense.json"
+
+
+@pytest.mark.parametrize("run_name", [".", ".."])
+def test_a_run_name_of_dot_or_dotdot_stops_before_any_file_is_touched(tmp_path, run_name):
+    """reports/. and reports/.. were planned outputs: Snakemake deleted a tracked README.md (..) and another run's
+    report (.) before a job ran. The name is refused while the config is read; nothing in the directory changes."""
+    (tmp_path / "README.md").write_text("keep me")
+    (tmp_path / "reports" / "other").mkdir(parents=True)
+    (tmp_path / "reports" / "other" / "index.html").write_text("another run")
+    (tmp_path / "dot.yaml").write_text(f'run_name: "{run_name}"\nstages: [report]\n')
+    before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+                             "--directory", str(tmp_path), "--cores", "1", "--configfile", str(tmp_path / "dot.yaml")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "LMSCALPEL_JOBSERVER": "off"})
+    assert result.returncode != 0 and "config key run_name" in result.stdout + result.stderr
+    after = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()
+                   and ".snakemake" not in p.parts)
+    assert after == before
+
+
+@pytest.mark.parametrize("path", ["reports/.", "reports/..", "results/../README.md", "../x.json"])
+def test_atomic_writes_refuse_dot_components(tmp_path, monkeypatch, path):
+    """The last line of defence: replacing reports/. would delete reports/ itself."""
+    from lmscalpel.io import atomic_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "keep").write_text("x")
+    with pytest.raises(ValueError, match="must not contain"):
+        with atomic_path(path):
+            pass
+    assert (tmp_path / "reports" / "keep").read_text() == "x"

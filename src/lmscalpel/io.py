@@ -21,8 +21,13 @@ from typing import Any, Iterator
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` only if the block succeeds.
 
-    Works for files and directories (e.g. ``save_pretrained`` targets).
+    Works for files and directories (e.g. ``save_pretrained`` targets). A path with a ``.`` or ``..`` component
+    past its start is refused: ``reports/.`` would replace (delete) ``reports/`` itself, ``reports/..`` its parent.
     """
+    parts = os.fspath(path).replace(os.sep, "/").split("/")
+    if any(part in (".", "..") for part in parts[1:]) or parts[0] == "..":
+        raise ValueError(f"refusing to replace {os.fspath(path)!r}: an output path must not contain '.' or '..' "
+                         "(a run_name of '.' or '..'?)")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
