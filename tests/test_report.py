@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import types
 from pathlib import Path
@@ -274,3 +275,23 @@ def test_every_claim_entry_names_a_measure_and_its_parameters():
         signature = inspect.signature(MEASURES[claim["measure"]])
         signature.bind(None, **claim.get("params", {}))  # raises on an unknown or missing parameter
     assert len({c["id"] for c in load_claims()}) == len(load_claims())
+
+
+def test_readme_shows_strings_from_the_results_as_literal_text(tmp_path):
+    """A model reply or a dataset name in the results must not inject HTML or Markdown into README.md (the HTML page
+    escapes them already) nor split a table row."""
+    results = full_results(tmp_path / "results")
+    summary = json.loads((results / "pruning" / "summary.json").read_text())
+    write_json(results / "pruning" / "summary.json",
+               summary | {"magnitude_ordering": "<img src=x onerror=alert(1)> | **loud**\nsecond line"})
+    out = render_run(tmp_path / "reports", results, "toy")
+    readme = (out / "README.md").read_text()
+    assert "<img src=x" not in readme and "&lt;img src=x onerror=alert(1)&gt; \\| \\*\\*loud\\*\\* second line" in readme
+    lines = readme.splitlines()
+    cells = lambda line: len(re.findall(r"(?<!\\)\|", line))  # unescaped pipes
+    rows = [i for i, line in enumerate(lines) if "onerror" in line and line.startswith("|")]
+    assert len(rows) >= 2  # the claims table and the pruning section's table
+    for i in rows:
+        header = next(j for j in range(i, -1, -1) if not lines[j - 1].startswith("|"))
+        assert cells(lines[i]) == cells(lines[header])
+    assert "&lt;img" in (out / "index.html").read_text()

@@ -105,14 +105,15 @@ def render(results: Path, out_dir: Path, config: dict, stages: list[str], manife
                       f"git <code>{manifest['git']['commit']}</code>. "
                       f"SAELens: {html.escape(saelens_line(manifest))}. "
                       '<a href="../index.html">All runs side by side</a>.</p>', *claims_html(claims, is_toy)]
-        md_parts = [f"# lmscalpel report — run `{config['run_name']}`", "", f"Model: {label}. "
-                    f"SAELens: {saelens_line(manifest)}.", "", *claims_markdown(claims, is_toy)]
+        md_parts = [f"# lmscalpel report — run {markdown_text(config['run_name'])}", "",
+                    f"Model: {markdown_text(label)}. SAELens: {markdown_text(saelens_line(manifest))}.", "",
+                    *claims_markdown(claims, is_toy)]
         if model_card:
             card = {k: v for k, v in model_card.items() if not isinstance(v, (dict, list))}
             frame = pd.DataFrame({"quantity": [k.replace("_", " ") for k in card],
                                   "value": [format_number(v, card_unit(k)) for k, v in card.items()]})
             html_parts += ["<h2>Model card</h2>", frame.to_html(index=False)]
-            md_parts += ["## Model card", "", frame.to_markdown(index=False), ""]
+            md_parts += ["## Model card", "", markdown_table(frame), ""]
         for section in load_sections():
             if section.stage not in stages:
                 continue
@@ -125,6 +126,28 @@ def render(results: Path, out_dir: Path, config: dict, stages: list[str], manife
         (tmp / "README.md").write_text("\n".join(md_parts) + "\n", encoding="utf-8")
     write_runs_index(out_dir.parent, page)
     return claims
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def markdown_text(value) -> str:
+    """``value`` as literal Markdown text on one line: strings from the results (model replies, dataset and model
+    names) must not open HTML tags, links or emphasis, or split a table row (``|``, newlines)."""
+    text = html.escape(str(value), quote=False)
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table whose headers and text cells are literal text (numbers stay as they are)."""
+    safe = frame.rename(columns=markdown_text).astype(object)
+    return safe.map(lambda v: markdown_text(v) if isinstance(v, str) else v).to_markdown(index=False)
+
+
+def code_block(text: str, language: str = "") -> list[str]:
+    """A fenced block that no line of ``text`` can close (a fence longer than any backtick run inside)."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return [f"{fence}{language}", text, fence]
 
 
 def card_unit(key: str) -> str | None:
@@ -163,7 +186,7 @@ def claims_html(claims: list[dict], is_toy: bool) -> list[str]:
 
 
 def claims_markdown(claims: list[dict], is_toy: bool) -> list[str]:
-    frame = pd.DataFrame([claim_cells(c) for c in claims], columns=CLAIM_COLUMNS)
+    frame = pd.DataFrame([[markdown_text(cell) for cell in claim_cells(c)] for c in claims], columns=CLAIM_COLUMNS)
     frame["section"] = [f"[§](#{c['section']})" for c in claims]
     note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
     return ["## Claims: the papers versus this run", "",
@@ -191,8 +214,9 @@ def table_html(table: Table, link: str | None, toy_note: str) -> list[str]:
 
 def table_markdown(table: Table, link: str | None, toy_note: str) -> list[str]:
     raw = f" ([raw]({link}))" if link else ""
-    body = table.frame.to_markdown(index=False) if len(table.frame) else ""
-    return [f"### {table.title}{toy_note}{raw}", "", body, "", *[f"*{n}*" for n in table.notes], ""]
+    body = markdown_table(table.frame) if len(table.frame) else ""
+    notes = [f"*{markdown_text(n)}*" for n in table.notes]
+    return [f"### {markdown_text(table.title)}{toy_note}{raw}", "", body, "", *notes, ""]
 
 
 def render_section(section: Section, results: Path, out: Path, config: dict, captions_dir: Path,
@@ -209,7 +233,7 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
     if section.published:
         frame = published_frame(results, section.published)
         h += ["<h3>Published numbers vs this run</h3>", frame.to_html(index=False)]
-        m += ["### Published numbers vs this run", "", frame.to_markdown(index=False), ""]
+        m += ["### Published numbers vs this run", "", markdown_table(frame), ""]
     for figure in collect_figures(results, section.figures):
         target = out / "figures" / section.stage / figure.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,10 +242,10 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
         caption = figure_caption(figure, captions_dir, section.stage, model_name(config))
         h.append(f'<figure><img src="{rel}" alt="{html.escape(figure.stem)}"><figcaption>{html.escape(caption)}'
                  "</figcaption></figure>")
-        m += [f"![{figure.stem}]({rel})", "", f"*{caption}*", ""]
+        m += [f"![{markdown_text(figure.stem)}]({rel})", "", f"*{markdown_text(caption)}*", ""]
     cfg = section_config(config, section.config_keys)
     h += ["<details><summary>Config of this section</summary><pre>" + html.escape(cfg) + "</pre></details></section>"]
-    m += ["<details><summary>Config of this section</summary>", "", "```yaml", cfg, "```", "</details>", ""]
+    m += ["<details><summary>Config of this section</summary>", "", *code_block(cfg, "yaml"), "</details>", ""]
     return h, m
 
 
