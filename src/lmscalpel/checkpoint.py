@@ -268,7 +268,8 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def model_identity(model: Any) -> dict[str, Any]:
-    """A loaded model's source (``name_or_path``), dtype and, for a local directory, its files' content."""
+    """A model's source (``name_or_path``, revision), dtype and, for a local directory, its files' content; for a
+    loaded model or a ``ModelRef`` alike."""
     name = getattr(model, "name_or_path", None)
-    return {"name_or_path": name, "dtype": str(getattr(model, "dtype", None)),
-            "files": files_identity(name) if name else None}
+    return {"name_or_path": name, "revision": getattr(model, "revision", None),
+            "dtype": str(getattr(model, "dtype", None)), "files": files_identity(name) if name else None}

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from lmscalpel.checkpoint import file_identity, files_identity, open_checkpoint
+from lmscalpel.checkpoint import file_identity, model_identity, open_checkpoint
 from lmscalpel.io import atomic_path, read_jsonl, write_json
 from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneConfig, SafetyTuneGateError, gate_failure,
                                    greedy_answers, measure, sft_examples, train_lora, train_prompts)
@@ -43,8 +43,7 @@ def checkpoint_key(cfg: SafetyTuneConfig, chat_eval_path: str | Path, ppl_texts:
     texts = hashlib.sha256(json.dumps(list(ppl_texts)).encode()).hexdigest()
     return {"safety_tune": {k: v for k, v in asdict(cfg).items() if k not in GATES}, "seed": seed,
             "prompts": file_identity(chat_eval_path), "perplexity_texts": texts,
-            "base": {"model": base_ref.name_or_path, "revision": base_ref.revision, "dtype": base_ref.dtype,
-                     "files": files_identity(base_ref.name_or_path)}}
+            "base": model_identity(base_ref)}
 
 
 def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str], out_dir: str | Path,
