@@ -155,7 +155,8 @@ class _Member:
 
 def grid_key(saes: dict[str, tuple[SparseAutoencoder, float]], cfg: TrainingConfig) -> dict[str, Any]:
     """The trainer's part of a checkpoint key: its settings and each SAE's architecture, config and learning rate."""
-    return {"training": asdict(cfg), "saes": {k: (type(s).__name__, s.cfg.to_dict(), lr) for k, (s, lr) in saes.items()}}
+    return {"training": asdict(cfg),
+            "saes": {k: (type(s).__name__, s.cfg.to_dict(), lr) for k, (s, lr) in saes.items()}}
 
 
 class GridTrainer:

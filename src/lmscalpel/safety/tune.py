@@ -7,8 +7,9 @@ helpfulness is anchored to what the model already says). Prompts go through the 
 steering stage; the loss covers the reply tokens only. The adapter is merged (``merge_and_unload``) and saved with
 ``save_pretrained``, so later stages load it like any other model.
 
-Resumable: the adapter + optimiser are saved every ``checkpoint_every`` steps (``lmscalpel.checkpoint``), and the batch
-order is a pure function of (seed, epoch), so a resumed run ends with the same weights. The rule body is ``lmscalpel.safety.stage``.
+Resumable: the adapter + optimiser are saved every ``checkpoint_every`` steps (``lmscalpel.checkpoint``), and the
+batch order is a pure function of (seed, epoch), so a resumed run ends with the same weights. The rule body is
+``lmscalpel.safety.stage``.
 """
 
 from __future__ import annotations
