@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lmscalpel.checkpoint import (LOCK_FILE, CheckpointError, CheckpointInUse, file_identity, files_identity,
-                                  key_changes, open_checkpoint)
+                                  key_changes, open_checkpoint, tensor_identity)
 
 from conftest import REPO_ROOT
 
@@ -145,3 +145,9 @@ def test_files_identity_is_the_content_of_a_local_directory(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"b")
     assert files_identity(tmp_path) != first
     assert file_identity(tmp_path / "model.safetensors") == files_identity(tmp_path)["model.safetensors"]
+
+
+def test_tensor_identity_is_its_dtype_shape_and_values():
+    x = torch.arange(6, dtype=torch.bfloat16)
+    assert tensor_identity(x) == tensor_identity(x.clone()) != tensor_identity(x.float())
+    assert tensor_identity(x) != tensor_identity(x.view(2, 3)) and tensor_identity(x) != tensor_identity(x + 1)

@@ -267,6 +267,14 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
 
 
+def tensor_identity(tensor: Any) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (directions, calibration windows are keyed by what they are)."""
+    import torch
+
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return hashlib.sha256(f"{tensor.dtype} {tuple(tensor.shape)} ".encode() + data).hexdigest()
+
+
 def model_identity(model: Any) -> dict[str, Any]:
     """A model's source (``name_or_path``, revision), dtype and, for a local directory, its files' content; for a
     loaded model or a ``ModelRef`` alike."""

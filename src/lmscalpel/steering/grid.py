@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lmscalpel.checkpoint import model_identity, open_checkpoint
+from lmscalpel.checkpoint import model_identity, open_checkpoint, tensor_identity
 from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.judges import CoherenceRule, Judge
 
@@ -60,11 +60,6 @@ def fingerprint(spec) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def tensor_key(t: torch.Tensor | None) -> str | None:
-    """Digest of a tensor's values (directions are keyed by what they are, not by a rounded sum)."""
-    return None if t is None else hashlib.sha256(t.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
-
-
 def judge_key(judge) -> dict | str:
     """A judge's model, revision, template and decoding (``judge.config``); its name for judges without one."""
     return getattr(judge, "config", judge.name)
@@ -84,8 +79,8 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
             "coefficients": list(coefficients), "row_order": "prompt-major", "max_new_tokens": max_new_tokens,
             "judge": judge_key(judge),
             "ground_truth": ground_truth is not None, "skip_tokens": skip_tokens, "chunk_rows": chunk_rows,
-            "refusal": tensor_key(refusal),
-            "directions": [(d.kind, d.source, d.latents, tensor_key(d.vectors)) for d in directions]}
+            "refusal": tensor_identity(refusal) if refusal is not None else None,
+            "directions": [(d.kind, d.source, d.latents, tensor_identity(d.vectors)) for d in directions]}
     if coherence is not None:
         spec["coherence"] = coherence.description
     d_model = directions[0].vectors.shape[1] if directions else int(model.config.hidden_size)
