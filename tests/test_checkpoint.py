@@ -105,8 +105,9 @@ def test_a_second_process_is_refused_while_the_owner_lives_and_a_dead_owner_does
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with open_checkpoint(directory, {"lr": 0.1}, what="toy_model"):  # the kill -9 left the lock file behind
-        assert (directory / LOCK_FILE).read_text().split()[0] == str(os.getpid())
+    assert (directory / LOCK_FILE).read_text().split()[0] == str(holder.pid)  # what the kill -9 left behind
+    with open_checkpoint(directory, {"lr": 0.1}, what="toy_model"):
+        assert (directory / LOCK_FILE).read_text() == f"{os.getpid()} {socket.gethostname()}\n"
 
 
 def test_an_unwritable_directory_fails_with_one_line_naming_it(unwritable_dir):

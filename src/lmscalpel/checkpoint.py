@@ -142,7 +142,8 @@ class Checkpoint:
             torch.save(dict(state), tmp)
 
     def load_state(self, name: str = STATE_FILE) -> dict[str, Any] | None:
-        """What :meth:`save_state` wrote (tensors on the CPU), or None when there is nothing yet."""
+        """What :meth:`save_state` wrote (tensors on the devices they were saved from), or None when there is
+        nothing yet."""
         import pickle
 
         import torch
@@ -150,7 +151,7 @@ class Checkpoint:
         if not self.exists(name):
             return None
         with self._failing(self.path(name), "read", pickle.UnpicklingError, EOFError):
-            return torch.load(self.path(name), weights_only=True, map_location="cpu")
+            return torch.load(self.path(name), weights_only=True)
 
     def remove(self, name: str) -> None:
         with self._failing(self.path(name), "removed"):
@@ -198,19 +199,23 @@ def _owned(directory: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid, host = (handle.read().split() + ["?", "?"])[:2]
-            raise CheckpointInUse(f"{directory} ({what}) is in use by PID {pid} on host {host} (a job still running, "
-                                  f"e.g. an orphan of a killed Snakemake): wait for it or kill it") from None
-        handle.truncate(0)
-        handle.write(f"{os.getpid()} {socket.gethostname()}\n")
-        handle.flush()
+            holder = handle.read().split()
+            owner = f"PID {holder[0]} on host {holder[1]}" if len(holder) == 2 else "another process"
+            raise CheckpointInUse(f"{directory} ({what}) is in use by {owner} (a job still running, e.g. an orphan "
+                                  f"of a killed Snakemake): wait for it or kill it") from None
         try:  # a lock file may still open in a directory that no longer takes new files
+            handle.truncate(0)  # what a killed owner left
+            handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            handle.flush()
             descriptor, probe = tempfile.mkstemp(dir=directory, prefix=".probe.")
             os.close(descriptor)
             os.unlink(probe)
         except OSError as err:
             raise CheckpointError(problem(directory, what, "is not writable", err)) from None
-        yield
+        try:
+            yield
+        finally:
+            handle.truncate(0)  # a process that finds the lock free in between reads no stale PID
 
 
 def canonical(key: Any) -> Any:
