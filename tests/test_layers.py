@@ -15,6 +15,7 @@ from lmscalpel.fingerprint import PACKAGE, imported_modules, module_files, packa
 # moves down instead.
 LAYERS = {
     PACKAGE: 0, "io": 0, "registry": 0, "lazy": 0, "config": 0, "runtime": 0, "fingerprint": 0, "jobserver": 0,
+    "checkpoint": 0,
     "toyworld": 1,
     "data": 2,
     "models": 3,

@@ -79,7 +79,7 @@ def test_foundation_outputs_logs_and_checkpoints(run_dir):
     assert reader.manifest["model"].endswith("toy-llama") and reader.manifest["layer"] == 1
     logs = {p.name for p in (run_dir / "logs" / "itest").rglob("*.log")}
     assert {"toyworld_generate.log", "toyworld_train_model.log", "model_card.log", "cache_activations.log"} <= logs
-    assert (run_dir / "checkpoints" / "itest" / "model" / "toy-llama" / "last" / "model.safetensors").exists()
+    assert (run_dir / "checkpoints" / "itest" / "model" / "toy-llama" / "state.pt").exists()
 
 
 def test_bad_config_stops_before_any_job(run_dir, tmp_path):

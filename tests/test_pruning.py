@@ -305,10 +305,16 @@ def test_learnable_training_resumes_from_block_checkpoints(tiny_model, windows, 
     import lmscalpel.pruning.calibration as calibration
 
     first = train_learnable(tiny_model, windows, pattern="8:16", lr=1e-2, steps=5, checkpoint_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.glob("block*.safetensors")) == ["block0.safetensors", "block1.safetensors"]
-    monkeypatch.setattr(calibration, "_fit_block", lambda *a, **k: pytest.fail("finished block retrained"))
+    assert sorted(p.name for p in tmp_path.glob("block*.pt")) == ["block0.pt", "block1.pt"]
+    real_fit, fitted = calibration._fit_block, []
+    monkeypatch.setattr(calibration, "_fit_block", lambda *a, **k: fitted.append(1) or real_fit(*a, **k))
     again = train_learnable(tiny_model, windows, pattern="8:16", lr=1e-2, steps=5, checkpoint_dir=tmp_path)
-    assert all(torch.equal(first[n]["shift"], again[n]["shift"]) for n in first)
+    assert fitted == [] and all(torch.equal(first[n]["shift"], again[n]["shift"]) for n in first)
+    # a changed key (here pruning.learnable.lr, or the calibration windows) trains every block again
+    train_learnable(tiny_model, windows, pattern="8:16", lr=2e-2, steps=5, checkpoint_dir=tmp_path)
+    assert len(fitted) == 2
+    train_learnable(tiny_model, windows[:, :-1], pattern="8:16", lr=2e-2, steps=5, checkpoint_dir=tmp_path)
+    assert len(fitted) == 4
 
 
 # --- weight pruning --------------------------------------------------------------------------------------------

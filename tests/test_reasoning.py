@@ -425,6 +425,36 @@ def test_stage_checkpoints_are_keyed_by_what_changes_their_numbers(tiny_lm_dir, 
     assert _count(generate_calls, ban(changed("eval", max_new_tokens=3))) == 1
 
 
+def test_generations_are_keyed_by_the_content_of_the_model_files(tiny_lm_dir, toyworld_dir, tmp_path, generate_calls):
+    """A model saved again unchanged (a new mtime) resumes; a model retrained in place regenerates."""
+    import os
+    import shutil
+
+    from lmscalpel.models.loader import ModelRef
+    from lmscalpel.reasoning.stage import run_baseline
+
+    shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    weights = tmp_path / "model" / "model.safetensors"
+    cfg = {"eval": {"data_files": {}, "max_problems": 2, "max_new_tokens": 3, "n_samples": 1, "temperature": 0.0,
+                    "top_p": 1.0, "batch_size": 2, "chat_template": False, "add_bos": True, "thinking_end": "Answer:",
+                    "stop_strings": []}}
+
+    def base():
+        return lambda: run_baseline(model_ref=ModelRef(str(tmp_path / "model"), device="cpu"), benchmark="toyworld",
+                                    toyworld_dir=str(toyworld_dir), cfg=cfg, seed=0,
+                                    checkpoint_dir=str(tmp_path / "ckpt"), out_generations=str(tmp_path / "g.jsonl"),
+                                    out_metrics=str(tmp_path / "m.json"))
+
+    assert _count(generate_calls, base()) == 1
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert _count(generate_calls, base()) == 0
+    model = LlamaForCausalLM.from_pretrained(tmp_path / "model")
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    model.save_pretrained(tmp_path / "model", safe_serialization=True)
+    assert _count(generate_calls, base()) == 1
+
+
 # --- answers and benchmark loaders ----------------------------------------------------------------------------
 
 def test_answer_extraction_and_normalised_match():

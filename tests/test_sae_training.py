@@ -3,11 +3,12 @@
 import pytest
 import torch
 
+from lmscalpel.checkpoint import open_checkpoint
 from lmscalpel.sae import build_sae
 from lmscalpel.sae.metrics import max_cosine
 from lmscalpel.sae.saelens_format import export_copy
 from lmscalpel.sae.training import (GridTrainer, TensorBatches, TrainingConfig, activation_scale,
-                                    geometric_median, lr_multiplier)
+                                    geometric_median, grid_key, lr_multiplier)
 
 
 def planted_activations(n: int, d: int, n_features: int, active: int, seed: int) -> torch.Tensor:
@@ -33,18 +34,22 @@ def grid(seed: int = 0, archs=("relu", "topk", "batchtopk", "ortsae"), d: int = 
     return out
 
 
+def fit(saes, cfg, directory, x, **kwargs) -> GridTrainer:
+    with open_checkpoint(directory, grid_key(saes, cfg), what="sae.train") as checkpoint:
+        trainer = GridTrainer(saes, cfg, checkpoint)
+        trainer.fit(TensorBatches(x, 64, 0), **kwargs)
+    return trainer
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     x = planted_activations(512, 16, 24, 3, seed=1)
     cfg = TrainingConfig(batch_size=64, epochs=2, checkpoint_every=3, scale_batches=2)
     full = grid()
-    GridTrainer(full, cfg, tmp_path / "a").fit(TensorBatches(x, 64, 0))
+    fit(full, cfg, tmp_path / "a", x)
 
-    first = grid()
-    GridTrainer(first, cfg, tmp_path / "b").fit(TensorBatches(x, 64, 0), stop_after_steps=11)  # "killed" mid-epoch 2
+    fit(grid(), cfg, tmp_path / "b", x, stop_after_steps=11)  # "killed" mid-epoch 2
     resumed = grid(seed=123)  # fresh objects, different init: everything must come from the checkpoint
-    trainer = GridTrainer(resumed, cfg, tmp_path / "b")
-    trainer.fit(TensorBatches(x, 64, 0))
-    assert trainer.step == 16
+    assert fit(resumed, cfg, tmp_path / "b", x).step == 16
     for arch in full:
         for name, value in full[arch][0].state_dict().items():
             assert torch.equal(value, resumed[arch][0].state_dict()[name]), (arch, name)
@@ -53,9 +58,52 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 def test_checkpoint_of_another_grid_is_ignored(tmp_path):
     x = planted_activations(256, 16, 24, 3, seed=1)
     cfg = TrainingConfig(batch_size=64, epochs=1, scale_batches=2)
-    GridTrainer(grid(archs=("topk",)), cfg, tmp_path).fit(TensorBatches(x, 64, 0), stop_after_steps=2)
-    other = GridTrainer(grid(archs=("batchtopk",)), cfg, tmp_path)
-    assert not other.try_resume()
+    fit(grid(archs=("topk",)), cfg, tmp_path, x, stop_after_steps=2)
+    other = grid(archs=("batchtopk",))
+    with open_checkpoint(tmp_path, grid_key(other, cfg), what="sae.train") as checkpoint:
+        assert not GridTrainer(other, cfg, checkpoint).try_resume()
+
+
+def planted_cache(directory, x: torch.Tensor) -> str:
+    """An activation cache of ``x`` (one shard) as cache_activations writes it; returns its manifest."""
+    from lmscalpel.cache.writer import CacheSpec, save_shard, write_manifest
+
+    spec = CacheSpec(layers=[0], hook="resid_post", context_length=16, n_tokens=len(x), shard_tokens=len(x),
+                     batch_size=4, out_dirs=[directory], provenance={"model": "planted"})
+    save_shard(directory, 0, {"activations": x, "tokens": torch.zeros(len(x), dtype=torch.int32)}, spec.fingerprint)
+    write_manifest(directory, 0, spec, 1)
+    return str(directory / "manifest.json")
+
+
+def test_train_layer_resumes_its_own_run_and_recomputes_a_changed_one(tmp_path, monkeypatch):
+    """Killed after 5 steps (state saved at step 4): the same run resumes there, a changed lr starts over."""
+    from lmscalpel.sae import stage
+
+    manifest = planted_cache(tmp_path / "cache", planted_activations(512, 16, 24, 3, seed=1))
+    specs = [{"sae_id": "layer0-topk", "architecture": "topk", "width": 32, "k": 3}]
+    sae_cfg = {"train": {"batch_size": 64, "epochs": 1, "checkpoint_every": 2, "scale_batches": 2, "lr": 1e-3}}
+    steps, real_step = [], GridTrainer._train_step
+
+    def counted(trainer, *args, kill_at=None):
+        if trainer.step == kill_at:
+            raise KeyboardInterrupt
+        steps.append(trainer.step)
+        real_step(trainer, *args)
+
+    def train(cfg, kill_at=None):
+        steps.clear()
+        monkeypatch.setattr(GridTrainer, "_train_step", lambda t, *a: counted(t, *a, kill_at=kill_at))
+        try:
+            stage.train_layer(manifest, {"layer0-topk": tmp_path / "sae"}, specs, cfg, seed=0,
+                              checkpoint_dir=tmp_path / "ck", device="cpu")
+        except KeyboardInterrupt:
+            pass
+        return list(steps)
+
+    assert train(sae_cfg, kill_at=5) == [0, 1, 2, 3, 4]
+    assert train({"train": {**sae_cfg["train"], "checkpoint_every": 3}}) == [4, 5, 6, 7]
+    assert train(sae_cfg, kill_at=5) == [0, 1, 2, 3, 4]
+    assert train({"train": {**sae_cfg["train"], "lr": 2e-3}}) == list(range(8))
 
 
 def test_activation_scale_and_geometric_median():

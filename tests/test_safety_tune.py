@@ -128,10 +128,14 @@ def test_killed_safety_tune_resumes_to_the_same_weights(tiny_lm_dir, toyworld_di
 
 
 def test_safety_tune_fails_loudly_below_min_refusal_rate(tiny_lm_dir, toyworld_dir, tmp_path):
+    weak = {"learning_rate": 1e-7, "epochs": 1, "min_refusal_rate": 1.0}
     with pytest.raises(SafetyTuneGateError, match="safety_tune.min_refusal_rate"):
-        run(tiny_lm_dir, toyworld_dir, tmp_path, "weak", cfg={"learning_rate": 1e-7, "epochs": 1,
-                                                             "min_refusal_rate": 1.0})
+        run(tiny_lm_dir, toyworld_dir, tmp_path, "weak", cfg=weak)
     assert not (tmp_path / "weak" / "model").exists() and not (tmp_path / "weak" / "card.json").exists()
+    # a lower gate keeps what was learnt (the gate is no key of the checkpoint); a changed learning rate does not
+    kept = run(tiny_lm_dir, toyworld_dir, tmp_path, "weak", cfg={**weak, "min_refusal_rate": 0.0})
+    assert kept["resumed_from_step"] == math.ceil(kept["n_train"] / FAST["batch_size"]) and kept["final_loss"] is None
+    assert run(tiny_lm_dir, toyworld_dir, tmp_path, "weak", cfg={**weak, "learning_rate": 1e-6}, stop_after=1) is None
 
 
 def test_a_tune_that_refuses_everything_fails_the_benign_gate():

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from lmscalpel.checkpoint import open_checkpoint
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.generation import shared_prefix
 from lmscalpel.models.intervention import skip_token_ids, steering
@@ -385,13 +386,46 @@ def test_universal_attack_resumes_and_recomputes_on_changed_keys(tiny, tmp_path,
         attack(**change)
         assert len(calls) >= 2, change  # the sweep and the held-out steps were generated again
     # A step keeps its name when c* moves (eval-random-0 is evaluated at c*); its file must not be reused.
-    runner = U._Runner(model, tok, layer=1, mu=20.0, outcome=even, max_new_tokens=3, batch_size=8,
-                       ckpt=tmp_path / "steps", skip_tokens="special", key={})
-    vec = D.random_directions(64, [0], 0).expand(2, -1)
-    calls.clear()
-    for c in (0.5, 1.0, 0.5):
-        runner.run("eval-random-0", ["a", "b"], vec, c, {"prompt_id": ["p1", "p2"]})
+    with open_checkpoint(tmp_path / "steps", {}, what="steering.universal") as ckpt:
+        runner = U._Runner(model, tok, layer=1, mu=20.0, outcome=even, max_new_tokens=3, batch_size=8, ckpt=ckpt,
+                           skip_tokens="special")
+        vec = D.random_directions(64, [0], 0).expand(2, -1)
+        calls.clear()
+        for c in (0.5, 1.0, 0.5):
+            runner.run("eval-random-0", ["a", "b"], vec, c, {"prompt_id": ["p1", "p2"]})
     assert len(calls) == 2
+
+
+def test_grid_and_universal_attack_recompute_for_a_model_rewritten_in_place(tiny_lm_dir, tmp_path, monkeypatch):
+    """A retrained toy model lands at the same path: its name and dtype are unchanged, its files are not."""
+    import shutil
+
+    import lmscalpel.steering.grid as grid_mod
+    import lmscalpel.steering.universal as U
+
+    shutil.copytree(tiny_lm_dir, tmp_path / "model")
+    prompts = [{"id": f"p{i}", "prompt": f"how to do thing {i}", "category": "Privacy"} for i in range(2)]
+    dirs = [DirectionSet("random", D.random_directions(64, range(2), 1), source="s")]
+    grid_calls, universal_calls = _count_generations(monkeypatch, grid_mod), _count_generations(monkeypatch, U)
+
+    def both():
+        grid_calls.clear()
+        universal_calls.clear()
+        tiny = load_model(ModelRef(str(tmp_path / "model"), device="cpu"))
+        _grid(tiny, tmp_path, dirs, prompts)
+        universal_attack(*tiny, layer=1, mu=20.0, train_prompt="how to do thing 0", eval_prompts=prompts,
+                         coefficients=[1.0], outcome=lambda reqs, resps: [True] * len(resps), seed=0,
+                         sweep_vectors=2, max_trials=2, n_select=1, n_universal=1, n_baseline=1, max_new_tokens=3,
+                         batch_size=8, checkpoint_dir=tmp_path / "universal")
+        return len(grid_calls), len(universal_calls)
+
+    first = both()
+    assert both() == (0, 0)  # nothing changed: every chunk and step resumes
+    model, tok = load_model(ModelRef(str(tmp_path / "model"), device="cpu"))
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    model.save_pretrained(tmp_path / "model", safe_serialization=True)
+    assert both() == first
 
 
 def test_capability_helpers():

@@ -48,13 +48,17 @@ def test_untrained_model_fails_loudly_and_writes_nothing(tmp_path, tiny_lm_dir, 
     assert not out.exists()
 
 
-def test_checkpoint_of_another_run_is_not_resumed(tmp_path, toyworld_dir):
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path, toyworld_dir, caplog):
+    """A changed key (toy_model.lr) starts over and says why; how often state is saved is not part of the key."""
     corpus = toyworld_dir / "train.jsonl"
     train_toy_model(corpus, tmp_path / "a", TINY_TRAIN, seed=0, checkpoint_dir=tmp_path / "ck", device="cpu",
                     stop_after=3)
     summary = train_toy_model(corpus, tmp_path / "b", {**TINY_TRAIN, "lr": 0.01}, seed=0,
+                              checkpoint_dir=tmp_path / "ck", device="cpu", stop_after=3)
+    assert summary == {"stopped_at": 3} and "toy_model.lr: 0.003 -> 0.01" in caplog.text
+    summary = train_toy_model(corpus, tmp_path / "c", {**TINY_TRAIN, "lr": 0.01, "checkpoint_every": 2}, seed=0,
                               checkpoint_dir=tmp_path / "ck", device="cpu")
-    assert summary["resumed_from"] == 0
+    assert summary["resumed_from"] == 3
 
 
 def test_chat_verdicts_of_a_real_model_count_any_non_refusal_as_compliance():

@@ -13,6 +13,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
+from lmscalpel.checkpoint import key_digest
 from lmscalpel.models import ModelRef
 from lmscalpel.unlearning import metrics as M
 from lmscalpel.unlearning.data import build_mini_clear, load_clear_subset, rows_of
@@ -21,7 +22,7 @@ from lmscalpel.unlearning.evaluate import (UTILITY_TASKS, Sample, Task, evaluate
 from lmscalpel.unlearning.items import IGNORE, Encoder, Item, rows_to_items
 from lmscalpel.unlearning.lora import attach_lora, l1_penalty, lora_parameters
 from lmscalpel.unlearning.losses import METHODS, Context, Reference, forward, get_method
-from lmscalpel.unlearning.train import decayed_parameter_names, train_loop, unlearn
+from lmscalpel.unlearning.train import decayed_parameter_names, train_loop, unlearn, unlearn_key
 from lmscalpel.unlearning.vlm import build_tiny_llava, load_vlm, save_vlm
 
 FRACTIONS = {"forget10": 0.1, "forget34": 0.34}
@@ -424,6 +425,47 @@ def test_train_loop_resume_gives_the_same_parameters(tmp_path):
     assert not torch.equal(killed.weight, straight.weight)
     for a, b in zip(straight.parameters(), resumed.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_train_loop_resumes_only_a_run_of_the_same_settings(tmp_path):
+    """Issue 23 item 4: run twice in one checkpoint directory with lr 0.1 then 0.5, it returned the lr 0.1 weights."""
+    def run(ckpt, lr, **kwargs):
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(4, 2)
+        data = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+        steps = []
+
+        def losses(step):
+            steps.append(step)
+            return [layer(data[step % 8]).pow(2).sum()]
+
+        args = {"weight_decay": 0.0, "warmup_steps": 1, "checkpoint_every": 2, **kwargs}
+        train_loop(dict(layer.named_parameters()), losses, n_steps=6, lr=lr, checkpoint_dir=ckpt, **args)
+        return layer.weight.detach().clone(), steps
+
+    slow, steps = run(tmp_path / "ck", 0.1)
+    assert steps == list(range(6))
+    fast, steps = run(tmp_path / "ck", 0.5)
+    assert steps == list(range(6)) and torch.equal(fast, run(None, 0.5)[0]) and not torch.equal(fast, slow)
+    resumed, steps = run(tmp_path / "ck", 0.5, checkpoint_every=3)  # nothing that changes the numbers changed
+    assert steps == [] and torch.equal(resumed, fast)
+    assert run(tmp_path / "ck", 0.5, key={"method": "npo"})[1] == list(range(6))  # the caller's key counts too
+
+
+def test_unlearn_key_holds_its_own_method_and_lambda_only():
+    cfg = {"lr": 1e-3, "epochs": 1, "checkpoint_every": 5, "methods": {"npo": {"beta": 0.1}, "dpo": {"beta": 0.1}},
+           "l1": {"lora_r": 4, "lora_alpha": 8, "lambdas": [0.1]}}
+
+    def key(c, method="npo", l1=0.1):
+        params = {**c["methods"][method], "seed": 0}
+        return key_digest(unlearn_key(c, method, params, "forget10", "both", l1, PROMPTS, ModelRef("m"), {}))
+
+    same = [{**cfg, "methods": {**cfg["methods"], "dpo": {"beta": 0.5}}}, {**cfg, "checkpoint_every": 7},
+            {**cfg, "l1": {**cfg["l1"], "lambdas": [0.1, 0.01]}}]
+    assert all(key(c) == key(cfg) for c in same)
+    other = [{**cfg, "lr": 2e-3}, {**cfg, "methods": {**cfg["methods"], "npo": {"beta": 0.5}}},
+             {**cfg, "l1": {**cfg["l1"], "lora_r": 8}}]
+    assert all(key(c) != key(cfg) for c in other) and key(cfg, l1=0.01) != key(cfg) != key(cfg, "dpo")
 
 
 def test_unlearn_with_l1_and_evaluate_end_to_end(vlm_dir, clear_dir, tmp_path):

@@ -17,17 +17,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
+from dataclasses import asdict
 from typing import Iterable, Mapping
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from lmscalpel.checkpoint import model_identity, open_checkpoint, tensor_identity
 from lmscalpel.io import atomic_path
 from lmscalpel.models import decoder_layers
 from lmscalpel.pruning.blocks import BlockInput, capture_block_inputs, run_block
 from lmscalpel.pruning.mitigations import get_mitigation
+from lmscalpel.pruning.patterns import parse_pattern
 from lmscalpel.pruning.pruner import DEFAULT_TARGETS, ActivationPruning, ModuleParams, find_target_modules, module_weight
 
 log = logging.getLogger(__name__)
@@ -93,9 +95,15 @@ def train_learnable(model: torch.nn.Module, windows: torch.Tensor, *, pattern, c
     """Train the mitigation's parameters block by block; ``steps`` per block (default: one epoch of windows).
 
     ``history`` (if given) receives one dict per block with the first and last training loss. With
-    ``checkpoint_dir`` every finished block is saved there and skipped by a rerun (dense propagation makes the
-    later blocks independent of how the earlier ones were trained).
+    ``checkpoint_dir`` every finished block is saved there and skipped by a rerun of the same arguments, model
+    files and windows (``lmscalpel.checkpoint``; dense propagation makes the later blocks independent of how the
+    earlier ones were trained).
     """
+    resume_key = {"model": model_identity(model), "windows": tensor_identity(windows),
+                  "pattern": asdict(parse_pattern(pattern)), "criterion": criterion, "mitigation": mitigation,
+                  "targets": list(targets), "layers": None if layers is None else list(layers),
+                  "criterion_options": criterion_options, "lr": lr, "steps": steps, "batch_size": batch_size,
+                  "weight_decay": weight_decay, "warmup_fraction": warmup_fraction, "grad_clip": grad_clip}
     modules = find_target_modules(model, targets, layers)
     params = init_learnable(modules, mitigation)
     pruning = ActivationPruning(model, pattern, criterion, mitigation, targets, layers, params, criterion_options)
@@ -105,33 +113,33 @@ def train_learnable(model: torch.nn.Module, windows: torch.Tensor, *, pattern, c
         p.requires_grad_(False)
     names = {id(m): n for n, m in model.named_modules()}
     inputs = capture_block_inputs(model, windows, batch_size)
-    pruning.install()
-    try:
-        for index, block in enumerate(decoder_layers(model)):
-            prefix = names[id(block)] + "."
-            block_params = [p for name in modules if name.startswith(prefix) for p in params[name].values()]
-            pruning.enabled = False
-            with torch.no_grad():
-                dense = [run_block(block, item) for item in inputs]
-            done = Path(checkpoint_dir) / f"block{index}.safetensors" if checkpoint_dir else None
-            if block_params and done is not None and done.exists():
-                _restore_block(params, load_params(done))
-                log.info("learnable %s block %d: restored from %s", mitigation, index, done)
-            elif block_params:
-                losses = _fit_block(block, inputs, dense, block_params, pruning, lr=lr,
-                                    steps=steps or len(inputs), weight_decay=weight_decay,
-                                    warmup_fraction=warmup_fraction, grad_clip=grad_clip)
-                log.info("learnable %s block %d: loss %.4g -> %.4g", mitigation, index, losses[0], losses[-1])
-                if history is not None:
-                    history.append({"block": index, "first_loss": losses[0], "last_loss": losses[-1]})
-                if done is not None:
-                    save_params(done, {n: params[n] for n in modules if n.startswith(prefix)},
-                                {"mitigation": mitigation, "block": index})
-            inputs = [BlockInput(out, item.kwargs) for out, item in zip(dense, inputs)]
-    finally:
-        pruning.remove()
-        for p, flag in zip(weights, grad_flags):
-            p.requires_grad_(flag)
+    with open_checkpoint(checkpoint_dir, resume_key, what="pruning.learnable") as ckpt:
+        pruning.install()
+        try:
+            for index, block in enumerate(decoder_layers(model)):
+                prefix = names[id(block)] + "."
+                block_params = [p for name in modules if name.startswith(prefix) for p in params[name].values()]
+                pruning.enabled = False
+                with torch.no_grad():
+                    dense = [run_block(block, item) for item in inputs]
+                done = f"block{index}.pt"
+                if block_params and ckpt and ckpt.exists(done):
+                    _restore_block(params, ckpt.load_state(done))
+                    log.info("learnable %s block %d: restored from %s", mitigation, index, ckpt.path(done))
+                elif block_params:
+                    losses = _fit_block(block, inputs, dense, block_params, pruning, lr=lr,
+                                        steps=steps or len(inputs), weight_decay=weight_decay,
+                                        warmup_fraction=warmup_fraction, grad_clip=grad_clip)
+                    log.info("learnable %s block %d: loss %.4g -> %.4g", mitigation, index, losses[0], losses[-1])
+                    if history is not None:
+                        history.append({"block": index, "first_loss": losses[0], "last_loss": losses[-1]})
+                    if ckpt:
+                        ckpt.save_state({n: params[n] for n in modules if n.startswith(prefix)}, done)
+                inputs = [BlockInput(out, item.kwargs) for out, item in zip(dense, inputs)]
+        finally:
+            pruning.remove()
+            for p, flag in zip(weights, grad_flags):
+                p.requires_grad_(flag)
     return {name: {key: value.detach().clone() for key, value in entry.items()} for name, entry in params.items()}
 
 

@@ -22,7 +22,8 @@ from typing import Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from lmscalpel.io import read_json, read_jsonl, write_json, write_jsonl
+from lmscalpel.checkpoint import open_checkpoint
+from lmscalpel.io import read_jsonl
 from lmscalpel.models.chat import chat_prompt
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,6 @@ def generate_ids(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: in
 # eval settings that change a generated batch or its scores (n_samples only adds batches of its own)
 GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "batch_size", "chat_template", "add_bos",
                    "thinking_end", "stop_strings", "seed")
-PIECE_GLOB = "sample*-batch*.jsonl"
 
 
 def condition_spec(model, problems: Sequence[dict], eval_cfg: dict, key: dict | None) -> dict:
@@ -221,54 +221,40 @@ def condition_spec(model, problems: Sequence[dict], eval_cfg: dict, key: dict | 
             "key": key or {}}
 
 
-def prepare_checkpoints(ckpt: Path, spec: dict) -> None:
-    """Keep the finished batches in ``ckpt`` only if they were made under ``spec``; otherwise delete them."""
-    fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    marker = ckpt / "fingerprint.json"
-    if marker.exists() and read_json(marker).get("fingerprint") == fingerprint:
-        return
-    stale = sorted(ckpt.glob(PIECE_GLOB))
-    if stale:
-        log.info("%s: %d batches were made under another config; regenerating", ckpt, len(stale))
-    for piece in stale:
-        piece.unlink()
-    write_json(marker, {"fingerprint": fingerprint, "spec": spec})
-
-
 def run_condition(model, tokenizer, problems: Sequence[dict], eval_cfg: dict, *, checkpoint_dir: str | Path,
                   key: dict | None = None, intervention: Callable[[], contextlib.AbstractContextManager] | None = None,
                   logits_processor: Callable[[int], object] | None = None, desc: str = "condition") -> list[dict]:
     """Generate ``eval_cfg['n_samples']`` samples per problem under ``intervention`` (a factory entered once per
-    batch) and score them. Finished batches are kept under ``checkpoint_dir`` and reused after a kill, as long as
-    ``condition_spec`` (with the caller's ``key``) is unchanged; a changed spec regenerates them.
+    batch) and score them. Finished batches are kept under ``checkpoint_dir`` (``lmscalpel.checkpoint``, keyed by
+    ``condition_spec`` with the caller's ``key``) and reused after a kill; a changed spec regenerates them.
 
     ``logits_processor(prompt_length)`` builds the processors for one batch (the vocabulary ban).
     """
-    ckpt = Path(checkpoint_dir)
-    prepare_checkpoints(ckpt, condition_spec(model, problems, eval_cfg, key))
-    prompts = render_prompts(tokenizer, problems, eval_cfg["chat_template"], eval_cfg["add_bos"])
-    size = eval_cfg["batch_size"]
-    records = []
-    jobs = [(s, b) for s in range(eval_cfg["n_samples"]) for b in range(0, len(problems), size)]
-    for sample, start in tqdm(jobs, desc=desc, leave=False, mininterval=5):
-        part = ckpt / f"sample{sample}-batch{start // size:05d}.jsonl"
-        if part.exists():
-            records += read_jsonl(part)
-            continue
-        chunk = problems[start:start + size]
-        enc_len = tokenizer(prompts[start:start + size], return_tensors="pt", padding=True,
-                            add_special_tokens=False)["input_ids"].shape[1]
-        processors = logits_processor(enc_len) if logits_processor else None
-        with intervention() if intervention else contextlib.nullcontext():
-            generated = generate_ids(model, tokenizer, prompts[start:start + size],
-                                     max_new_tokens=eval_cfg["max_new_tokens"], temperature=eval_cfg["temperature"],
-                                     top_p=eval_cfg["top_p"], seed=eval_cfg.get("seed", 0) + sample,
-                                     logits_processor=processors, stop_strings=eval_cfg.get("stop_strings", ()))
-        rows = [score_generation(tokenizer, p, ids, eval_cfg["thinking_end"], sample)
-                for p, ids in zip(chunk, generated)]
-        write_jsonl(part, rows)
-        records += rows
-    return records
+    with open_checkpoint(checkpoint_dir, condition_spec(model, problems, eval_cfg, key), what="reasoning") as ckpt:
+        prompts = render_prompts(tokenizer, problems, eval_cfg["chat_template"], eval_cfg["add_bos"])
+        size = eval_cfg["batch_size"]
+        records = []
+        jobs = [(s, b) for s in range(eval_cfg["n_samples"]) for b in range(0, len(problems), size)]
+        for sample, start in tqdm(jobs, desc=desc, leave=False, mininterval=5):
+            part = f"sample{sample}-batch{start // size:05d}.jsonl"
+            if ckpt.exists(part):
+                records += read_jsonl(ckpt.path(part))
+                continue
+            chunk = problems[start:start + size]
+            enc_len = tokenizer(prompts[start:start + size], return_tensors="pt", padding=True,
+                                add_special_tokens=False)["input_ids"].shape[1]
+            processors = logits_processor(enc_len) if logits_processor else None
+            with intervention() if intervention else contextlib.nullcontext():
+                generated = generate_ids(model, tokenizer, prompts[start:start + size],
+                                         max_new_tokens=eval_cfg["max_new_tokens"],
+                                         temperature=eval_cfg["temperature"], top_p=eval_cfg["top_p"],
+                                         seed=eval_cfg.get("seed", 0) + sample, logits_processor=processors,
+                                         stop_strings=eval_cfg.get("stop_strings", ()))
+            rows = [score_generation(tokenizer, p, ids, eval_cfg["thinking_end"], sample)
+                    for p, ids in zip(chunk, generated)]
+            ckpt.write_jsonl(part, rows)
+            records += rows
+        return records
 
 
 def score_generation(tokenizer, problem: dict, ids: Sequence[int], marker: str, sample: int = 0) -> dict:

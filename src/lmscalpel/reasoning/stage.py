@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from lmscalpel.checkpoint import files_identity
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl, write_text
 from lmscalpel.models import load_model
 from lmscalpel.models.intervention import special_token_ids
@@ -145,21 +146,13 @@ def run_reason_score(*, model_ref: ModelRef, sae_dir: str, sae_id: str, toyworld
 
 # --- evaluation conditions ------------------------------------------------------------------------------------
 
-MODEL_FILES = ("*.safetensors", "config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",
-               "chat_template*")
 SAE_FILES = ("cfg.json", "*.safetensors", "params.npz")
 
 
-def files_stamp(directory: str | Path, patterns: Sequence[str]) -> dict[str, list[int]]:
-    """Name → (size, mtime in ns) of the files of a model or SAE directory that define it: a cheap stand-in for
-    their content in checkpoint keys (a re-trained or re-imported model / SAE invalidates its generations)."""
-    path = Path(directory)
-    files = sorted({f for pattern in patterns for f in path.glob(pattern) if f.is_file()}) if path.is_dir() else []
-    return {f.name: [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
-
-
 def model_key(model_ref: ModelRef) -> dict:
-    return {**model_provenance(model_ref), "files": files_stamp(model_ref.name_or_path, MODEL_FILES)}
+    """A condition's model: its provenance and the content of its files (a re-trained or re-imported model
+    invalidates its generations; one saved again unchanged does not)."""
+    return {**model_provenance(model_ref), "files": files_identity(model_ref.name_or_path)}
 
 
 def _problems(eval_cfg: dict, benchmark: str, toyworld_dir: str | None, seed: int) -> list[dict]:
@@ -228,8 +221,8 @@ def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: s
     n_random = steer_cfg["n_random_latents"]
     controls = random_latents(table, selected, len(features) if n_random is None else n_random, seed)
     gamma, positions = steer_cfg["gamma"], steer_cfg["positions"]
-    base_key = {"model": model_key(model_ref), "sae": files_stamp(sae_dir, SAE_FILES), "layer": layer, "gamma": gamma,
-                "positions": positions}
+    base_key = {"model": model_key(model_ref), "sae": files_identity(sae_dir, SAE_FILES), "layer": layer,
+                "gamma": gamma, "positions": positions}
     rows = []
     for mode in steer_cfg["modes"]:
         for kind, latents in (("selected", features), ("random", controls)):

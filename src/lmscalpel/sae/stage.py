@@ -19,7 +19,8 @@ from lmscalpel.sae.architectures import SAE_REGISTRY, build_sae
 from lmscalpel.sae.base import SparseAutoencoder
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
-from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint
+from lmscalpel.checkpoint import open_checkpoint
+from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, grid_key
 
 log = logging.getLogger(__name__)
 TOPK_FAMILY = ("topk", "batchtopk", "ortsae")
@@ -86,27 +87,29 @@ def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], spe
     cfg = training_config(sae_cfg, seed)
     grid = {k: (sae.to(resolve_device(device)), lr) for k, (sae, lr) in
             build_grid(specs, sae_cfg, reader.d_model, seed).items()}
-    fingerprint = config_fingerprint({"specs": list(specs), "sae": sae_cfg, "seed": seed,
-                                      "cache": [s["sha256"] for s in reader.manifest["shards"]]})
-    trainer = GridTrainer(grid, cfg, checkpoint_dir, fingerprint=fingerprint)
-    source = cache_batches(reader, cfg.batch_size, seed)
-    for sae, _ in grid.values():
-        if hasattr(sae, "check_threshold_schedule"):
-            sae.check_threshold_schedule(cfg.epochs * source.steps_per_epoch)
-    start = time.time()
-    final = trainer.fit(source)
-    seconds = time.time() - start
-    n_train_tokens = cfg.epochs * source.steps_per_epoch * cfg.batch_size
-    log.info("trained %d SAEs on layer %d in %.1f s (%d tokens)", len(grid), layer, seconds, n_train_tokens)
-    for spec in specs:
-        sae, lr = grid[spec["sae_id"]]
-        meta = {**(provenance or {}), "hook_name": hook_name(layer, hook), "layer": layer, "hook": hook,
-                "context_size": reader.manifest.get("context_length"), "dataset_path": reader.manifest.get("dataset"),
-                "sae_id": spec["sae_id"], "seed": seed, "learning_rate": lr,
-                "training_tokens": n_train_tokens, "training_steps": trainer.step, "training_seconds": seconds,
-                "training_final": final[spec["sae_id"]], "cache_dir": str(Path(cache_manifest).parent)}
-        save_sae(sae, out_dirs[spec["sae_id"]], meta)
-    trainer.remove_checkpoint()
+    key = {"grid": grid_key(grid, cfg), "specs": list(specs), "sae": sae_cfg, "seed": seed,
+           "cache": [s["sha256"] for s in reader.manifest["shards"]]}
+    with open_checkpoint(checkpoint_dir, key, what="sae.train") as checkpoint:
+        trainer = GridTrainer(grid, cfg, checkpoint)
+        source = cache_batches(reader, cfg.batch_size, seed)
+        for sae, _ in grid.values():
+            if hasattr(sae, "check_threshold_schedule"):
+                sae.check_threshold_schedule(cfg.epochs * source.steps_per_epoch)
+        start = time.time()
+        final = trainer.fit(source)
+        seconds = time.time() - start
+        n_train_tokens = cfg.epochs * source.steps_per_epoch * cfg.batch_size
+        log.info("trained %d SAEs on layer %d in %.1f s (%d tokens)", len(grid), layer, seconds, n_train_tokens)
+        for spec in specs:
+            sae, lr = grid[spec["sae_id"]]
+            meta = {**(provenance or {}), "hook_name": hook_name(layer, hook), "layer": layer, "hook": hook,
+                    "context_size": reader.manifest.get("context_length"),
+                    "dataset_path": reader.manifest.get("dataset"), "sae_id": spec["sae_id"], "seed": seed,
+                    "learning_rate": lr, "training_tokens": n_train_tokens, "training_steps": trainer.step,
+                    "training_seconds": seconds, "training_final": final[spec["sae_id"]],
+                    "cache_dir": str(Path(cache_manifest).parent)}
+            save_sae(sae, out_dirs[spec["sae_id"]], meta)
+        trainer.remove_checkpoint()
     return final
 
 

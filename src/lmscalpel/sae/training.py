@@ -2,24 +2,22 @@
 pattern, spec §0/§2): one activation scale, one geometric median, every SAE sees every batch.
 
 Resumable: the whole state (weights, Adam moments, step, thresholds, dead-latent counters, OrtSAE chunk
-generators) is checkpointed every ``checkpoint_every`` steps; the data order is a function of (seed, epoch),
-so a resumed run skips the batches already seen and ends with the same weights as an uninterrupted one.
+generators) is saved every ``checkpoint_every`` steps as one ``lmscalpel.checkpoint`` state file; the data order is
+a function of (seed, epoch), so a resumed run skips the batches already seen and ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import torch
 from tqdm import tqdm
 
+from lmscalpel.checkpoint import STATE_FILE, Checkpoint
 from lmscalpel.sae.base import SparseAutoencoder, StepContext, StepOutput
 
 log = logging.getLogger(__name__)
@@ -155,46 +153,42 @@ class _Member:
         self.stats = state["stats"]
 
 
+def grid_key(saes: dict[str, tuple[SparseAutoencoder, float]], cfg: TrainingConfig) -> dict[str, Any]:
+    """The trainer's part of a checkpoint key: its settings and each SAE's architecture, config and learning rate."""
+    return {"training": asdict(cfg),
+            "saes": {k: (type(s).__name__, s.cfg.to_dict(), lr) for k, (s, lr) in saes.items()}}
+
+
 class GridTrainer:
-    """Trains several SAEs on the same batches. ``saes`` maps an id to (module, learning rate)."""
+    """Trains several SAEs on the same batches. ``saes`` maps an id to (module, learning rate); ``checkpoint`` (keyed
+    by at least :func:`grid_key`) keeps the state of a killed run."""
 
     def __init__(self, saes: dict[str, tuple[SparseAutoencoder, float]], cfg: TrainingConfig,
-                 checkpoint_dir: str | os.PathLike | None = None, fingerprint: str = ""):
-        self.cfg = cfg
+                 checkpoint: Checkpoint | None = None):
+        self.cfg, self.checkpoint = cfg, checkpoint
         self.members = {name: _Member(sae, lr, cfg.betas) for name, (sae, lr) in saes.items()}
-        self.checkpoint_path = Path(checkpoint_dir) / "state.pt" if checkpoint_dir else None
-        self.fingerprint = fingerprint or config_fingerprint(
-            {"cfg": asdict(cfg), "saes": {k: (type(s).__name__, s.cfg.to_dict(), lr) for k, (s, lr) in saes.items()}})
         self.step = 0
         self.scale: float | None = None
 
     # --- checkpointing ---
     def save_checkpoint(self) -> None:
-        if self.checkpoint_path is None:
-            return
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"fingerprint": self.fingerprint, "step": self.step, "scale": self.scale,
-                 "members": {k: m.state() for k, m in self.members.items()}}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        if self.checkpoint is not None:
+            self.checkpoint.save_state({"step": self.step, "scale": self.scale,
+                                        "members": {k: m.state() for k, m in self.members.items()}})
 
     def try_resume(self) -> bool:
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
-            return False
-        state = torch.load(self.checkpoint_path, weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning("ignoring checkpoint %s: it belongs to a different grid/config", self.checkpoint_path)
+        state = self.checkpoint.load_state() if self.checkpoint is not None else None
+        if state is None:
             return False
         self.step, self.scale = state["step"], state["scale"]
         for k, m in self.members.items():
             m.load(state["members"][k])
-        log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+        log.info("resumed from %s at step %d", self.checkpoint.directory, self.step)
         return True
 
     def remove_checkpoint(self) -> None:
-        if self.checkpoint_path is not None and self.checkpoint_path.exists():
-            self.checkpoint_path.unlink()
+        if self.checkpoint is not None:
+            self.checkpoint.remove(STATE_FILE)
 
     # --- training ---
     def _initialise(self, source: BatchSource) -> None:
@@ -274,7 +268,3 @@ class GridTrainer:
         return " | ".join(f"{k}: loss {m.stats.get('loss', float('nan')):.3g} L0 {m.stats.get('l0', 0):.1f} "
                           f"fvu {m.stats.get('fvu', float('nan')):.3f} dead {self.dead_fraction(m, dead_window):.2f}"
                           for k, m in self.members.items())
-
-
-def config_fingerprint(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

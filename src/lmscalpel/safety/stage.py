@@ -1,8 +1,9 @@
 """The safety_tune rule body: tune the base model (``lmscalpel.safety.tune``), gate it, write the merged model and
 its before/after card.
 
-Resumable: the base model's answers, the "before" measurement and the training checkpoints live in the checkpoint
-directory, keyed by a fingerprint of (config, data, base model, seed).
+Resumable: the base model's answers, the "before" measurement and the training state live in the checkpoint directory
+(``lmscalpel.checkpoint``), keyed by the config section (less the gates), the prompts, the perplexity texts, the base
+model and the seed: a tune that failed its gate resumes at its end when only a gate changed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
+from lmscalpel.checkpoint import file_identity, model_identity, open_checkpoint
+from lmscalpel.io import atomic_path, read_jsonl, write_json
 from lmscalpel.safety.tune import (DEFAULT_REFUSALS, SafetyTuneConfig, SafetyTuneGateError, gate_failure,
                                    greedy_answers, measure, sft_examples, train_lora, train_prompts)
 
@@ -32,24 +34,16 @@ def perplexity_texts(ppl_cfg: dict, text_path: str | Path | None) -> list[str]:
     return list(itertools.islice(texts, ppl_cfg.get("max_texts")))
 
 
-def fingerprint(cfg: SafetyTuneConfig, chat_eval_path: str | Path, base: str, seed: int) -> str:
-    """Identifies a tuning run: checkpoints are resumed only by the run (config, prompts, base model, seed)."""
-    base_id = base
-    weights = sorted(Path(base).glob("*.safetensors")) if Path(base).is_dir() else []
-    if weights:
-        base_id = json.dumps([sha256_file(w) for w in weights])
-    payload = json.dumps({"cfg": asdict(cfg), "prompts": sha256_file(chat_eval_path), "base": base_id, "seed": seed},
-                         sort_keys=True, default=list)
-    return hashlib.sha256(payload.encode()).hexdigest()
+GATES = ("min_refusal_rate", "max_benign_compliance_drop")  # decide whether the tune is kept, not what it learns
 
 
-def _cached(path: Path, key: str, compute):
-    """``compute()`` once per fingerprint ``key``, kept as JSON at ``path`` (survives a kill)."""
-    if path.exists() and (stored := read_json(path)).get("fingerprint") == key:
-        return stored["value"]
-    value = compute()
-    write_json(path, {"fingerprint": key, "value": value})
-    return value
+def checkpoint_key(cfg: SafetyTuneConfig, chat_eval_path: str | Path, ppl_texts: Sequence[str], base_ref,
+                   seed: int) -> dict:
+    """What a tuning run's numbers depend on: config (gates aside), prompts, perplexity texts, base model, seed."""
+    texts = hashlib.sha256(json.dumps(list(ppl_texts)).encode()).hexdigest()
+    return {"safety_tune": {k: v for k, v in asdict(cfg).items() if k not in GATES}, "seed": seed,
+            "prompts": file_identity(chat_eval_path), "perplexity_texts": texts,
+            "base": model_identity(base_ref)}
 
 
 def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str], out_dir: str | Path,
@@ -66,39 +60,39 @@ def safety_tune(base_ref, *, chat_eval_path: str | Path, ppl_texts: Sequence[str
     cfg = cfg if isinstance(cfg, SafetyTuneConfig) else SafetyTuneConfig.from_dict(cfg)
     refusals = tuple(cfg.refusals or DEFAULT_REFUSALS)
     chat_eval = read_jsonl(chat_eval_path)
-    ckpt = Path(checkpoint_dir)
-    key = fingerprint(cfg, chat_eval_path, base_ref.name_or_path, seed)
-    model, tokenizer = load_model(base_ref)
-    benign = train_prompts(chat_eval, "benign")
-    answers = _cached(ckpt / "benign_answers.json", key, lambda: greedy_answers(
-        model, tokenizer, benign, cfg.answer_max_new_tokens, cfg.generation_batch_size))
-    before = _cached(ckpt / "before.json", key, lambda: measure(model, tokenizer, chat_eval, ppl_texts, cfg))
-    examples = sft_examples(chat_eval, {p: tuple(a) for p, a in zip(benign, answers)}, refusals, seed)
-    # an empty, unfinished answer has no token to learn from (a batch of only such rows has a NaN loss)
-    n_built = len(examples)
-    examples = [ex for ex in examples if ex[1] or ex[2]]
-    trained = train_lora(model, tokenizer, examples, cfg, seed, ckpt, key, stop_after)
-    if trained is None:
-        return None
-    peft_model, final_loss, resumed = trained
-    merged = peft_model.merge_and_unload()
-    merged.requires_grad_(False)
-    after = measure(merged, tokenizer, chat_eval, ppl_texts, cfg)
-    card = {"before": before, "after": after, "min_refusal_rate": cfg.min_refusal_rate, "n_train": len(examples),
-            "n_train_refusals": n_built - len(benign), "n_train_benign": len(examples) - (n_built - len(benign)),
-            "n_train_left_out_empty": n_built - len(examples),
-            "final_loss": final_loss, "resumed_from_step": resumed, "refusal_markers": cfg.refusal_markers,
-            "base_model": model_provenance(base_ref), "config": asdict(cfg), "seed": seed}
-    log.info("safety tune: refusal %.3f -> %.3f, benign compliance %.3f -> %.3f, perplexity %.2f -> %.2f",
-             before["refusal_rate"], after["refusal_rate"], before["benign_compliance"],
-             after["benign_compliance"], before["test_perplexity"], after["test_perplexity"])
-    failure = gate_failure(before, after, cfg)
-    if failure:
-        log.error("safety card of the failed tune:\n%s", json.dumps(card, indent=2))
-        raise SafetyTuneGateError(failure)
-    with atomic_path(out_dir) as tmp:
-        merged.to("cpu").save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "safety_card.json", card)
-    write_json(card_path, card)
-    return card
+    key = checkpoint_key(cfg, chat_eval_path, ppl_texts, base_ref, seed)
+    with open_checkpoint(checkpoint_dir, key, what="safety_tune") as ckpt:
+        model, tokenizer = load_model(base_ref)
+        benign = train_prompts(chat_eval, "benign")
+        answers = ckpt.cached_json("benign_answers.json", lambda: greedy_answers(
+            model, tokenizer, benign, cfg.answer_max_new_tokens, cfg.generation_batch_size))
+        before = ckpt.cached_json("before.json", lambda: measure(model, tokenizer, chat_eval, ppl_texts, cfg))
+        examples = sft_examples(chat_eval, {p: tuple(a) for p, a in zip(benign, answers)}, refusals, seed)
+        # an empty, unfinished answer has no token to learn from (a batch of only such rows has a NaN loss)
+        n_built = len(examples)
+        examples = [ex for ex in examples if ex[1] or ex[2]]
+        trained = train_lora(model, tokenizer, examples, cfg, seed, ckpt, stop_after)
+        if trained is None:
+            return None
+        peft_model, final_loss, resumed = trained
+        merged = peft_model.merge_and_unload()
+        merged.requires_grad_(False)
+        after = measure(merged, tokenizer, chat_eval, ppl_texts, cfg)
+        card = {"before": before, "after": after, "min_refusal_rate": cfg.min_refusal_rate, "n_train": len(examples),
+                "n_train_refusals": n_built - len(benign), "n_train_benign": len(examples) - (n_built - len(benign)),
+                "n_train_left_out_empty": n_built - len(examples),
+                "final_loss": final_loss, "resumed_from_step": resumed, "refusal_markers": cfg.refusal_markers,
+                "base_model": model_provenance(base_ref), "config": asdict(cfg), "seed": seed}
+        log.info("safety tune: refusal %.3f -> %.3f, benign compliance %.3f -> %.3f, perplexity %.2f -> %.2f",
+                 before["refusal_rate"], after["refusal_rate"], before["benign_compliance"],
+                 after["benign_compliance"], before["test_perplexity"], after["test_perplexity"])
+        failure = gate_failure(before, after, cfg)
+        if failure:
+            log.error("safety card of the failed tune:\n%s", json.dumps(card, indent=2))
+            raise SafetyTuneGateError(failure)
+        with atomic_path(out_dir) as tmp:
+            merged.to("cpu").save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "safety_card.json", card)
+        write_json(card_path, card)
+        return card

@@ -7,24 +7,24 @@ helpfulness is anchored to what the model already says). Prompts go through the 
 steering stage; the loss covers the reply tokens only. The adapter is merged (``merge_and_unload``) and saved with
 ``save_pretrained``, so later stages load it like any other model.
 
-Resumable: the adapter + optimiser are saved every ``checkpoint_every`` steps, and the batch order is a pure function
-of (seed, epoch), so a resumed run ends with the same weights. The rule body is ``lmscalpel.safety.stage``.
+Resumable: the adapter + optimiser are saved every ``checkpoint_every`` steps (``lmscalpel.checkpoint``), and the
+batch order is a pure function of (seed, epoch), so a resumed run ends with the same weights. The rule body is
+``lmscalpel.safety.stage``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
 
+from lmscalpel.checkpoint import Checkpoint
 from lmscalpel.config import section_dataclass
 from lmscalpel.models.chat import chat_prompt
 from lmscalpel.models.refusal import has_marker, refusal_markers
-from lmscalpel.runtime import load_training_state, save_training_state
 
 # Each contains a refusal marker of both keyword judges (Arditi et al. and the toy world's), so whichever judge
 # later stages use reads them as refusals.
@@ -207,26 +207,25 @@ def measure(model, tokenizer, chat_eval: list[dict], ppl_texts: Sequence[str], c
     return out
 
 
-ADAPTER_FILE = "adapter.safetensors"
-
-
-def _save_checkpoint(ckpt: Path, model, optimizer, step: int, key: str) -> None:
-    from peft import get_peft_model_state_dict
-
-    save_training_state(ckpt, get_peft_model_state_dict(model), optimizer, step, key, ADAPTER_FILE)
-
-
-def _load_checkpoint(ckpt: Path, model, optimizer, key: str) -> int:
+def _resume(ckpt: Checkpoint, model, optimizer) -> int:
     from peft import set_peft_model_state_dict
 
-    step, weights = load_training_state(ckpt, optimizer, key, ADAPTER_FILE)
-    if weights is not None:
-        set_peft_model_state_dict(model, weights)
-    return step
+    state = ckpt.load_state()
+    if state is None:
+        return 0
+    set_peft_model_state_dict(model, state["adapter"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _save(ckpt: Checkpoint, model, optimizer, step: int) -> None:
+    from peft import get_peft_model_state_dict
+
+    ckpt.save_state({"adapter": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(), "step": step})
 
 
 def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: SafetyTuneConfig, seed: int,
-               ckpt: Path, key: str, stop_after: int | None = None):
+               ckpt: Checkpoint, stop_after: int | None = None):
     """LoRA SFT (AdamW, constant learning rate); returns (peft model, mean loss of this run's last epoch (None when
     resumed at the end), resumed step), or None when ``stop_after`` ended it early."""
     from peft import LoraConfig, get_peft_model
@@ -240,7 +239,7 @@ def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: Saf
     encoded = [encode_example(tokenizer, *ex) for ex in examples]
     per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total = per_epoch * cfg.epochs
-    start = _load_checkpoint(ckpt, model, optimizer, key)
+    start = _resume(ckpt, model, optimizer)
     model.train()
     losses: list[float] = []
     bar = tqdm(range(start, total), desc="safety tune", initial=start, total=total, mininterval=2)
@@ -255,7 +254,7 @@ def train_lora(model, tokenizer, examples: list[tuple[str, str, bool]], cfg: Saf
         bar.set_postfix(loss=f"{loss.item():.3f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == total:
-            _save_checkpoint(ckpt, model, optimizer, done, key)
+            _save(ckpt, model, optimizer, done)
         if stop_after is not None and done >= stop_after and done < total:
             return None
     model.eval()

@@ -1,8 +1,9 @@
 """The steering grid: (c × direction × prompt) rows at one layer, generated in resumable chunks, judged, as Parquet.
 
 Rows are enumerated in a fixed order (coefficient, then direction, then prompt), cut into chunks of ``chunk_rows``;
-each finished chunk is written atomically to the checkpoint directory, so a killed job resumes at the first missing
-chunk. A fingerprint of everything that defines the rows guards against mixing chunks of different configs.
+each finished chunk is written atomically to the checkpoint directory (``lmscalpel.checkpoint``), so a killed job
+resumes at the first missing chunk. The directory is keyed by everything that defines the rows (model files, layer,
+μ, prompts, directions, judge, decoding...), so chunks of different configs never mix.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from lmscalpel.io import atomic_path, read_json, write_json
+from lmscalpel.checkpoint import model_identity, open_checkpoint, tensor_identity
 from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.judges import CoherenceRule, Judge
 
@@ -60,30 +60,9 @@ def fingerprint(spec) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def tensor_key(t: torch.Tensor | None) -> str | None:
-    """Digest of a tensor's values (directions are keyed by what they are, not by a rounded sum)."""
-    return None if t is None else hashlib.sha256(t.detach().float().cpu().numpy().tobytes()).hexdigest()[:16]
-
-
-def model_key(model) -> dict:
-    return {"name_or_path": getattr(model, "name_or_path", None), "dtype": str(getattr(model, "dtype", None))}
-
-
 def judge_key(judge) -> dict | str:
     """A judge's model, revision, template and decoding (``judge.config``); its name for judges without one."""
     return getattr(judge, "config", judge.name)
-
-
-def prepare_checkpoints(ckpt_dir: Path, digest: str) -> None:
-    """Start ``ckpt_dir`` over unless it was written for ``digest`` (a fingerprint of everything that changes the
-    numbers of the resumable pieces inside)."""
-    marker = ckpt_dir / "fingerprint.json"
-    if ckpt_dir.exists() and (not marker.exists() or read_json(marker).get("fingerprint") != digest):
-        log.info("checkpoint dir %s was written for another config; starting over", ckpt_dir)
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    if not marker.exists():
-        write_json(marker, {"fingerprint": digest})
 
 
 def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict],
@@ -95,31 +74,30 @@ def run_grid(model, tokenizer, *, layer: int, mu: float, prompts: Sequence[dict]
 
     With ``coherence`` every row also gets ``coherence_logprob``, ``coherent`` and ``coherence_rule``."""
     rows = grid_rows(prompts, directions, coefficients)
-    spec = {"model": model_key(model), "layer": layer, "mu": round(mu, 6),
+    spec = {"model": model_identity(model), "layer": layer, "mu": round(mu, 6),
             "prompts": [(p["id"], p["prompt"], p["category"]) for p in prompts],
             "coefficients": list(coefficients), "row_order": "prompt-major", "max_new_tokens": max_new_tokens,
             "judge": judge_key(judge),
             "ground_truth": ground_truth is not None, "skip_tokens": skip_tokens, "chunk_rows": chunk_rows,
-            "refusal": tensor_key(refusal),
-            "directions": [(d.kind, d.source, d.latents, tensor_key(d.vectors)) for d in directions]}
+            "refusal": tensor_identity(refusal) if refusal is not None else None,
+            "directions": [(d.kind, d.source, d.latents, tensor_identity(d.vectors)) for d in directions]}
     if coherence is not None:
         spec["coherence"] = coherence.description
-    ckpt_dir = Path(checkpoint_dir)
-    prepare_checkpoints(ckpt_dir, fingerprint(spec))
     d_model = directions[0].vectors.shape[1] if directions else int(model.config.hidden_size)
     frames = []
     n_chunks = (len(rows) + chunk_rows - 1) // chunk_rows
-    for k in tqdm(range(n_chunks), desc=f"steering grid layer {layer}", mininterval=10):
-        path = ckpt_dir / f"chunk-{k:05d}.parquet"
-        if not path.exists():
-            chunk = _run_chunk(model, tokenizer, rows[k * chunk_rows:(k + 1) * chunk_rows], layer=layer, mu=mu,
-                               prompts=prompts, directions=directions, d_model=d_model, judge=judge,
-                               ground_truth=ground_truth, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                               refusal=refusal, skip_tokens=skip_tokens, coherence=coherence)
-            with atomic_path(path) as tmp:
-                chunk.to_parquet(tmp, index=False)
-            log.info("chunk %d/%d done", k + 1, n_chunks)
-        frames.append(pd.read_parquet(path))
+    with open_checkpoint(checkpoint_dir, spec, what="steering") as ckpt:
+        for k in tqdm(range(n_chunks), desc=f"steering grid layer {layer}", mininterval=10):
+            name = f"chunk-{k:05d}.parquet"
+            if not ckpt.exists(name):
+                chunk = _run_chunk(model, tokenizer, rows[k * chunk_rows:(k + 1) * chunk_rows], layer=layer, mu=mu,
+                                   prompts=prompts, directions=directions, d_model=d_model, judge=judge,
+                                   ground_truth=ground_truth, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                   refusal=refusal, skip_tokens=skip_tokens, coherence=coherence)
+                with ckpt.writing(name) as tmp:
+                    chunk.to_parquet(tmp, index=False)
+                log.info("chunk %d/%d done", k + 1, n_chunks)
+            frames.append(pd.read_parquet(ckpt.path(name)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

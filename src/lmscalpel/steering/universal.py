@@ -1,9 +1,10 @@
 """Universal attack (spec §7): on one training prompt pick c*, keep the first ``n_select`` random vectors that make
 the model comply, average and renormalise, and compare the result with random vectors on held-out prompts.
 
-Every step's generations are cached as Parquet in the checkpoint directory, so a killed job resumes. The directory
-is fingerprinted by everything shared by the steps (model, layer, μ, seed, judge, max_new_tokens...) and each file
-name carries a digest of its own step (c, prompts, vector indices), so a changed c* never reuses a stale step.
+Every step's generations are cached as Parquet in the checkpoint directory (``lmscalpel.checkpoint``), so a killed
+job resumes. The directory is keyed by everything shared by the steps (model files, layer, μ, seed, judge,
+max_new_tokens...) and each file name carries a digest of its own step (c, prompts, vector indices), so a changed c*
+never reuses a stale step.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from lmscalpel.io import atomic_path
+from lmscalpel.checkpoint import Checkpoint, model_identity, open_checkpoint
 from lmscalpel.steering.directions import random_directions, unit
 from lmscalpel.steering.generation import generate_steered
-from lmscalpel.steering.grid import fingerprint, model_key, prepare_checkpoints
+from lmscalpel.steering.grid import fingerprint
 
 log = logging.getLogger(__name__)
 # Compliance per (request, response): a list of bools, or columns with the headline one named ``complied``.
@@ -28,27 +29,25 @@ Outcome = Callable[[Sequence[str], Sequence[str]], "list[bool] | dict[str, list]
 class _Runner:
     """Generates (prompt, vector, c) rows and caches each named step."""
 
-    def __init__(self, model, tokenizer, *, layer, mu, outcome: Outcome, max_new_tokens, batch_size, ckpt: Path,
-                 skip_tokens: str, key: dict):
+    def __init__(self, model, tokenizer, *, layer, mu, outcome: Outcome, max_new_tokens, batch_size,
+                 ckpt: Checkpoint, skip_tokens: str):
         self.model, self.tokenizer, self.layer, self.mu, self.outcome = model, tokenizer, layer, mu, outcome
         self.max_new_tokens, self.batch_size, self.ckpt, self.skip_tokens = max_new_tokens, batch_size, ckpt, skip_tokens
-        prepare_checkpoints(ckpt, fingerprint({**key, "model": model_key(model), "layer": layer, "mu": round(mu, 6),
-                                               "max_new_tokens": max_new_tokens, "skip_tokens": skip_tokens}))
 
     def run(self, name: str, prompts: Sequence[str], vectors: torch.Tensor, c: float | Sequence[float],
             labels: dict) -> pd.DataFrame:
         """Rows (prompt i, vector i, c or c[i]), generated in one batched call: a CPU pays per decoding step."""
         cs = [float(x) for x in c] if isinstance(c, Sequence) else [float(c)] * len(prompts)
-        path = self.ckpt / f"{name}-{fingerprint([list(prompts), cs, labels])}.parquet"
-        if path.exists():
-            return pd.read_parquet(path)
+        path = f"{name}-{fingerprint([list(prompts), cs, labels])}.parquet"
+        if self.ckpt.exists(path):
+            return pd.read_parquet(self.ckpt.path(path))
         responses = generate_steered(self.model, self.tokenizer, prompts, vectors, [x * self.mu for x in cs],
                                      layer=self.layer, max_new_tokens=self.max_new_tokens,
                                      batch_size=self.batch_size, skip_tokens=self.skip_tokens)
         judged = self.outcome(prompts, responses)
         columns = judged if isinstance(judged, dict) else {"complied": judged}
         frame = pd.DataFrame({**labels, "c": cs, "prompt": list(prompts), "response": responses, **columns})
-        with atomic_path(path) as tmp:
+        with self.ckpt.writing(path) as tmp:
             frame.to_parquet(tmp, index=False)
         return frame
 
@@ -61,44 +60,46 @@ def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: s
     """Return (held-out rows of every evaluated vector, summary). Random vector pools are disjoint index ranges of
     the (seed, k) stream: sweep [0, S), universal pool u [S + u·T, S + (u+1)·T), baseline after those.
     ``outcome_key`` describes ``outcome`` (ground truth, or the judge's model, template and decoding) for the
-    checkpoint fingerprint."""
+    checkpoint key."""
     d_model = int(model.config.hidden_size) if hasattr(model.config, "hidden_size") else \
         int(model.get_input_embeddings().weight.shape[1])
-    runner = _Runner(model, tokenizer, layer=layer, mu=mu, outcome=outcome, max_new_tokens=max_new_tokens,
-                     batch_size=batch_size, ckpt=Path(checkpoint_dir), skip_tokens=skip_tokens,
-                     key={"seed": seed, "outcome": outcome_key})
-    sweep_dirs = random_directions(d_model, range(sweep_vectors), seed)
-    sweep = runner.run("sweep", [train_prompt] * (sweep_vectors * len(coefficients)),
-                       sweep_dirs.repeat(len(coefficients), 1), [c for c in coefficients for _ in range(sweep_vectors)],
-                       {"vector": list(range(sweep_vectors)) * len(coefficients)})
-    by_c = sweep.groupby("c")["complied"].mean()
-    c_star = float(by_c.idxmax())  # ties → the smallest c (groupby sorts)
-    log.info("training-prompt sweep: %s; c* = %g", by_c.round(3).to_dict(), c_star)
+    key = {"seed": seed, "outcome": outcome_key, "model": model_identity(model), "layer": layer, "mu": round(mu, 6),
+           "max_new_tokens": max_new_tokens, "skip_tokens": skip_tokens}
+    with open_checkpoint(checkpoint_dir, key, what="steering.universal") as ckpt:
+        runner = _Runner(model, tokenizer, layer=layer, mu=mu, outcome=outcome, max_new_tokens=max_new_tokens,
+                         batch_size=batch_size, ckpt=ckpt, skip_tokens=skip_tokens)
+        sweep_dirs = random_directions(d_model, range(sweep_vectors), seed)
+        sweep = runner.run("sweep", [train_prompt] * (sweep_vectors * len(coefficients)),
+                           sweep_dirs.repeat(len(coefficients), 1),
+                           [c for c in coefficients for _ in range(sweep_vectors)],
+                           {"vector": list(range(sweep_vectors)) * len(coefficients)})
+        by_c = sweep.groupby("c")["complied"].mean()
+        c_star = float(by_c.idxmax())  # ties → the smallest c (groupby sorts)
+        log.info("training-prompt sweep: %s; c* = %g", by_c.round(3).to_dict(), c_star)
 
-    held_out = [p for p in eval_prompts if p["prompt"] != train_prompt]
-    evaluated, universal_info = [], []  # (kind, pool or baseline index, unit vector)
-    for u in range(n_universal):
-        start = sweep_vectors + u * max_trials
-        selected, trials = _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u)
-        if len(selected) < n_select:
-            log.warning("pool %d: only %d of %d trials complied; universal vector skipped", u, len(selected),
-                        max_trials)
-        else:
-            evaluated.append(("universal", u, unit(random_directions(d_model, selected, seed).mean(0))))
-        pool = random_directions(d_model, range(start, start + n_select), seed)
-        evaluated.append(("unselected_mean", u, unit(pool.mean(0))))
-        universal_info.append({"pool": u, "trials": trials, "n_selected": len(selected)})
-    base_start = sweep_vectors + n_universal * max_trials
-    evaluated += [("random", j, random_directions(d_model, [base_start + j], seed)[0]) for j in range(n_baseline)]
-    # every held-out row of every vector in one call (at c*)
-    table = runner.run("eval", [p["prompt"] for _ in evaluated for p in held_out],
-                       torch.stack([vec for *_, vec in evaluated]).repeat_interleave(len(held_out), 0), c_star,
-                       {"prompt_id": [p["id"] for _ in evaluated for p in held_out],
-                        "category": [p["category"] for _ in evaluated for p in held_out],
-                        "kind": [kind for kind, *_ in evaluated for _ in held_out],
-                        "vector": [index for _, index, _ in evaluated for _ in held_out]})
-    summary = _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, len(held_out))
-    return table, summary
+        held_out = [p for p in eval_prompts if p["prompt"] != train_prompt]
+        evaluated, universal_info = [], []  # (kind, pool or baseline index, unit vector)
+        for u in range(n_universal):
+            start = sweep_vectors + u * max_trials
+            selected, trials = _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u)
+            if len(selected) < n_select:
+                log.warning("pool %d: only %d of %d trials complied; universal vector skipped", u, len(selected),
+                            max_trials)
+            else:
+                evaluated.append(("universal", u, unit(random_directions(d_model, selected, seed).mean(0))))
+            pool = random_directions(d_model, range(start, start + n_select), seed)
+            evaluated.append(("unselected_mean", u, unit(pool.mean(0))))
+            universal_info.append({"pool": u, "trials": trials, "n_selected": len(selected)})
+        base_start = sweep_vectors + n_universal * max_trials
+        evaluated += [("random", j, random_directions(d_model, [base_start + j], seed)[0]) for j in range(n_baseline)]
+        # every held-out row of every vector in one call (at c*)
+        table = runner.run("eval", [p["prompt"] for _ in evaluated for p in held_out],
+                           torch.stack([vec for *_, vec in evaluated]).repeat_interleave(len(held_out), 0), c_star,
+                           {"prompt_id": [p["id"] for _ in evaluated for p in held_out],
+                            "category": [p["category"] for _ in evaluated for p in held_out],
+                            "kind": [kind for kind, *_ in evaluated for _ in held_out],
+                            "vector": [index for _, index, _ in evaluated for _ in held_out]})
+    return table, _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, len(held_out))
 
 
 def _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u):

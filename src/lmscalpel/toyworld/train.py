@@ -1,14 +1,12 @@
 """Train the toy tokenizer and the tiny Llama on the toy world, resumably.
 
-Checkpoints (weights as safetensors, optimiser state via ``torch.save`` read back with ``weights_only=True``)
-live outside the declared output; a rerun after a kill continues from the last one and, because the batch
-order is a pure function of (seed, step), ends with the same weights as an uninterrupted run.
+The checkpoint (``lmscalpel.checkpoint``: weights, optimiser state and step, keyed by the config section, the seed
+and the corpus) lives outside the declared output; a rerun after a kill continues from the last one and, because
+the batch order is a pure function of (seed, step), ends with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -19,9 +17,10 @@ import torch
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from lmscalpel.checkpoint import file_identity, open_checkpoint
 from lmscalpel.config import section_dataclass
-from lmscalpel.io import atomic_path, read_jsonl, sha256_file, write_json
-from lmscalpel.runtime import load_training_state, resolve_device, save_training_state, seed_everything
+from lmscalpel.io import atomic_path, read_jsonl, write_json
+from lmscalpel.runtime import resolve_device, seed_everything
 from lmscalpel.toyworld.tokenizer import BOS, END, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -90,21 +89,9 @@ def lr_factor(step: int, cfg: ToyModelConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def run_fingerprint(cfg: ToyModelConfig, corpus_path: str | Path, seed: int) -> str:
-    """Identifies a training run: a checkpoint is resumed only by the run (config, corpus, seed) that wrote it."""
-    payload = json.dumps({"cfg": cfg.__dict__, "seed": seed, "corpus": sha256_file(corpus_path)}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _save_checkpoint(ckpt_dir: Path, model, optimizer, step: int, fingerprint: str) -> None:
-    save_training_state(ckpt_dir, model.state_dict(), optimizer, step, fingerprint)
-
-
-def _load_checkpoint(ckpt_dir: Path, model, optimizer, fingerprint: str) -> int:
-    step, weights = load_training_state(ckpt_dir, optimizer, fingerprint)
-    if weights is not None:
-        model.load_state_dict(weights, strict=False)
-    return step
+def checkpoint_key(cfg: ToyModelConfig, corpus_path: str | Path, seed: int) -> dict:
+    """What a training run's numbers depend on: its config section (defaults included), the seed and the corpus."""
+    return {"toy_model": cfg.__dict__, "seed": seed, "corpus": file_identity(corpus_path)}
 
 
 def train_toy_model(corpus_path: str | Path, out_dir: str | Path, cfg: ToyModelConfig | dict, seed: int,
@@ -126,33 +113,38 @@ def train_toy_model(corpus_path: str | Path, out_dir: str | Path, cfg: ToyModelC
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-    ckpt_dir = Path(checkpoint_dir)
-    fingerprint = run_fingerprint(cfg, corpus_path, seed)
-    start = _load_checkpoint(ckpt_dir, model, optimizer, fingerprint)
-    losses = []
-    bar = tqdm(range(start, cfg.steps), desc="train toy llama", initial=start, total=cfg.steps, mininterval=2)
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
-        batch = blocks[batch_indices(step, len(blocks), cfg.batch_size, seed)].to(dev)
-        loss = model(input_ids=batch, labels=batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        done = step + 1
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save_checkpoint(ckpt_dir, model, optimizer, done, fingerprint)
-        if stop_after is not None and done >= stop_after:
-            return {"stopped_at": done}
-    model.eval()
-    summary = {"steps": cfg.steps, "resumed_from": start, "final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:]))),
-               "n_blocks": len(blocks), "train_tokens_seen": (cfg.steps - start) * cfg.batch_size * cfg.context_length,
-               "n_parameters": sum(p.numel() for p in model.parameters()), "seed": seed}
-    with atomic_path(out_dir) as tmp:
-        model.to("cpu").save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "training_summary.json", summary)
+    with open_checkpoint(checkpoint_dir, checkpoint_key(cfg, corpus_path, seed), what="toy_model") as ckpt:
+        state = ckpt.load_state()
+        start = 0 if state is None else state["step"]
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            log.info("resumed from step %d", start)
+        losses = []
+        bar = tqdm(range(start, cfg.steps), desc="train toy llama", initial=start, total=cfg.steps, mininterval=2)
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, cfg)
+            batch = blocks[batch_indices(step, len(blocks), cfg.batch_size, seed)].to(dev)
+            loss = model(input_ids=batch, labels=batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            done = step + 1
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                ckpt.save_state({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
+            if stop_after is not None and done >= stop_after:
+                return {"stopped_at": done}
+        model.eval()
+        summary = {"steps": cfg.steps, "resumed_from": start,
+                   "final_loss": float(sum(losses[-20:]) / max(1, len(losses[-20:]))), "n_blocks": len(blocks),
+                   "train_tokens_seen": (cfg.steps - start) * cfg.batch_size * cfg.context_length,
+                   "n_parameters": sum(p.numel() for p in model.parameters()), "seed": seed}
+        with atomic_path(out_dir) as tmp:
+            model.to("cpu").save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "training_summary.json", summary)
     return summary

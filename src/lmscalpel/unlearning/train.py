@@ -3,7 +3,9 @@
 Both loops use AdamW with HF's linear warm-up/decay schedule, gradient clipping at 1.0 and no weight decay on
 biases and norm weights (the HF Trainer defaults, which CLEAR and open-unlearning train with). CLEAR uses
 bitsandbytes' 8-bit AdamW and bf16 on GPUs; on CPU the project uses torch's AdamW in the configured dtype.
-Batches are a pure function of (seed, epoch), so a resumed run sees the same data order.
+Batches are a pure function of (seed, epoch), so a resumed run sees the same data order; the checkpoint
+(``lmscalpel.checkpoint``) is keyed by the loop's own settings and the caller's key (config section, method, split,
+data and model files, seed), so a run resumes only from its own state.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ import math
 import os
 import random
 import re
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import transformers
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from lmscalpel.checkpoint import files_identity, model_identity, open_checkpoint
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.models import ModelRef
 from lmscalpel.unlearning.data import has_subset, load_clear_subset, retain_name, rows_of
@@ -69,60 +70,61 @@ def train_loop(named_params: dict[str, torch.nn.Parameter],
                n_steps: int, lr: float, weight_decay: float, warmup_steps: int,
                checkpoint_dir: str | os.PathLike | None, checkpoint_every: int,
                penalty: Callable[[], torch.Tensor] | None = None, decayed: set[str] | None = None,
-               desc: str = "train") -> list[float]:
+               desc: str = "train", key: dict[str, Any] | None = None, what: str = "unlearning") -> list[float]:
     """Run ``n_steps`` steps; each loss returned by ``step_losses(step)`` (plus ``penalty()``) gets an optimiser
     step. A loss may be a zero-argument callable, evaluated only after the previous loss's step (SCRUB). Weight
     decay applies to the names in ``decayed`` (all when None; see :func:`decayed_parameter_names`). Saves the
-    trained parameters, optimiser and schedule every ``checkpoint_every`` steps and resumes from them. Returns the
-    per-step loss history (summed over the step's losses, penalty included)."""
+    trained parameters, optimiser and schedule every ``checkpoint_every`` steps and resumes from them when the
+    checkpoint was written under the same ``key`` (what ``step_losses`` and the model depend on) and the same loop
+    settings (``what``: the config section, for messages). Returns the per-step loss history (summed over the
+    step's losses, penalty included)."""
     params = list(named_params.values())
     optimizer = torch.optim.AdamW(_param_groups(named_params, decayed, weight_decay), lr=lr)
     schedule = transformers.get_linear_schedule_with_warmup(optimizer, warmup_steps, max(n_steps, 1))
-    start, history = _load_checkpoint(checkpoint_dir, named_params, optimizer, schedule)
-    for step in tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps, leave=False):
-        total = 0.0
-        for loss in step_losses(step):
-            loss = loss() if callable(loss) else loss
-            if penalty is not None:
-                loss = loss + penalty()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: non-finite loss at step {step}")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            total += float(loss.detach())
-        schedule.step()
-        history.append(total)
-        if checkpoint_dir and ((step + 1) % checkpoint_every == 0 or step + 1 == n_steps):
-            _save_checkpoint(checkpoint_dir, named_params, optimizer, schedule, step + 1, history)
+    loop = {"n_steps": n_steps, "lr": lr, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+            "decayed": sorted(decayed) if decayed is not None else None, "penalty": penalty is not None,
+            "parameters": {n: [list(p.shape), str(p.dtype)] for n, p in named_params.items()}}
+    with open_checkpoint(checkpoint_dir, {**(key or {}), "train_loop": loop}, what=what) as ckpt:
+        start, history = _resume(ckpt, named_params, optimizer, schedule)
+        for step in tqdm(range(start, n_steps), desc=desc, initial=start, total=n_steps, leave=False):
+            total = 0.0
+            for loss in step_losses(step):
+                loss = loss() if callable(loss) else loss
+                if penalty is not None:
+                    loss = loss + penalty()
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: non-finite loss at step {step}")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                total += float(loss.detach())
+            schedule.step()
+            history.append(total)
+            if ckpt and ((step + 1) % checkpoint_every == 0 or step + 1 == n_steps):
+                ckpt.save_state({"params": {n: p.detach().cpu() for n, p in named_params.items()},
+                                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                                 "step": step + 1, "history": history})
     return history
 
 
-def _save_checkpoint(ckpt: str | os.PathLike, named_params, optimizer, schedule, step: int, history) -> None:
-    ckpt = Path(ckpt)
-    ckpt.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ckpt / "params.safetensors") as tmp:
-        save_file({n: p.detach().contiguous().cpu() for n, p in named_params.items()}, str(tmp))
-    with atomic_path(ckpt / "trainer.pt") as tmp:
-        torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step,
-                    "history": history}, tmp)
-
-
-def _load_checkpoint(ckpt, named_params, optimizer, schedule) -> tuple[int, list[float]]:
-    if not ckpt or not (Path(ckpt) / "trainer.pt").exists():
+def _resume(ckpt, named_params, optimizer, schedule) -> tuple[int, list[float]]:
+    state = ckpt.load_state() if ckpt else None
+    if state is None:
         return 0, []
-    state = torch.load(Path(ckpt) / "trainer.pt", weights_only=True)
-    saved = load_file(str(Path(ckpt) / "params.safetensors"))
-    if set(saved) != set(named_params):
-        raise ValueError(f"{ckpt}: checkpoint parameters do not match this run; delete the directory to restart")
     with torch.no_grad():
         for name, p in named_params.items():
-            p.copy_(saved[name].to(p.device))
+            p.copy_(state["params"][name].to(p.device))
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    log.info("resumed from %s at step %d", ckpt, state["step"])
+    log.info("resumed from %s at step %d", ckpt.directory, state["step"])
     return int(state["step"]), list(state["history"])
+
+
+def data_identity(source: str | os.PathLike, revision: str | None) -> dict[str, Any]:
+    """A mini-CLEAR directory by its files' content, a hub dataset by its id and revision."""
+    return {"source": os.fspath(source), "revision": revision,
+            "files": files_identity(source, ("*.parquet", "manifest.json"))}
 
 
 def _device_batch(encoder: Encoder, items: list[Item], device: torch.device) -> dict[str, torch.Tensor]:
@@ -182,10 +184,13 @@ def finetune_vlm(*, base: ModelRef, source: str, revision: str | None, split: st
         batch = _device_batch(encoder, [items[i] for i in batch_idx], device)
         return [model(**batch).loss]
 
+    key = {"finetune": cfg, "prompts": prompts, "subsets": subsets, "data": data_identity(source, revision),
+           "base": model_identity(base), "seed": seed}
     history = train_loop(named, step_losses, n_steps=steps_per_epoch * cfg["epochs"], lr=cfg["lr"],
                          weight_decay=cfg["weight_decay"], warmup_steps=steps_per_epoch * cfg["warmup_epochs"],
                          checkpoint_dir=checkpoint_dir, checkpoint_every=cfg["checkpoint_every"],
-                         decayed=decayed_parameter_names(model), desc=f"finetune {split or 'full'}")
+                         decayed=decayed_parameter_names(model), desc=f"finetune {split or 'full'}", key=key,
+                         what="unlearning.finetune")
     merged = model.merge_and_unload()
     merged.eval()
     info = {"subsets": subsets, "n_items": len(items), "steps": len(history), "first_loss": history[0],
@@ -212,6 +217,16 @@ def trainable_parameters(model: torch.nn.Module, patterns: list[str] | None) -> 
     if not named:
         raise ValueError(f"no trainable parameters match {patterns}")
     return named
+
+
+def unlearn_key(cfg: dict[str, Any], method: str, params: dict[str, Any], split: str, modality: str,
+                l1_lambda: float | None, prompts: dict[str, Any], original: ModelRef, data: dict[str, Any]) -> dict:
+    """What an unlearning run's numbers depend on: the section without the other methods' parameters and the λ
+    sweep (its own method's parameters and λ instead), the run's split and modality, prompts, data, original model."""
+    section = {k: v for k, v in cfg.items() if k != "methods"}
+    section["l1"] = {k: v for k, v in cfg.get("l1", {}).items() if k != "lambdas"}
+    return {"unlearn": section, "method": method, "method_params": params, "split": split, "modality": modality,
+            "l1_lambda": l1_lambda, "prompts": prompts, "data": data, "original": model_identity(original)}
 
 
 def unlearn(*, original: ModelRef, source: str, revision: str | None, split: str, modality: str, method: str,
@@ -267,7 +282,9 @@ def unlearn(*, original: ModelRef, source: str, revision: str | None, split: str
                          weight_decay=float(cfg["weight_decay"]), warmup_steps=steps_per_epoch * cfg["warmup_epochs"],
                          checkpoint_dir=checkpoint_dir, checkpoint_every=int(cfg["checkpoint_every"]),
                          penalty=penalty, decayed=decayed_parameter_names(model),
-                         desc=f"{method} {split} {modality} l1={l1_lambda}")
+                         desc=f"{method} {split} {modality} l1={l1_lambda}", what="unlearning.unlearn",
+                         key=unlearn_key(cfg, method, params, split, modality, l1_lambda, prompts, original,
+                                         data_identity(source, revision)))
     info = {"n_forget_items": len(forget), "n_retain_items": len(retain), "steps": n_steps,
             "first_loss": history[0], "final_loss": history[-1], "trainable_parameters": sum(
                 p.numel() for p in named.values())}
