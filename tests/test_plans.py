@@ -10,9 +10,8 @@ import sys
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, validated
 from lmscalpel.features import plan as features_plan
 from lmscalpel.pruning import plan as pruning_plan
 from lmscalpel.reasoning import plan as reasoning_plan
@@ -20,7 +19,6 @@ from lmscalpel.sae import plan as sae_plan
 from lmscalpel.steering import plan as steering_plan
 from lmscalpel.unlearning import plan as unlearning_plan
 
-SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PLANS = ["cache", "sae", "features", "steering", "reasoning", "pruning", "unlearning"]
 GOODFIRE = {"id": "goodfire", "source": "org/released", "format": "goodfire", "hook_layer": 3}
 
@@ -34,9 +32,7 @@ def merge(base: dict, extra: dict) -> dict:
 
 def planned(overrides: dict | None = None) -> dict:
     """config.yaml with ``overrides`` merged over it (as --configfile does) and the schema's defaults filled in."""
-    cfg = merge(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()), copy.deepcopy(overrides or {}))
-    validate(cfg, str(SCHEMA))
-    return cfg
+    return validated(merge(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()), copy.deepcopy(overrides or {})))
 
 
 SMALL_GRID = {"cache": {"layers": [1, 3]},

@@ -1,17 +1,24 @@
-"""Config validation with one readable message per problem.
+"""Config validation with one readable message per problem, and the schema it validates against.
 
 jsonschema's own error dumps the whole sub-schema; a researcher needs the dotted key, what is wrong and what is
-allowed. The Snakefile calls :func:`check_config` before Snakemake's ``validate`` fills in the defaults.
+allowed. ``common.smk`` builds the :func:`effective_schema`, calls :func:`check_config` and then
+:func:`fill_defaults`, so every stage reads a complete config (the schema is the one source of defaults).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import jsonschema
 import yaml
+
+from lmscalpel.registry import catalog
+
+REGISTRY_MARK = "x-registry"  # on a node: its enum is the names of that registry
 
 
 class ConfigError(ValueError):
@@ -20,6 +27,33 @@ class ConfigError(ValueError):
 
 def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def effective_schema(path: str | Path) -> dict:
+    """The schema at ``path`` completed from the registries' catalog (``lmscalpel.registry``): a node marked
+    ``x-registry: <name>`` gets the registered names as its ``enum``. Cached per file version; callers must not
+    modify it."""
+    path = Path(path).resolve()
+    return _effective_schema(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _effective_schema(path: Path, mtime_ns: int) -> dict:
+    schema, registries = load_schema(path), catalog()
+    for node in _nodes(schema):
+        if REGISTRY_MARK in node:
+            node["enum"] = list(registries[node[REGISTRY_MARK]])
+    return schema
+
+
+def _nodes(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
 
 
 def _key(path) -> str:
@@ -59,9 +93,24 @@ def config_keys(section: dict[str, Any], *keys: str, **subkeys: Sequence[str]) -
     return picked | {name: {key: section[name][key] for key in names} for name, names in subkeys.items()}
 
 
-def check_config(config: dict[str, Any], schema_path: str | Path) -> None:
+def check_config(config: dict[str, Any], schema: dict) -> None:
     """Raise :class:`ConfigError` listing every violation, each naming its key."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(describe(e) for e in errors))
+
+
+def fill_defaults(config: dict[str, Any], schema: dict) -> None:
+    """Set every missing key that has a schema default, in place and nested (Snakemake's ``validate`` does the same,
+    but takes only a schema file); defaults are copied, so no two keys share one object."""
+    def set_defaults(validator, properties, instance, node):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from base_properties(validator, properties, instance, node)
+
+    base_properties = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+    filling = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})
+    filling(schema).validate(config)

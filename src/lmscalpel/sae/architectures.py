@@ -1,7 +1,16 @@
 """Every SAE architecture, registered by name: build or look one up through this module (``base`` alone holds only
-the architectures some other import happened to load)."""
+the architectures some other import happened to load). A new architecture is its module plus its import below."""
+
+from __future__ import annotations
+
+from typing import Any
 
 from lmscalpel.sae import batchtopk, jumprelu, ortsae, relu, topk  # noqa: F401  (@register_sae fills the registry)
 from lmscalpel.sae.base import SAE_REGISTRY, build_sae
 
-__all__ = ["SAE_REGISTRY", "build_sae"]
+__all__ = ["SAE_REGISTRY", "build_sae", "catalog"]
+
+
+def catalog() -> dict[str, Any]:
+    """The architectures the grid can train: the ``sae_architectures`` entry of ``lmscalpel.registry.catalog``."""
+    return {name: None for name, cls in SAE_REGISTRY.items() if cls.trainable()}

@@ -153,6 +153,11 @@ class SparseAutoencoder(nn.Module):
         return self.decode(f), f
 
     # --- training hooks ---
+    @classmethod
+    def trainable(cls) -> bool:
+        """Whether the grid can train it (an inference-only architecture keeps the base training step)."""
+        return cls.training_step is not SparseAutoencoder.training_step
+
     def training_step(self, x: torch.Tensor, ctx: StepContext) -> StepOutput:
         raise NotImplementedError(f"{self.architecture} is inference-only")
 
