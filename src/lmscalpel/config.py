@@ -19,6 +19,7 @@ import yaml
 from lmscalpel.registry import catalog
 
 REGISTRY_MARK = "x-registry"  # on a node: its enum is the names of that registry
+SAE_SETTINGS_MARK = "x-sae-settings"  # on the sae node: the SAE architectures' grid lists and settings go here
 
 
 class ConfigError(ValueError):
@@ -31,8 +32,9 @@ def load_schema(path: str | Path) -> dict:
 
 def effective_schema(path: str | Path) -> dict:
     """The schema at ``path`` completed from the registries' catalog (``lmscalpel.registry``): a node marked
-    ``x-registry: <name>`` gets the registered names as its ``enum``. Cached per file version; callers must not
-    modify it."""
+    ``x-registry: <name>`` gets the registered names as its ``enum``, and the node marked ``x-sae-settings`` the SAE
+    architectures' grid lists (``ks``, ...) and settings (``relu.*``, ``train.aux_k``, ...) from their config
+    classes. Cached per file version; callers must not modify it."""
     path = Path(path).resolve()
     return _effective_schema(path, path.stat().st_mtime_ns)
 
@@ -43,6 +45,8 @@ def _effective_schema(path: Path, mtime_ns: int) -> dict:
     for node in _nodes(schema):
         if REGISTRY_MARK in node:
             node["enum"] = list(registries[node[REGISTRY_MARK]])
+        if SAE_SETTINGS_MARK in node:
+            _add_sae_settings(node["properties"], registries[node[SAE_SETTINGS_MARK]])
     return schema
 
 
@@ -54,6 +58,26 @@ def _nodes(node: Any) -> Iterator[dict]:
     elif isinstance(node, list):
         for value in node:
             yield from _nodes(value)
+
+
+def _add_sae_settings(properties: dict, architectures: dict[str, dict]) -> None:
+    """Each architecture's grid lists as ``sae`` keys and its settings in their sections (a section the schema file
+    lacks is added with the description its config class gives); architectures sharing a key must agree on it."""
+    for arch, entry in architectures.items():
+        for axis in entry["grid"]:
+            _add_key(properties, axis["values"], axis["schema"], f"sae.{axis['values']}", arch)
+        for section, settings in entry["settings"].items():
+            if section not in properties:
+                properties[section] = {"type": "object", "default": {}, "additionalProperties": False,
+                                       "description": entry["sections"][section], "properties": {}}
+            for key, schema in settings.items():
+                _add_key(properties[section]["properties"], key, schema, f"sae.{section}.{key}", arch)
+
+
+def _add_key(properties: dict, key: str, schema: dict, name: str, arch: str) -> None:
+    if properties.setdefault(key, schema) != schema:
+        raise ValueError(f"SAE architecture {arch!r} declares config key {name} unlike the schema or another "
+                         f"architecture: {schema} != {properties[key]}")
 
 
 def _key(path) -> str:

@@ -10,7 +10,6 @@ from lmscalpel.sae import plan as sae_plan
 
 METRICS = ["absorption", "composition", "distinct", "scr", "tpp", "sparse_probing"]
 FIGURES = ["absorption_vs_l0", "composition_vs_width", "max_cos_hist", "scr_vs_n", "tpp_vs_n"]
-GRID_ARCHS = ("relu", "topk", "batchtopk", "ortsae")
 # what each job reads of features.absorption: the spelling prompts, the letter probe
 SPELLING_KEYS = ("words", "test_fraction", "max_words", "n_icl_examples", "template", "prompts_per_word", "position")
 LETTER_PROBE_KEYS = ("probe_epochs", "probe_lr", "probe_final_lr", "probe_weight_decay", "probe_batch_size",
@@ -43,11 +42,11 @@ def probe_datasets(config: dict[str, Any]) -> list[str]:
 
 
 def sae_arch(config: dict[str, Any], sae_id: str) -> str:
-    """The architecture of an SAE of the grid (relu, topk, batchtopk, ortsae), or imported-<format>."""
+    """The architecture of an SAE of the grid, or imported-<format>."""
     imported = sae_plan.imports(config)
     if sae_id in imported:
         return f"imported-{imported[sae_id]['format']}"
-    for arch in GRID_ARCHS:
+    for arch in config["sae"]["architectures"]:
         if sae_id in sae_plan.arch_ids(config, arch):
             return arch
     raise ValueError(f"SAE id {sae_id!r} is in no architecture of the sae grid")

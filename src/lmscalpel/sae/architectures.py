@@ -11,6 +11,7 @@ from lmscalpel.sae.base import SAE_REGISTRY, build_sae
 __all__ = ["SAE_REGISTRY", "build_sae", "catalog"]
 
 
-def catalog() -> dict[str, Any]:
-    """The architectures the grid can train: the ``sae_architectures`` entry of ``lmscalpel.registry.catalog``."""
-    return {name: None for name, cls in SAE_REGISTRY.items() if cls.trainable()}
+def catalog() -> dict[str, dict[str, Any]]:
+    """The architectures the grid can train, each with its settings and grid axes (``SAEConfig.catalog_entry``):
+    the ``sae_architectures`` entry of ``lmscalpel.registry.catalog``."""
+    return {name: cls.config_class.catalog_entry() for name, cls in SAE_REGISTRY.items() if cls.trainable()}
