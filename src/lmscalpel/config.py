@@ -11,7 +11,7 @@ import copy
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import jsonschema
 import yaml
@@ -102,12 +102,17 @@ def describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}" + (f" ({description})" if description else "")
 
 
-def section_dataclass(cls: type, cfg: dict[str, Any], section: str):
-    """Build a config dataclass from one config section; an unknown key is named (library use outside Snakemake)."""
+def section_dataclass(cls: type, cfg: dict[str, Any], read_elsewhere: Iterable[str] = ()):
+    """Build a config dataclass (its ``section`` names its config section) from that section: every key is a field
+    or one of ``read_elsewhere`` (keys other code reads, left out); any other key is an error naming it, so a key
+    the dataclass lacks is never dropped silently. ``tests/test_defaults.py`` ties the fields and their defaults to
+    the schema."""
     known = {f.name for f in dataclasses.fields(cls)}
-    if unknown := sorted(set(cfg) - known):
-        raise ConfigError(f"config key {section}.{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(known))}")
-    return cls(**cfg)
+    allowed = known | set(read_elsewhere)
+    if unknown := sorted(set(cfg) - allowed):
+        raise ConfigError(f"config key {cls.section}.{unknown[0]}: unknown key; allowed keys here: "
+                          f"{', '.join(sorted(allowed))}")
+    return cls(**{key: value for key, value in cfg.items() if key in known})
 
 
 def config_keys(section: dict[str, Any], *keys: str, **subkeys: Sequence[str]) -> dict[str, Any]:

@@ -14,6 +14,8 @@ FIGURES = ["absorption_vs_l0", "composition_vs_width", "max_cos_hist", "scr_vs_n
 SPELLING_KEYS = ("words", "test_fraction", "max_words", "n_icl_examples", "template", "prompts_per_word", "position")
 LETTER_PROBE_KEYS = ("probe_epochs", "probe_lr", "probe_final_lr", "probe_weight_decay", "probe_batch_size",
                      "f1_gate")
+# the features.absorption keys of the spelling prompts and the letter probe, not of the per-SAE metric
+ABSORPTION_PROMPT_KEYS = SPELLING_KEYS + LETTER_PROBE_KEYS
 ACTIVATION_KEYS = ("batch_size", "context_length", "prepend_bos", "activation_dtype")
 PROBE_METRIC_KEYS = {"scr": ("n_values",), "tpp": ("n_values",), "sparse_probing": ("k_values", "max_iter")}
 

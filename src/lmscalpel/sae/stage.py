@@ -7,6 +7,7 @@ config section supplies everything else.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -15,9 +16,10 @@ from typing import Any, Sequence
 
 import torch
 
+from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_json, save_figure, write_json
 from lmscalpel.sae.architectures import SAE_REGISTRY
-from lmscalpel.sae.base import SparseAutoencoder
+from lmscalpel.sae.base import SETTING, SparseAutoencoder
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
 from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, config_fingerprint
@@ -32,13 +34,16 @@ def learning_rate(cls: type[SparseAutoencoder], train: dict[str, Any], width: in
     return float(lr) if lr else auto_lr(width)
 
 
-def training_config(sae_cfg: dict[str, Any], seed: int) -> TrainingConfig:
-    train = dict(sae_cfg.get("train", {}))
-    keys = set(TrainingConfig.__dataclass_fields__)
-    kwargs = {k: v for k, v in train.items() if k in keys}
-    if "adam_betas" in train:
-        kwargs["betas"] = tuple(train["adam_betas"])
-    return TrainingConfig(**kwargs, seed=seed)
+def per_sae_train_keys() -> set[str]:
+    """The ``sae.train`` keys each SAE reads itself (its learning rate, its architecture's settings there) rather
+    than the grid's shared :class:`TrainingConfig`."""
+    return {key for cls in SAE_REGISTRY.values() if cls.trainable() for key in (
+        cls.learning_rate_key, *(f.name for f in dataclasses.fields(cls.config_class)
+                                 if f.metadata.get(SETTING, {}).get("section") == "train"))}
+
+
+def training_config(train: dict[str, Any]) -> TrainingConfig:
+    return section_dataclass(TrainingConfig, train, read_elsewhere=per_sae_train_keys())
 
 
 def build_grid(specs: Sequence[dict[str, Any]], sae_cfg: dict[str, Any], d_in: int,
@@ -61,7 +66,7 @@ def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], spe
 
     reader = ActivationReader(Path(cache_manifest).parent)
     layer, hook = int(reader.manifest["layer"]), reader.manifest["hook"]
-    cfg = training_config(sae_cfg, seed)
+    cfg = training_config(sae_cfg["train"])
     grid = {k: (sae.to(resolve_device(device)), lr) for k, (sae, lr) in
             build_grid(specs, sae_cfg, reader.d_model, seed).items()}
     fingerprint = config_fingerprint({"specs": list(specs), "sae": sae_cfg, "seed": seed,

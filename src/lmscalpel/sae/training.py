@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, ClassVar, Iterator, Protocol
 
 import torch
 from tqdm import tqdm
@@ -27,19 +27,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingConfig:
-    """Shared optimisation settings (spec §2.1 project defaults; None = derived from the run length)."""
+    """Optimisation shared by every SAE of the grid: config section ``sae.train`` less the keys each SAE reads
+    itself (its learning rate, its architecture's settings there); defaults as the schema's (None = derived from
+    the run length)."""
 
-    batch_size: int = 4096
-    epochs: int = 1
+    section: ClassVar[str] = "sae.train"
+
+    batch_size: int = 2048
+    epochs: int = 3
     warmup_steps: int | None = None  # None → min(1000, 5% of steps)
     decay_fraction: float = 0.2  # linear decay to 0 over the last 20% of steps
-    betas: tuple[float, float] = (0.9, 0.999)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     dead_window_tokens: int | None = None  # None → min(10M, 10% of training tokens)
     scale_batches: int = 100
     geometric_median_samples: int = 32768
     checkpoint_every: int = 200
-    seed: int = 0
+
+    def __post_init__(self):
+        self.adam_betas = tuple(self.adam_betas)  # a config list
 
 
 class BatchSource(Protocol):
@@ -161,7 +167,7 @@ class GridTrainer:
     def __init__(self, saes: dict[str, tuple[SparseAutoencoder, float]], cfg: TrainingConfig,
                  checkpoint_dir: str | os.PathLike | None = None, fingerprint: str = ""):
         self.cfg = cfg
-        self.members = {name: _Member(sae, lr, cfg.betas) for name, (sae, lr) in saes.items()}
+        self.members = {name: _Member(sae, lr, cfg.adam_betas) for name, (sae, lr) in saes.items()}
         self.checkpoint_path = Path(checkpoint_dir) / "state.pt" if checkpoint_dir else None
         self.fingerprint = fingerprint or config_fingerprint(
             {"cfg": asdict(cfg), "saes": {k: (type(s).__name__, s.cfg.to_dict(), lr) for k, (s, lr) in saes.items()}})
