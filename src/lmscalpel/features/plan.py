@@ -55,10 +55,11 @@ def sae_arch(config: dict[str, Any], sae_id: str) -> str:
 
 
 def metric_sae_ids(config: dict[str, Any]) -> list[str]:
-    """The SAEs that get feature metrics: trained SAEs of ``features.archs`` (null: all), and every import."""
-    archs, imported = config["features"]["archs"], sae_plan.imports(config)
+    """The SAEs that get feature metrics: trained SAEs of ``features.architectures`` (null: all), and every
+    import."""
+    architectures, imported = config["features"]["architectures"], sae_plan.imports(config)
     return [sae for sae in sae_plan.sae_ids(config)
-            if archs is None or sae in imported or sae_arch(config, sae) in archs]
+            if architectures is None or sae in imported or sae_arch(config, sae) in architectures]
 
 
 def reference_sae(config: dict[str, Any], sae_id: str) -> str | None:
