@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, validated
 
 PRESETS = sorted((REPO_ROOT / "presets").glob("*.yaml"))
 PAPER_PRESETS = {"rogue_scalpel_v1", "rogue_scalpel_v2", "ortsae_gemma2_2b", "nm_llama31_8b", "nm_qwen25_7b",
@@ -137,7 +137,7 @@ def test_misconfigured_preset_names_the_key(case: str, dry_runs):
 def test_default_config_plans_its_grids(tmp_path):
     """The toy default's grid keys shape the plan: magnitude at every pattern plus every criterion at
     criteria_patterns, and feature metrics only for features.architectures."""
-    cfg = load(REPO_ROOT / "config.yaml")
+    cfg = validated(load(REPO_ROOT / "config.yaml"))
     proc = start_dry_run(REPO_ROOT / "config.yaml", tmp_path)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-4000:]
