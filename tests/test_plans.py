@@ -138,7 +138,7 @@ def test_feature_metrics_cover_the_configured_architectures_and_every_import():
 
 
 def test_distinct_features_reference_the_closest_sae_at_the_same_layer():
-    cfg = planned({**SMALL_GRID, "features": {"distinct": {"reference_arch": "batchtopk"}}})
+    cfg = planned({**SMALL_GRID, "features": {"distinct": {"reference_architecture": "batchtopk"}}})
     assert features_plan.reference_sae(cfg, "layer3-ortsae-w128-k4-g0.5") == "layer3-batchtopk-w128-k4"
     assert features_plan.reference_sae(planned(small_grid(architectures=["relu"])),
                                        "layer1-relu-w64-l1c0.3") is None

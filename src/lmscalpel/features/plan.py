@@ -63,11 +63,11 @@ def metric_sae_ids(config: dict[str, Any]) -> list[str]:
 
 
 def reference_sae(config: dict[str, Any], sae_id: str) -> str | None:
-    """The run's reference SAE (``features.distinct.reference_arch``) at the same layer sharing most id parts
+    """The run's reference SAE (``features.distinct.reference_architecture``) at the same layer sharing most id parts
     (width, k) with ``sae_id``; None if the grid has none."""
     layer = sae_plan.sae_layer(config, sae_id)
     parts = set(sae_id.replace("_", "-").split("-"))
-    candidates = [s for s in sae_plan.arch_ids(config, config["features"]["distinct"]["reference_arch"])
+    candidates = [s for s in sae_plan.arch_ids(config, config["features"]["distinct"]["reference_architecture"])
                   if sae_plan.sae_layer(config, s) == layer]
     if not candidates:
         return None
@@ -110,7 +110,7 @@ def composition_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def distinct_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The thresholds only: ``reference_arch`` picks the reference SAE, an input of the job."""
+    """The thresholds only: ``reference_architecture`` picks the reference SAE, an input of the job."""
     return config_keys(config["features"], distinct=("thresholds",))
 
 
