@@ -41,7 +41,7 @@ def effective_schema(path: str | Path) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _effective_schema(path: Path, mtime_ns: int) -> dict:
-    schema, registries = load_schema(path), catalog()
+    schema, registries = load_schema(path), copy.deepcopy(catalog())  # no object shared with the cached catalog
     for node in _nodes(schema):
         if REGISTRY_MARK in node:
             node["enum"] = list(registries[node[REGISTRY_MARK]])
@@ -67,6 +67,9 @@ def _add_sae_settings(properties: dict, architectures: dict[str, dict]) -> None:
         for axis in entry["grid"]:
             _add_key(properties, axis["values"], axis["schema"], f"sae.{axis['values']}", arch)
         for section, settings in entry["settings"].items():
+            if section not in properties and section not in entry["sections"]:
+                raise ValueError(f"SAE architecture {arch!r}: config section sae.{section} is neither in the schema "
+                                 "nor described in its config class's sections")
             if section not in properties:
                 properties[section] = {"type": "object", "default": {}, "additionalProperties": False,
                                        "description": entry["sections"][section], "properties": {}}
