@@ -87,12 +87,13 @@ class SAEConfig:
     @classmethod
     def for_grid_entry(cls, spec: dict[str, Any], sae_config: dict[str, Any], d_in: int) -> "SAEConfig":
         """The config of one grid entry: width and swept values from its spec (``lmscalpel.sae.plan``), every
-        setting from its section of the validated ``sae`` config."""
+        setting from its section of the ``sae`` config (validated, it has them all; else the field's default)."""
         types = typing.get_type_hints(cls)
         values = {}
         for field in dataclasses.fields(cls):
             if SETTING in field.metadata:
-                values[field.name] = sae_config[field.metadata[SETTING]["section"]][field.name]
+                section = sae_config.get(field.metadata[SETTING]["section"], {})
+                values[field.name] = section.get(field.name, field.default)
             if SWEPT in field.metadata:
                 values[field.name] = types[field.name](spec[field.name])
         return cls(d_in=d_in, d_sae=int(spec["width"]), **values)
