@@ -13,11 +13,22 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SMALL_TOYWORLD = {"n_harmful_behaviours": 40, "n_benign_requests": 40, "chat_repeats": 1, "story_repeats": 1,
                   "n_spelling_words": 60, "n_reasoning_problems": 60, "n_people": 10, "portrait_size": 32,
                   "n_reviews": 40, "n_bios": 40, "n_narrative": 40}
 TINY_LLAMA = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
               "num_key_value_heads": 4, "max_position_embeddings": 256}
+
+
+def validated(config: dict) -> dict:
+    """``config`` checked against the effective schema and completed with its defaults, as ``common.smk`` does."""
+    from lmscalpel.config import check_config, effective_schema, fill_defaults
+
+    schema = effective_schema(SCHEMA_PATH)
+    check_config(config, schema)
+    fill_defaults(config, schema)
+    return config
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lmscalpel.config import ConfigError, check_config
+from lmscalpel.config import ConfigError, check_config, effective_schema, fill_defaults
+from lmscalpel.pruning.criteria import CRITERIA
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, SCHEMA_PATH
 
-SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = effective_schema(SCHEMA_PATH)
 
 
 def default_config() -> dict:
@@ -48,7 +49,26 @@ def test_presets_are_valid(preset: Path):
     ({"run_name": "."}, r"config key run_name"),
     ({"run_name": ".."}, r"config key run_name"),
     ({"run_name": ".hidden"}, r"config key run_name"),
+    ({"pruning": {"criteria": ["magnitud"]}}, r"config key pruning\.criteria\.0: 'magnitud' is not allowed; "
+                                              r"allowed: .*'magnitude'"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         check_config(merged(overrides), SCHEMA)
+
+
+def test_registry_nodes_allow_exactly_the_registered_names():
+    criteria = SCHEMA["properties"]["pruning"]["properties"]["criteria"]["items"]
+    assert criteria["enum"] == list(CRITERIA)
+
+
+@pytest.mark.parametrize("preset", [REPO_ROOT / "config.yaml", *sorted((REPO_ROOT / "presets").glob("*.yaml"))],
+                         ids=lambda p: p.stem)
+def test_defaults_fill_in_as_snakemakes_validate_does(preset: Path, tmp_path):
+    from snakemake.utils import validate
+
+    ours, theirs = merged(yaml.safe_load(preset.read_text())), merged(yaml.safe_load(preset.read_text()))
+    fill_defaults(ours, SCHEMA)
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(SCHEMA))
+    validate(theirs, str(tmp_path / "schema.yaml"))
+    assert ours == theirs

@@ -395,10 +395,10 @@ def test_meta_sae_is_scored_in_batch_topk_mode_with_mean_l0_exactly_k():
 def test_tasks_with_too_few_rows_are_skipped_not_fatal():
     import yaml
 
+    from conftest import REPO_ROOT, validated
     from lmscalpel.features.stage import _task_sets
 
-    with open("config.yaml") as fh:
-        features = yaml.safe_load(fh)["features"]
+    features = validated(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))["features"]
     labels = [{"profession": p, "gender": g} for p in ("professor", "nurse") for g in ("male", "female")
               for _ in range(12)] + [{"profession": "surgeon", "gender": "male"}]
     split = split_rows(len(labels), 0.5, seed=0)

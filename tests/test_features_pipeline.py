@@ -15,6 +15,8 @@ from lmscalpel.features.data import icl_prompt, load_labelled_texts, spelling_wo
 from lmscalpel.io import read_json, write_jsonl
 from lmscalpel.models import ModelRef, load_model
 
+from conftest import REPO_ROOT, validated
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_lm_dir):
@@ -24,9 +26,8 @@ def tiny(tiny_lm_dir):
 
 @pytest.fixture(scope="module")
 def features_cfg():
-    """The default config's features section, shrunk to the fixture world."""
-    with open("config.yaml") as fh:
-        cfg = copy.deepcopy(yaml.safe_load(fh)["features"])
+    """The default config's features section (defaults filled in), shrunk to the fixture world."""
+    cfg = copy.deepcopy(validated(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))["features"])
     cfg["absorption"].update(prompts_per_word=1, n_icl_examples=3, probe_epochs=3, sparse_epochs=3, max_k=3,
                              min_letters=1, f1_gate=-1.0)
     cfg["probe"]["epochs"] = 2

@@ -10,9 +10,8 @@ import sys
 
 import pytest
 import yaml
-from snakemake.utils import validate
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, validated
 from lmscalpel.features import plan as features_plan
 from lmscalpel.pruning import plan as pruning_plan
 from lmscalpel.reasoning import plan as reasoning_plan
@@ -20,7 +19,6 @@ from lmscalpel.sae import plan as sae_plan
 from lmscalpel.steering import plan as steering_plan
 from lmscalpel.unlearning import plan as unlearning_plan
 
-SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 PLANS = ["cache", "sae", "features", "steering", "reasoning", "pruning", "unlearning"]
 GOODFIRE = {"id": "goodfire", "source": "org/released", "format": "goodfire", "hook_layer": 3}
 
@@ -34,9 +32,7 @@ def merge(base: dict, extra: dict) -> dict:
 
 def planned(overrides: dict | None = None) -> dict:
     """config.yaml with ``overrides`` merged over it (as --configfile does) and the schema's defaults filled in."""
-    cfg = merge(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()), copy.deepcopy(overrides or {}))
-    validate(cfg, str(SCHEMA))
-    return cfg
+    return validated(merge(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()), copy.deepcopy(overrides or {})))
 
 
 SMALL_GRID = {"cache": {"layers": [1, 3]},
@@ -103,7 +99,7 @@ def test_steering_layers_default_to_the_models_thirds():
 
 
 def test_steering_steers_the_first_project_sae_of_each_arch_at_its_layer():
-    cfg = planned({**SMALL_GRID, "steering": {"sae": {"archs": ["batchtopk", "ortsae"]}}})
+    cfg = planned({**SMALL_GRID, "steering": {"sae": {"architectures": ["batchtopk", "ortsae"]}}})
     assert steering_plan.project_saes(cfg, 3) == {"sae-batchtopk": "layer3-batchtopk-w64-k4",
                                                   "sae-ortsae": "layer3-ortsae-w64-k4-g1"}
     assert steering_plan.project_saes(cfg, 2) == {}
@@ -134,15 +130,15 @@ def test_steering_jobs_read_only_their_keys():
     assert steering_plan.metrics_config(cfg)["prompts"] == {"source": cfg["steering"]["prompts"]["source"]}
 
 
-def test_feature_metrics_cover_the_configured_archs_and_every_import():
-    cfg = planned({**small_grid(imports=[GOODFIRE]), "features": {"archs": ["ortsae"]}})
+def test_feature_metrics_cover_the_configured_architectures_and_every_import():
+    cfg = planned({**small_grid(imports=[GOODFIRE]), "features": {"architectures": ["ortsae"]}})
     ids = features_plan.metric_sae_ids(cfg)
     assert ids[-1] == "goodfire" and all(features_plan.sae_arch(cfg, s) in ("ortsae", "imported-goodfire") for s in ids)
     assert len(ids) == 2 * 2 * 2 + 1  # layers x widths x gammas, plus the import
 
 
 def test_distinct_features_reference_the_closest_sae_at_the_same_layer():
-    cfg = planned({**SMALL_GRID, "features": {"distinct": {"reference_arch": "batchtopk"}}})
+    cfg = planned({**SMALL_GRID, "features": {"distinct": {"reference_architecture": "batchtopk"}}})
     assert features_plan.reference_sae(cfg, "layer3-ortsae-w128-k4-g0.5") == "layer3-batchtopk-w128-k4"
     assert features_plan.reference_sae(planned(small_grid(architectures=["relu"])),
                                        "layer1-relu-w64-l1c0.3") is None
@@ -198,14 +194,14 @@ def test_unlearning_runs_sweep_the_l1_lambdas():
         unlearning_plan.robustness_runs(merge(copy.deepcopy(cfg), {"unlearning": {"robustness": {"runs": [bad]}}}))
 
 
-def test_reasoning_defaults_to_the_first_sae_of_its_archs_and_reads_one_benchmark():
-    cfg = planned({**SMALL_GRID, "reasoning": {"sae_ids": [], "sae_archs": ["topk", "ortsae"],
+def test_reasoning_defaults_to_the_first_sae_of_its_architectures_and_reads_one_benchmark():
+    cfg = planned({**SMALL_GRID, "reasoning": {"sae_ids": [], "sae_architectures": ["topk", "ortsae"],
                                                "eval": {"data_files": {"math500": "m.jsonl", "aime24": "a.jsonl"}}}})
     assert reasoning_plan.sae_ids(cfg) == ["layer1-ortsae-w64-k4-g1"]
     picked = reasoning_plan.eval_config(cfg, "math500")["eval"]
     assert picked["data_files"] == {"math500": "m.jsonl"} and "benchmarks" not in picked
     with pytest.raises(ValueError, match="config key reasoning.sae_ids is empty"):
-        reasoning_plan.sae_ids(planned({"reasoning": {"sae_ids": [], "sae_archs": ["topk"]}}))
+        reasoning_plan.sae_ids(planned({"reasoning": {"sae_ids": [], "sae_architectures": ["topk"]}}))
 
 
 def test_each_stage_names_its_keys_that_read_the_toy_world():

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, validated
 
 PRESETS = sorted((REPO_ROOT / "presets").glob("*.yaml"))
 PAPER_PRESETS = {"rogue_scalpel_v1", "rogue_scalpel_v2", "ortsae_gemma2_2b", "nm_llama31_8b", "nm_qwen25_7b",
@@ -136,8 +136,8 @@ def test_misconfigured_preset_names_the_key(case: str, dry_runs):
 
 def test_default_config_plans_its_grids(tmp_path):
     """The toy default's grid keys shape the plan: magnitude at every pattern plus every criterion at
-    criteria_patterns, and feature metrics only for features.archs."""
-    cfg = load(REPO_ROOT / "config.yaml")
+    criteria_patterns, and feature metrics only for features.architectures."""
+    cfg = validated(load(REPO_ROOT / "config.yaml"))
     proc = start_dry_run(REPO_ROOT / "config.yaml", tmp_path)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output[-4000:]
@@ -147,7 +147,7 @@ def test_default_config_plans_its_grids(tmp_path):
     cells |= {(p, c) for p in pruning["criteria_patterns"] for c in pruning["criteria"]}
     mitigated = len(pruning["mitigation_patterns"]) * len(pruning["mitigation_criteria"]) * len(pruning["mitigations"])
     assert jobs["pruning_cell_activation"] == len(cells) + mitigated
-    assert jobs["features_absorption"] == len(cfg["features"]["archs"]) < len(cfg["sae"]["architectures"])
+    assert jobs["features_absorption"] == len(cfg["features"]["architectures"]) < len(cfg["sae"]["architectures"])
     unlearning = cfg["unlearning"]
     lambdas = unlearning["unlearn"]["l1"]["lambdas"]
     runs = sum(len(b["methods"]) * len(b["splits"]) * len(b["modalities"]) * sum(len(lambdas) if on else 1

@@ -35,7 +35,7 @@ TRIM = {
     "sae": {"architectures": ["batchtopk"], "widths": [1152], "train": {"epochs": 2, "batch_size": 256},
             "batchtopk": {"threshold_start_step": 2}, "eval": {"context_length": 128, "max_sequences": 8}},
     "steering": {"coefficients": [0.1, 0.5], "max_new_tokens": 8, "prompts": {"max_prompts": 4},
-                 "random": {"n_vectors": 2}, "sae": {"archs": ["batchtopk"], "n_features": 1},
+                 "random": {"n_vectors": 2}, "sae": {"architectures": ["batchtopk"], "n_features": 1},
                  "universal": {"sweep_vectors": 2, "max_trials": 4, "n_select": 1, "n_universal": 1, "n_baseline": 1},
                  "capability": {"n_vectors": 1, "n_prompts": 4, "arithmetic_max_new_tokens": 8},
                  "coherence": {"n_prompts": 6}},

@@ -1,4 +1,4 @@
-"""The shared name registry: duplicates refused, misses list what exists."""
+"""The shared name registry: duplicates refused, misses list what exists; the catalog of every registry."""
 
 import pytest
 
@@ -12,3 +12,20 @@ def test_duplicate_refused_and_miss_lists_registered():
         reg.add("a", 2)
     with pytest.raises(ValueError, match=r"unknown widget 'b'; registered: \['a'\]"):
         reg.lookup("b")
+
+
+def test_catalog_is_cached_per_source_and_rebuilt_when_unreadable(tmp_path, monkeypatch):
+    from lmscalpel import registry
+    from lmscalpel.pruning.criteria import CRITERIA
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    registry.catalog.cache_clear()
+    built = registry.catalog()
+    [cached] = (tmp_path / "lmscalpel").glob("registries-*.json")
+    assert list(built["pruning_criteria"]) == list(CRITERIA)
+    registry.catalog.cache_clear()
+    assert registry.catalog() == built
+    cached.write_text("{truncated")
+    registry.catalog.cache_clear()
+    assert registry.catalog() == built
+    registry.catalog.cache_clear()

@@ -104,7 +104,7 @@ def by_id(claims: list[dict]) -> dict[str, dict]:
 
 def toy_config(run_name: str = "toy") -> dict:
     return {"run_name": run_name, "seed": 0, "model": {"source": "toy", "id": None},
-            "steering": {"sae": {"archs": ["batchtopk", "ortsae"]}}}
+            "steering": {"sae": {"architectures": ["batchtopk", "ortsae"]}}}
 
 
 def manifest() -> dict:

@@ -221,3 +221,39 @@ def test_unit_rows_shortcut_gives_the_same_tangent_gradient():
     assert torch.allclose(tangent(full), tangent(short))
     assert float(orthogonality_penalty(rows, chunks).detach()) == pytest.approx(
         float(orthogonality_penalty(rows, chunks, unit_rows=True).detach()))
+
+
+def test_a_grid_entry_reads_its_swept_values_and_its_settings_from_their_sections():
+    """Each setting comes from the section its config class names (OrtSAE inherits BatchTopK's sae.batchtopk and
+    TopK's sae.train.aux_*), each swept value from the grid; the learning rate from the key the class names."""
+    import yaml
+
+    from conftest import REPO_ROOT, validated
+    from lmscalpel.sae import plan
+    from lmscalpel.sae.stage import build_grid
+    from lmscalpel.sae.training import auto_lr
+
+    cfg = validated({**yaml.safe_load((REPO_ROOT / "config.yaml").read_text()), "cache": {"layers": [1]}})
+    cfg["sae"].update(widths=[64], relu_l1_coefficients=[2])
+    cfg["sae"]["batchtopk"]["threshold_rate"] = 0.05
+    cfg["sae"]["ortsae"]["chunk_size"] = 32
+    cfg["sae"]["train"].update(aux_k=7, relu_lr=0.004)
+    grid = build_grid(plan.layer_specs(cfg, 1), plan.train_config(cfg), d_in=8, seed=0)
+    relu, relu_lr = grid["layer1-relu-w64-l1c2"]
+    ortsae, ortsae_lr = grid["layer1-ortsae-w64-k16-g1"]
+    assert relu.cfg.l1_coefficient == 2.0 and isinstance(relu.cfg.l1_coefficient, float)
+    assert relu.cfg.init_decoder_norm == cfg["sae"]["relu"]["init_decoder_norm"] and relu_lr == 0.004
+    assert (ortsae.cfg.threshold_rate, ortsae.cfg.chunk_size, ortsae.cfg.aux_k, ortsae.cfg.k) == (0.05, 32, 7, 16)
+    assert ortsae.cfg.gamma == 1.0 and ortsae_lr == auto_lr(64)
+
+
+def test_the_schema_takes_the_sae_settings_from_the_config_classes():
+    from conftest import SCHEMA_PATH
+    from lmscalpel.config import effective_schema
+    from lmscalpel.sae.batchtopk import BatchTopKConfig
+
+    sae = effective_schema(SCHEMA_PATH)["properties"]["sae"]["properties"]
+    assert sae["batchtopk"]["properties"]["threshold_rate"]["default"] == BatchTopKConfig.threshold_rate
+    assert sae["ks"]["default"] == [16] and sae["ks"]["items"] == {"type": "integer", "minimum": 1}
+    assert set(sae["train"]["properties"]) >= {"aux_k", "aux_coefficient", "epochs"}
+    assert sae["ortsae"]["properties"]["variant"]["enum"] == ["max_sq", "max", "mean_sq", "hinge_sq"]

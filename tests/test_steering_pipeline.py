@@ -11,15 +11,12 @@ from lmscalpel.models import ModelRef
 from lmscalpel.steering import plan
 from lmscalpel.steering import stage as P
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, validated
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    from snakemake.utils import validate
-
-    full = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    validate(full, str(REPO_ROOT / "workflow/schemas/config.schema.yaml"))  # fills schema defaults
+    full = validated(yaml.safe_load((REPO_ROOT / "config.yaml").read_text()))
     steering = copy.deepcopy(full["steering"])
     steering.update(coefficients=[1.0, 2.0], max_new_tokens=3, batch_size=16, chunk_rows=40)
     steering["prompts"]["max_prompts"] = 4

@@ -1,17 +1,25 @@
-"""Config validation with one readable message per problem.
+"""Config validation with one readable message per problem, and the schema it validates against.
 
 jsonschema's own error dumps the whole sub-schema; a researcher needs the dotted key, what is wrong and what is
-allowed. The Snakefile calls :func:`check_config` before Snakemake's ``validate`` fills in the defaults.
+allowed. ``common.smk`` builds the :func:`effective_schema`, calls :func:`check_config` and then
+:func:`fill_defaults`, so every stage reads a complete config (the schema is the one source of defaults).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import jsonschema
 import yaml
+
+from lmscalpel.registry import catalog
+
+REGISTRY_MARK = "x-registry"  # on a node: its enum is the names of that registry
+SAE_SETTINGS_MARK = "x-sae-settings"  # on the sae node: the SAE architectures' grid lists and settings go here
 
 
 class ConfigError(ValueError):
@@ -20,6 +28,59 @@ class ConfigError(ValueError):
 
 def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def effective_schema(path: str | Path) -> dict:
+    """The schema at ``path`` completed from the registries' catalog (``lmscalpel.registry``): a node marked
+    ``x-registry: <name>`` gets the registered names as its ``enum``, and the node marked ``x-sae-settings`` the SAE
+    architectures' grid lists (``ks``, ...) and settings (``relu.*``, ``train.aux_k``, ...) from their config
+    classes. Cached per file version; callers must not modify it."""
+    path = Path(path).resolve()
+    return _effective_schema(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _effective_schema(path: Path, mtime_ns: int) -> dict:
+    schema, registries = load_schema(path), copy.deepcopy(catalog())  # no object shared with the cached catalog
+    for node in _nodes(schema):
+        if REGISTRY_MARK in node:
+            node["enum"] = list(registries[node[REGISTRY_MARK]])
+        if SAE_SETTINGS_MARK in node:
+            _add_sae_settings(node["properties"], registries[node[SAE_SETTINGS_MARK]])
+    return schema
+
+
+def _nodes(node: Any) -> Iterator[dict]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
+
+
+def _add_sae_settings(properties: dict, architectures: dict[str, dict]) -> None:
+    """Each architecture's grid lists as ``sae`` keys and its settings in their sections (a section the schema file
+    lacks is added with the description its config class gives); architectures sharing a key must agree on it."""
+    for arch, entry in architectures.items():
+        for axis in entry["grid"]:
+            _add_key(properties, axis["values"], axis["schema"], f"sae.{axis['values']}", arch)
+        for section, settings in entry["settings"].items():
+            if section not in properties and section not in entry["sections"]:
+                raise ValueError(f"SAE architecture {arch!r}: config section sae.{section} is neither in the schema "
+                                 "nor described in its config class's sections")
+            if section not in properties:
+                properties[section] = {"type": "object", "default": {}, "additionalProperties": False,
+                                       "description": entry["sections"][section], "properties": {}}
+            for key, schema in settings.items():
+                _add_key(properties[section]["properties"], key, schema, f"sae.{section}.{key}", arch)
+
+
+def _add_key(properties: dict, key: str, schema: dict, name: str, arch: str) -> None:
+    if properties.setdefault(key, schema) != schema:
+        raise ValueError(f"SAE architecture {arch!r} declares config key {name} unlike the schema or another "
+                         f"architecture: {schema} != {properties[key]}")
 
 
 def _key(path) -> str:
@@ -44,12 +105,17 @@ def describe(error: jsonschema.ValidationError) -> str:
     return f"config key {key}: {error.message}" + (f" ({description})" if description else "")
 
 
-def section_dataclass(cls: type, cfg: dict[str, Any], section: str):
-    """Build a config dataclass from one config section; an unknown key is named (library use outside Snakemake)."""
+def section_dataclass(cls: type, cfg: dict[str, Any], read_elsewhere: Iterable[str] = ()):
+    """Build a config dataclass (its ``section`` names its config section) from that section: every key is a field
+    or one of ``read_elsewhere`` (keys other code reads, left out); any other key is an error naming it, so a key
+    the dataclass lacks is never dropped silently. ``tests/test_defaults.py`` ties the fields and their defaults to
+    the schema."""
     known = {f.name for f in dataclasses.fields(cls)}
-    if unknown := sorted(set(cfg) - known):
-        raise ConfigError(f"config key {section}.{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(known))}")
-    return cls(**cfg)
+    allowed = known | set(read_elsewhere)
+    if unknown := sorted(set(cfg) - allowed):
+        raise ConfigError(f"config key {cls.section}.{unknown[0]}: unknown key; allowed keys here: "
+                          f"{', '.join(sorted(allowed))}")
+    return cls(**{key: value for key, value in cfg.items() if key in known})
 
 
 def config_keys(section: dict[str, Any], *keys: str, **subkeys: Sequence[str]) -> dict[str, Any]:
@@ -59,9 +125,24 @@ def config_keys(section: dict[str, Any], *keys: str, **subkeys: Sequence[str]) -
     return picked | {name: {key: section[name][key] for key in names} for name, names in subkeys.items()}
 
 
-def check_config(config: dict[str, Any], schema_path: str | Path) -> None:
+def check_config(config: dict[str, Any], schema: dict) -> None:
     """Raise :class:`ConfigError` listing every violation, each naming its key."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(describe(e) for e in errors))
+
+
+def fill_defaults(config: dict[str, Any], schema: dict) -> None:
+    """Set every missing key that has a schema default, in place and nested (Snakemake's ``validate`` does the same,
+    but takes only a schema file); defaults are copied, so no two keys share one object."""
+    def set_defaults(validator, properties, instance, node):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = copy.deepcopy(subschema["default"])
+        yield from base_properties(validator, properties, instance, node)
+
+    base_properties = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+    filling = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})
+    filling(schema).validate(config)

@@ -159,6 +159,18 @@ def code_fingerprint(*subpackages: str, root: Path | None = None) -> str:
     paths = {files[name] for name in stage_modules(*subpackages, root=root)}
     for sub in subpackages:
         paths |= set(_data_files(root / sub))
+    return _digest(paths, root)
+
+
+def source_fingerprint(*modules: str, root: Path | None = None) -> str:
+    """Short sha256 of the source of ``modules`` and of every module they import: equal iff that code is
+    byte-identical (what a cache of something those modules compute is keyed by)."""
+    root = root or package_root()
+    files = module_files(root)
+    return _digest({files[name] for name in import_closure(set(modules), files)}, root)
+
+
+def _digest(paths: set[Path], root: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")

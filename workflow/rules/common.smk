@@ -4,16 +4,16 @@
 # workflow/rules/inputs/<stage>.smk, included at the top of workflow/rules/<stage>.smk.
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from lmscalpel import jobserver
-from lmscalpel.config import check_config
+from lmscalpel.config import check_config, effective_schema, fill_defaults
 # rules pass code=code_fingerprint("<subpackage>"): an edit of the library code a rule runs reruns it
 from lmscalpel.fingerprint import code_fingerprint
 
 
-check_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
-validate(config, schema="../schemas/config.schema.yaml")
+# the schema file completed from the registries (enums, the SAE architectures' settings); then every default is set
+CONFIG_SCHEMA = effective_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+check_config(config, CONFIG_SCHEMA)
+fill_defaults(config, CONFIG_SCHEMA)
 
 RUN = config["run_name"]
 RESULTS = f"results/{RUN}"

@@ -7,6 +7,7 @@ per-word absorption fractions are computed per SAE.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,7 +21,10 @@ EPS = 1e-8
 
 @dataclass(frozen=True)
 class AbsorptionConfig:
-    """Defaults are SAEBench v0.6.0's; every field is a key of ``features.absorption``."""
+    """Defaults are SAEBench v0.6.0's; every field is a key of ``features.absorption`` (whose other keys make the
+    spelling prompts and the letter probe)."""
+
+    section: ClassVar[str] = "features.absorption"
 
     max_k: int = 10
     f1_jump: float = 0.03

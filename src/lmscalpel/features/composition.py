@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -18,6 +19,8 @@ import torch
 @dataclass(frozen=True)
 class MetaSAEConfig:
     """Spec §6 defaults; every field is a key of ``features.composition``."""
+
+    section: ClassVar[str] = "features.composition"
 
     width_fraction: float = 0.25
     k: int = 4
@@ -62,9 +65,8 @@ def train_meta_sae(rows: torch.Tensor, cfg: MetaSAEConfig, seed: int, device: st
                                    "threshold_rate": cfg.threshold_rate},
                      generator=torch.Generator().manual_seed(seed)).to(device)
     train_cfg = TrainingConfig(batch_size=batch, epochs=epochs, warmup_steps=0, decay_fraction=0.0,
-                               betas=(0.9, 0.999), dead_window_tokens=cfg.dead_window * batch,
-                               scale_batches=source.steps_per_epoch, geometric_median_samples=rows.shape[0],
-                               seed=seed)
+                               adam_betas=(0.9, 0.999), dead_window_tokens=cfg.dead_window * batch,
+                               scale_batches=source.steps_per_epoch, geometric_median_samples=rows.shape[0])
     GridTrainer({"meta": (meta, cfg.lr)}, train_cfg).fit(source, stop_after_steps=cfg.steps)
     meta.fold_activation_scale()
     meta.eval()

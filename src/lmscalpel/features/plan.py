@@ -10,11 +10,12 @@ from lmscalpel.sae import plan as sae_plan
 
 METRICS = ["absorption", "composition", "distinct", "scr", "tpp", "sparse_probing"]
 FIGURES = ["absorption_vs_l0", "composition_vs_width", "max_cos_hist", "scr_vs_n", "tpp_vs_n"]
-GRID_ARCHS = ("relu", "topk", "batchtopk", "ortsae")
 # what each job reads of features.absorption: the spelling prompts, the letter probe
 SPELLING_KEYS = ("words", "test_fraction", "max_words", "n_icl_examples", "template", "prompts_per_word", "position")
 LETTER_PROBE_KEYS = ("probe_epochs", "probe_lr", "probe_final_lr", "probe_weight_decay", "probe_batch_size",
                      "f1_gate")
+# the features.absorption keys of the spelling prompts and the letter probe, not of the per-SAE metric
+ABSORPTION_PROMPT_KEYS = SPELLING_KEYS + LETTER_PROBE_KEYS
 ACTIVATION_KEYS = ("batch_size", "context_length", "prepend_bos", "activation_dtype")
 PROBE_METRIC_KEYS = {"scr": ("n_values",), "tpp": ("n_values",), "sparse_probing": ("k_values", "max_iter")}
 
@@ -43,29 +44,30 @@ def probe_datasets(config: dict[str, Any]) -> list[str]:
 
 
 def sae_arch(config: dict[str, Any], sae_id: str) -> str:
-    """The architecture of an SAE of the grid (relu, topk, batchtopk, ortsae), or imported-<format>."""
+    """The architecture of an SAE of the grid, or imported-<format>."""
     imported = sae_plan.imports(config)
     if sae_id in imported:
         return f"imported-{imported[sae_id]['format']}"
-    for arch in GRID_ARCHS:
+    for arch in config["sae"]["architectures"]:
         if sae_id in sae_plan.arch_ids(config, arch):
             return arch
     raise ValueError(f"SAE id {sae_id!r} is in no architecture of the sae grid")
 
 
 def metric_sae_ids(config: dict[str, Any]) -> list[str]:
-    """The SAEs that get feature metrics: trained SAEs of ``features.archs`` (null: all), and every import."""
-    archs, imported = config["features"]["archs"], sae_plan.imports(config)
+    """The SAEs that get feature metrics: trained SAEs of ``features.architectures`` (null: all), and every
+    import."""
+    architectures, imported = config["features"]["architectures"], sae_plan.imports(config)
     return [sae for sae in sae_plan.sae_ids(config)
-            if archs is None or sae in imported or sae_arch(config, sae) in archs]
+            if architectures is None or sae in imported or sae_arch(config, sae) in architectures]
 
 
 def reference_sae(config: dict[str, Any], sae_id: str) -> str | None:
-    """The run's reference SAE (``features.distinct.reference_arch``) at the same layer sharing most id parts
+    """The run's reference SAE (``features.distinct.reference_architecture``) at the same layer sharing most id parts
     (width, k) with ``sae_id``; None if the grid has none."""
     layer = sae_plan.sae_layer(config, sae_id)
     parts = set(sae_id.replace("_", "-").split("-"))
-    candidates = [s for s in sae_plan.arch_ids(config, config["features"]["distinct"]["reference_arch"])
+    candidates = [s for s in sae_plan.arch_ids(config, config["features"]["distinct"]["reference_architecture"])
                   if sae_plan.sae_layer(config, s) == layer]
     if not candidates:
         return None
@@ -108,7 +110,7 @@ def composition_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def distinct_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The thresholds only: ``reference_arch`` picks the reference SAE, an input of the job."""
+    """The thresholds only: ``reference_architecture`` picks the reference SAE, an input of the job."""
     return config_keys(config["features"], distinct=("thresholds",))
 
 

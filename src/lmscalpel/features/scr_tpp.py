@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -28,6 +29,10 @@ class ProbeSet:
 
 @dataclass(frozen=True)
 class ProbeConfig:
+    """Config section ``features.probe``."""
+
+    section: ClassVar[str] = "features.probe"
+
     epochs: int = 20
     lr: float = 1e-3
     batch_size: int = 16

@@ -14,21 +14,18 @@ from lmscalpel.features import absorption as absorption_mod
 from lmscalpel.features.activations import (load_tensors, pool, pooled_latents, position_activations,
                                             save_tensors, text_activations)
 from lmscalpel.features.composition import MetaSAEConfig, composition_metrics
+from lmscalpel.features.plan import ABSORPTION_PROMPT_KEYS
 from lmscalpel.features.data import build_prompts, load_labelled_texts, spelling_words, split_rows
 from lmscalpel.features.geometry import distinct_features
 from lmscalpel.features.probes import BinaryProbe, train_multiclass_ovr
 from lmscalpel.features.scr_tpp import (ProbeConfig, ProbeSet, one_vs_rest_sets, scr_run, scr_sets, tpp_run,
                                         train_probes)
 from lmscalpel.features.sparse_probing import sparse_probe_task
+from lmscalpel.config import section_dataclass
 from lmscalpel.io import read_json, write_json
 from lmscalpel.runtime import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
-
-
-def _fields(cls, cfg: dict[str, Any]):
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
 def _model_provenance(ref) -> dict[str, Any]:
@@ -155,7 +152,7 @@ def run_dataset_probes(dataset: str, act_tensors: str, act_meta: str, features: 
     t, meta = load_tensors(act_tensors), read_json(act_meta)
     pooled_x = pool(t["acts"], t["offsets"])
     labels, split = [r["labels"] for r in meta["rows"]], [r["split"] for r in meta["rows"]]
-    pcfg = _fields(ProbeConfig, features["probe"])
+    pcfg = section_dataclass(ProbeConfig, features["probe"])
     tensors: dict[str, torch.Tensor] = {}
     info: dict[str, Any] = {"dataset": dataset, "layer": meta["layer"], "model": meta["model"], "seed": seed}
     groups, skipped = _task_sets(dataset, labels, split, features, seed)
@@ -232,7 +229,8 @@ def run_absorption(sae_dir: str, spelling_tensors: str, probe_tensors: str, prob
     sae = load_sae_for_metrics(sae_dir, device)
     probe = load_tensors(probe_tensors)
     f1 = {k.removeprefix("test_f1_"): v for k, v in read_json(probe_meta).items() if k.startswith("test_f1_")}
-    cfg = _fields(absorption_mod.AbsorptionConfig, features["absorption"])
+    cfg = section_dataclass(absorption_mod.AbsorptionConfig, features["absorption"],
+                            read_elsewhere=ABSORPTION_PROMPT_KEYS)
     metrics = absorption_mod.absorption_metrics(sae, load_tensors(spelling_tensors), probe["weight"],
                                                 probe["bias"], f1, cfg, seed)
     write_json(output, {**metrics, **_sae_provenance(sae_dir, layer, seed), "dataset": "spelling"})
@@ -240,7 +238,7 @@ def run_absorption(sae_dir: str, spelling_tensors: str, probe_tensors: str, prob
 
 def run_composition(sae_dir: str, features: dict, seed: int, output: str, device: str = "auto") -> None:
     sae = load_sae_for_metrics(sae_dir, device)
-    cfg = _fields(MetaSAEConfig, features["composition"])
+    cfg = section_dataclass(MetaSAEConfig, features["composition"])
     metrics = composition_metrics(sae.W_dec, cfg, seed, sae.device)
     write_json(output, {**metrics, **_sae_provenance(sae_dir, None, seed), "dataset": "decoder rows",
                         **{f"meta_sae_{k}": v for k, v in dataclasses.asdict(cfg).items()}})

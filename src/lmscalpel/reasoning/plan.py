@@ -21,16 +21,16 @@ def benchmark_pattern(config: dict[str, Any]) -> str:
 
 
 def sae_ids(config: dict[str, Any]) -> list[str]:
-    """reasoning.sae_ids, else the first SAE of the first architecture in reasoning.sae_archs that has one."""
+    """reasoning.sae_ids, else the first SAE of the first architecture in reasoning.sae_architectures that has one."""
     reasoning = config["reasoning"]
     if reasoning["sae_ids"]:
         return list(reasoning["sae_ids"])
-    for arch in reasoning["sae_archs"]:
+    for arch in reasoning["sae_architectures"]:
         ids = sae_plan.arch_ids(config, arch)
         if ids:
             return [ids[0]]
     raise ValueError("config key reasoning.sae_ids is empty and the sae stage configures no SAE of "
-                     f"reasoning.sae_archs={reasoning['sae_archs']}")
+                     f"reasoning.sae_architectures={reasoning['sae_architectures']}")
 
 
 def reads_toyworld(config: dict[str, Any]) -> bool:

@@ -136,7 +136,7 @@ def steering_above_unsteered(ctx: Context, kind: str = "random") -> Outcome:
 def _sae_kind(cells: pd.DataFrame, config: dict) -> str:
     """The paper's SAE (an external one) when the run steers with it, else the first project architecture."""
     kinds = sorted(k for k in cells["direction_kind"].unique() if str(k).startswith("sae-"))
-    project = [f"sae-{a}" for a in config.get("steering", {}).get("sae", {}).get("archs", [])]
+    project = [f"sae-{a}" for a in config.get("steering", {}).get("sae", {}).get("architectures", [])]
     external = [k for k in kinds if k not in project]
     ordered = external + [k for k in project if k in kinds]
     if not ordered:

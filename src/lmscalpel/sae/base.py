@@ -6,12 +6,16 @@ An SAE works in its *input space*: ``activation_scale`` records how that space r
 moves the scale into the weights so the SAE takes raw activations (what ``save_sae``/``load_sae`` produce).
 
 A new architecture is one module: a config dataclass (subclass of :class:`SAEConfig`) and a subclass of
-:class:`SparseAutoencoder` decorated with ``@register_sae("name")``.
+:class:`SparseAutoencoder` decorated with ``@register_sae("name")``, plus its import line in
+``lmscalpel.sae.architectures``. As in SAELens, its settings live in its config class: a :func:`setting` field is
+read from the config key ``sae.<section>.<field>`` and a :func:`swept` field is a grid axis (one SAE per value of a
+``sae.<values>`` list); the config schema's entries for those keys are made from the fields (``lmscalpel.config``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,11 +25,34 @@ from torch import nn
 from lmscalpel.registry import Registry
 
 SAE_REGISTRY: Registry[type["SparseAutoencoder"]] = Registry("SAE architecture")
+SETTING, SWEPT = "lmscalpel_setting", "lmscalpel_swept"  # field metadata keys
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def setting(default: Any, description: str, *, section: str, **schema: Any) -> Any:
+    """A config field read from the config key ``sae.<section>.<field name>`` (default ``default``); ``schema``
+    adds JSON-schema constraints (``minimum``, ``enum``, ...) to the type its annotation gives."""
+    return dataclasses.field(default=default, metadata={SETTING: {"section": section, "description": description,
+                                                                  **schema}})
+
+
+def swept(default: Any, description: str, *, values: str, default_values: list, tag: str, **item_schema: Any) -> Any:
+    """A config field the SAE grid sweeps: one SAE per value of the config list ``sae.<values>`` (default
+    ``default_values``; ``item_schema`` constrains each value), named ``tag.format(value)`` in the SAE id.
+    ``default`` serves SAEs built outside the grid."""
+    return dataclasses.field(default=default, metadata={SWEPT: {"values": values, "default": default_values,
+                                                                "tag": tag, "description": description,
+                                                                **item_schema}})
 
 
 @dataclass
 class SAEConfig:
-    """Fields shared by every architecture."""
+    """Fields shared by every architecture.
+
+    ``sections`` describes the config sections (``sae.<section>``) that the class's own settings introduce.
+    """
+
+    sections: ClassVar[dict[str, str]] = {}
 
     d_in: int
     d_sae: int
@@ -33,6 +60,56 @@ class SAEConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def catalog_entry(cls) -> dict[str, Any]:
+        """What the config schema and the grid plan need of this architecture (JSON): its settings' schema entries
+        by section, its grid axes and the descriptions of the sections it introduces."""
+        types = typing.get_type_hints(cls)
+        settings: dict[str, dict[str, Any]] = {}
+        grid = []
+        for field in dataclasses.fields(cls):
+            if SETTING in field.metadata:
+                meta = dict(field.metadata[SETTING])
+                section = meta.pop("section")
+                settings.setdefault(section, {})[field.name] = _schema_entry(types[field.name], field.default, meta)
+            if SWEPT in field.metadata:
+                meta = dict(field.metadata[SWEPT])
+                values, default, tag = meta.pop("values"), meta.pop("default"), meta.pop("tag")
+                description = meta.pop("description")
+                grid.append({"field": field.name, "values": values, "tag": tag, "schema": {
+                    "type": "array", "items": {"type": _json_type(types[field.name]), **meta}, "minItems": 1,
+                    "default": default, "description": description}})
+        described = {k: v for base in reversed(cls.__mro__) for k, v in vars(base).get("sections", {}).items()}
+        return {"settings": settings, "grid": grid,
+                "sections": {section: described[section] for section in settings if section in described}}
+
+    @classmethod
+    def for_grid_entry(cls, spec: dict[str, Any], sae_config: dict[str, Any], d_in: int) -> "SAEConfig":
+        """The config of one grid entry: width and swept values from its spec (``lmscalpel.sae.plan``), every
+        setting from its section of the ``sae`` config (validated, it has them all; else the field's default)."""
+        types = typing.get_type_hints(cls)
+        values = {}
+        for field in dataclasses.fields(cls):
+            if SETTING in field.metadata:
+                section = sae_config.get(field.metadata[SETTING]["section"], {})
+                values[field.name] = section.get(field.name, field.default)
+            if SWEPT in field.metadata:
+                values[field.name] = types[field.name](spec[field.name])
+        return cls(d_in=d_in, d_sae=int(spec["width"]), **values)
+
+
+def _json_type(annotation: Any) -> str | list[str]:
+    names = [JSON_TYPES[t] for t in typing.get_args(annotation) or (annotation,)]
+    return names[0] if len(names) == 1 else names
+
+
+def _schema_entry(annotation: Any, default: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-schema entry of a setting: its type (unless an ``enum`` lists the values), constraints, default
+    and description."""
+    typed = {} if "enum" in meta else {"type": _json_type(annotation)}
+    description = meta.pop("description")
+    return {**typed, **meta, "default": default, "description": description}
 
 
 @dataclass
@@ -87,6 +164,12 @@ class SparseAutoencoder(nn.Module):
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     #: Decoder rows are kept at unit norm during training (parallel gradient removed, rows renormalised).
     unit_norm_decoder: ClassVar[bool] = True
+    #: The ``sae.train`` key of its Adam learning rate; a null value means 2e-4 / sqrt(width / 2^14) (Gao et al.).
+    learning_rate_key: ClassVar[str] = "lr"
+    #: The SAELens architecture it is exported as (``cfg.json`` ``architecture``); None: not exportable.
+    saelens_architecture: ClassVar[str | None] = None
+    #: Its colour in the SAE stage's figures (None: matplotlib's next one).
+    colour: ClassVar[str | None] = None
 
     def __init__(self, cfg: SAEConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -153,6 +236,11 @@ class SparseAutoencoder(nn.Module):
         return self.decode(f), f
 
     # --- training hooks ---
+    @classmethod
+    def trainable(cls) -> bool:
+        """Whether the grid can train it (an inference-only architecture keeps the base training step)."""
+        return cls.training_step is not SparseAutoencoder.training_step
+
     def training_step(self, x: torch.Tensor, ctx: StepContext) -> StepOutput:
         raise NotImplementedError(f"{self.architecture} is inference-only")
 
@@ -195,6 +283,16 @@ class SparseAutoencoder(nn.Module):
 
     def _scale_thresholds(self, norms: torch.Tensor) -> None:
         """Architectures with per-latent thresholds rescale them with the encoder (JumpReLU)."""
+
+    def saelens_fields(self) -> dict[str, Any]:
+        """Architecture fields of the exported SAELens ``cfg.json`` besides the shared ones."""
+        return {}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Config fields read from a SAELens ``cfg.json`` besides the shared ones (the inverse of
+        :meth:`saelens_fields`)."""
+        return {}
 
     def extra_state(self) -> dict[str, Any]:
         """Non-tensor training state to checkpoint (e.g. generator states)."""

@@ -4,10 +4,11 @@ global threshold θ at inference."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from lmscalpel.sae.base import SparseAutoencoder, StepContext, StepOutput, register_sae
+from lmscalpel.sae.base import SparseAutoencoder, StepContext, StepOutput, register_sae, setting
 from lmscalpel.sae.jumprelu import ThresholdMixin, jumprelu
 from lmscalpel.sae.sparse import SparsePattern, select_batch_topk
 from lmscalpel.sae.topk import TopKConfig, TopKTrainingMixin
@@ -19,8 +20,18 @@ class BatchTopKConfig(TopKConfig):
     kept activation, then θ ← (1 − rate)·θ + rate·min. ``threshold_start_step`` None → min(1000, 10% of the
     steps): the spec's 1,000 on real runs, earlier on short toy runs so θ gets enough updates."""
 
-    threshold_start_step: int | None = None
-    threshold_rate: float = 0.001
+    sections: ClassVar[dict[str, str]] = {
+        "batchtopk": "Inference threshold of BatchTopK and of the architectures built on it (dictionary_learning "
+                     "rule)."}
+
+    threshold_start_step: int | None = setting(
+        None, "Step from which theta is tracked; null = min(1000, 10% of steps) (spec: 1000). A value the run never "
+        "reaches is refused before training: an unset theta would encode as a dense ReLU (SAEBench refuses such an "
+        "SAE too).", section="batchtopk", minimum=0)
+    threshold_rate: float = setting(
+        0.01, "EMA rate of theta toward the batch's smallest kept activation (spec default 0.001 = "
+        "dictionary_learning; 0.01 = SAELens, used on the short toy run).", section="batchtopk",
+        exclusiveMinimum=0, maximum=1)
 
 
 UNSET_THRESHOLD = ("BatchTopK inference threshold was never set: tracking starts at sae.batchtopk.threshold_start_step, "
@@ -30,6 +41,8 @@ UNSET_THRESHOLD = ("BatchTopK inference threshold was never set: tracking starts
 @register_sae("batchtopk")
 class BatchTopKSAE(ThresholdMixin, TopKTrainingMixin, SparseAutoencoder):
     config_class = BatchTopKConfig
+    saelens_architecture = "jumprelu"  # exported in inference form: JumpReLU with the global threshold
+    colour = "tab:green"
     cfg: BatchTopKConfig
 
     def __init__(self, cfg: BatchTopKConfig, generator: torch.Generator | None = None):

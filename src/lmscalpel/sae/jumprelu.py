@@ -33,6 +33,7 @@ class ThresholdMixin:
 @register_sae("jumprelu")
 class JumpReLUSAE(ThresholdMixin, SparseAutoencoder):
     config_class = JumpReLUConfig
+    saelens_architecture = "jumprelu"
 
     def __init__(self, cfg: JumpReLUConfig, generator: torch.Generator | None = None):
         super().__init__(cfg, generator)

@@ -9,11 +9,11 @@ Each step (or every ``rechunk_every`` steps) the m latents are randomly permuted
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from lmscalpel.sae.base import StepContext, register_sae
+from lmscalpel.sae.base import StepContext, register_sae, setting, swept
 from lmscalpel.sae.batchtopk import BatchTopKConfig, BatchTopKSAE
 
 VARIANTS = ("max_sq", "max", "mean_sq", "hinge_sq")
@@ -22,14 +22,23 @@ TARGETS = ("decoder", "encoder", "both")
 
 @dataclass
 class OrtSAEConfig(BatchTopKConfig):
-    gamma: float = 1.0
-    chunk_size: int = 256
-    variant: str = "max_sq"
-    abs_cos: bool = False
-    target: str = "decoder"
-    gamma_warmup_steps: int = 0
-    rechunk_every: int = 1
-    hinge_tau: float = 0.2
+    """BatchTopK's settings (``sae.batchtopk``, ``sae.train``'s AuxK keys) plus the penalty's (``sae.ortsae``)."""
+
+    sections: ClassVar[dict[str, str]] = {
+        "ortsae": "OrtSAE orthogonality penalty (project default of spec §3; the paper's exact form is not public)."}
+
+    gamma: float = swept(1.0, "Orthogonality weights gamma of OrtSAE (0 reproduces BatchTopK with the same seed).",
+                         values="ortsae_gammas", default_values=[1.0], tag="g{:g}", minimum=0)
+    chunk_size: int = setting(256, "Latents per random chunk (cost linear in width at fixed chunk size).",
+                              section="ortsae", minimum=2)
+    variant: str = setting("max_sq", "Penalty per chunk: max_sq (1/m) sum relu(max cos)^2, max (unsquared), mean_sq "
+                           "(mean squared cos), hinge_sq (mean relu(cos - tau)^2).", section="ortsae",
+                           enum=list(VARIANTS))
+    abs_cos: bool = setting(False, "Penalise |cos| instead of signed cosines.", section="ortsae")
+    target: str = setting("decoder", "Which weights the penalty acts on.", section="ortsae", enum=list(TARGETS))
+    gamma_warmup_steps: int = setting(0, "Steps of linear gamma warm-up.", section="ortsae", minimum=0)
+    rechunk_every: int = setting(1, "Steps between new random chunkings.", section="ortsae", minimum=1)
+    hinge_tau: float = setting(0.2, "Margin tau of hinge_sq.", section="ortsae", minimum=0, maximum=1)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -95,6 +104,7 @@ def orthogonality_penalty(rows: torch.Tensor, chunks: torch.Tensor, variant: str
 @register_sae("ortsae")
 class OrtSAE(BatchTopKSAE):
     config_class = OrtSAEConfig
+    colour = "tab:red"
     cfg: OrtSAEConfig
 
     def __init__(self, cfg: OrtSAEConfig, generator: torch.Generator | None = None):

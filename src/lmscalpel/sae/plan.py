@@ -1,18 +1,27 @@
 """What the SAE stage builds, from the validated config: the trained grid (ids, per-layer specs), the imported SAEs,
 and the block an SAE id reads, which the features, steering and reasoning plans place their jobs by.
 
-Grid ids: ``layer{L}-relu-w{width}-l1c{l1}``, ``layer{L}-{topk|batchtopk}-w{width}-k{k}``,
-``layer{L}-ortsae-w{width}-k{k}-g{gamma}``; an imported SAE keeps its ``sae.imports`` id.
+Grid ids: ``layer{L}-{architecture}-w{width}`` and a tag per value the architecture sweeps, as its config class
+declares (``lmscalpel.sae.base.swept``, read from the registries' catalog without importing torch), e.g.
+``layer{L}-relu-w{width}-l1c{l1}``, ``layer{L}-topk-w{width}-k{k}``, ``layer{L}-ortsae-w{width}-k{k}-g{gamma}``; an
+imported SAE keeps its ``sae.imports`` id.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
 from lmscalpel.config import config_keys
+from lmscalpel.registry import catalog
 
 GRID_ID = re.compile(r"layer(\d+)-")
+
+
+def architectures() -> dict[str, dict[str, Any]]:
+    """The trainable architectures by name: each one's settings by config section and its grid axes."""
+    return catalog()["sae_architectures"]
 
 
 def trained_layers(config: dict[str, Any]) -> list[int]:
@@ -26,22 +35,20 @@ def trained_layers(config: dict[str, Any]) -> list[int]:
 
 
 def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-layer grid entries (without the layer): id suffix + hyper-parameters, architecture-major order."""
-    sae = config["sae"]
+    """Per-layer grid entries (without the layer): id suffix, architecture, width and the swept values (the product
+    of the architecture's axes, first axis outermost; every other architecture's swept fields None), in
+    architecture-major order."""
+    sae, known = config["sae"], architectures()
+    swept = dict.fromkeys(axis["field"] for entry in known.values() for axis in entry["grid"])
     entries = []
     for arch in sae["architectures"]:
+        axes = known[arch]["grid"]
         for width in sae["widths"]:
-            base = {"architecture": arch, "width": width, "k": None, "l1_coefficient": None, "gamma": None}
-            if arch == "relu":
-                for l1 in sae["relu_l1_coefficients"]:
-                    entries.append({**base, "l1_coefficient": l1, "suffix": f"relu-w{width}-l1c{l1:g}"})
-                continue
-            for k in sae["ks"]:
-                if arch == "ortsae":
-                    for gamma in sae["ortsae_gammas"]:
-                        entries.append({**base, "k": k, "gamma": gamma, "suffix": f"ortsae-w{width}-k{k}-g{gamma:g}"})
-                else:
-                    entries.append({**base, "k": k, "suffix": f"{arch}-w{width}-k{k}"})
+            for values in itertools.product(*(sae[axis["values"]] for axis in axes)):
+                tags = [axis["tag"].format(value) for axis, value in zip(axes, values)]
+                entries.append({"architecture": arch, "width": width, **swept,
+                                **{axis["field"]: value for axis, value in zip(axes, values)},
+                                "suffix": "-".join([arch, f"w{width}", *tags])})
     return entries
 
 
@@ -106,14 +113,11 @@ def sae_id_pattern(config: dict[str, Any]) -> str:
     return "|".join([r"layer\d+-[A-Za-z0-9_.-]+", *(re.escape(sae_id) for sae_id in imports(config))])
 
 
-# sae sections an architecture's training reads (OrtSAE is BatchTopK plus its own options)
-ARCH_SECTIONS = {"relu": ("relu",), "topk": (), "batchtopk": ("batchtopk",), "ortsae": ("batchtopk", "ortsae")}
-
-
 def train_config(config: dict[str, Any]) -> dict[str, Any]:
     """The sae keys a layer's training reads besides its specs (the grid keys reach it as specs): ``train`` and the
-    sections of the configured architectures."""
-    sections = {s: None for arch in config["sae"]["architectures"] for s in ARCH_SECTIONS[arch]}
+    sections the configured architectures' settings are in (OrtSAE's: batchtopk and ortsae)."""
+    known = architectures()
+    sections = {s: None for arch in config["sae"]["architectures"] for s in known[arch]["settings"] if s != "train"}
     return config_keys(config["sae"], "train", *sections)
 
 

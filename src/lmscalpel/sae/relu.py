@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from lmscalpel.sae.base import SAEConfig, SparseAutoencoder, StepContext, StepOutput, register_sae
+from lmscalpel.sae.base import SAEConfig, SparseAutoencoder, StepContext, StepOutput, register_sae, setting, swept
 
 
 @dataclass
@@ -14,16 +15,27 @@ class ReLUConfig(SAEConfig):
     """λ is in units of the scaled activations (E‖x‖² = 1); the paper's λ = 5 assumes E‖x‖² = d, so its
     equivalent here is about 5/√d."""
 
-    apply_b_dec_to_input: bool = False
-    l1_coefficient: float = 5.0
-    l1_warmup_fraction: float = 0.05
-    init_decoder_norm: float = 0.1
+    sections: ClassVar[dict[str, str]] = {"relu": "ReLU SAE recipe (Anthropic April update, spec §2.2)."}
+
+    apply_b_dec_to_input: bool = setting(False, "Subtract b_dec before encoding (false in the recipe).",
+                                         section="relu")
+    l1_coefficient: float = swept(
+        5.0, "L1 weights lambda of the ReLU SAE, in units of activations scaled to E|x|^2 = 1 (the SAE-reasoning "
+        "paper's 5 assumes E|x|^2 = d, about 5/sqrt(d) here).",
+        values="relu_l1_coefficients", default_values=[0.3], tag="l1c{:g}", minimum=0)
+    l1_warmup_fraction: float = setting(0.05, "Share of steps over which lambda ramps up from 0.", section="relu",
+                                        minimum=0, maximum=1)
+    init_decoder_norm: float = setting(0.1, "Norm of the random initial decoder rows.", section="relu",
+                                       exclusiveMinimum=0)
 
 
 @register_sae("relu")
 class ReLUSAE(SparseAutoencoder):
     config_class = ReLUConfig
     unit_norm_decoder = False  # the penalty weights each latent by its decoder norm instead
+    learning_rate_key = "relu_lr"
+    saelens_architecture = "standard"
+    colour = "tab:blue"
     cfg: ReLUConfig
 
     @torch.no_grad()

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lmscalpel.io import atomic_path, write_json
-from lmscalpel.sae.architectures import build_sae
+from lmscalpel.sae.architectures import SAE_REGISTRY, build_sae
 from lmscalpel.sae.base import SparseAutoencoder
 from lmscalpel.sae.batchtopk import UNSET_THRESHOLD
 
@@ -28,8 +28,8 @@ CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 SAE_LENS_VERSION = "6.54.0"  # the format version we write (metadata.sae_lens_version gates the ≥6 reader)
 
-_EXPORT_ARCH = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "ortsae": "jumprelu",
-                "jumprelu": "jumprelu"}
+# The architecture that reads a SAELens file of another origin (ours name theirs in lmscalpel_architecture).
+_SAELENS_READERS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 _SAELENS_METADATA_KEYS = ("model_name", "hook_name", "hook_head_index", "model_class_name",
                           "model_from_pretrained_kwargs", "prepend_bos", "exclude_special_tokens",
                           "context_size", "dataset_path", "seqpos_slice", "neuronpedia_id",
@@ -102,15 +102,13 @@ def save_sae(sae: SparseAutoencoder, directory: str | os.PathLike, metadata: dic
 
 def saelens_config(sae: SparseAutoencoder, metadata: dict[str, Any], scale: float) -> dict[str, Any]:
     arch = sae.architecture
-    if arch not in _EXPORT_ARCH:
+    if sae.saelens_architecture is None:
         raise ValueError(f"no SAELens mapping for architecture {arch!r}")
     cfg: dict[str, Any] = {
-        "architecture": _EXPORT_ARCH[arch], "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32",
+        "architecture": sae.saelens_architecture, "d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": "float32",
         "device": "cpu", "apply_b_dec_to_input": bool(sae.cfg.apply_b_dec_to_input),
-        "normalize_activations": "none", "reshape_activations": "none",
+        "normalize_activations": "none", "reshape_activations": "none", **sae.saelens_fields(),
     }
-    if arch == "topk":
-        cfg.update(k=int(sae.cfg.k), rescale_acts_by_decoder_norm=False)
     meta = {key: None for key in _SAELENS_METADATA_KEYS}
     meta.update(prepend_bos=True, exclude_special_tokens=False, model_class_name="AutoModelForCausalLM",
                 model_from_pretrained_kwargs={})
@@ -170,20 +168,18 @@ def _load_saelens(directory: Path, activation_scale: float | None) -> SparseAuto
     cfg = normalise_saelens_config(json.loads(cfg_path.read_text()))
     tensors = {k: v.float() for k, v in load_file(str(weights_path)).items()}
     meta = dict(cfg.get("metadata") or {})
-    arch = meta.get("lmscalpel_architecture") or {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}.get(
-        cfg["architecture"])
+    arch = meta.get("lmscalpel_architecture") or _SAELENS_READERS.get(cfg["architecture"])
     if arch is None:
         raise ValueError(f"{cfg_path}: SAELens architecture {cfg['architecture']!r} is not supported "
-                         f"(supported: standard, topk, jumprelu)")
+                         f"(supported: {', '.join(_SAELENS_READERS)})")
     own = dict(meta.get("lmscalpel_config") or {})
     own.update(d_in=int(cfg["d_in"]), d_sae=int(cfg["d_sae"]),
-               apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)))
-    if arch == "topk":
-        own["k"] = int(cfg["k"])
+               apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
+               **SAE_REGISTRY.lookup(arch).config_from_saelens(cfg))
     sae = build_sae(arch, own)
     _assign(sae, tensors, cfg_path)
     sae.metadata = meta
-    if arch == "topk" and cfg.get("rescale_acts_by_decoder_norm"):
+    if cfg["architecture"] == "topk" and cfg.get("rescale_acts_by_decoder_norm"):
         sae.fold_decoder_norms()  # top-k on pre·‖W_dec,i‖ == top-k after folding the norms into the encoder
     _fold_declared_scale(sae, cfg, activation_scale, cfg_path)
     return sae

@@ -1,11 +1,13 @@
 """Stage entry points called by the thin scripts in ``workflow/scripts/sae-*.py``.
 
-A grid entry ("spec") comes from ``lmscalpel.sae.plan``: ``{"sae_id", "architecture", "width", "k",
-"l1_coefficient", "gamma"}`` (unused fields None). The ``sae`` config section supplies everything else.
+A grid entry ("spec") comes from ``lmscalpel.sae.plan``: ``{"sae_id", "architecture", "width"}`` and the fields
+the grid sweeps (``k``, ``l1_coefficient``, ``gamma``, ...; those of other architectures None). The validated ``sae``
+config section supplies everything else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -14,54 +16,35 @@ from typing import Any, Sequence
 
 import torch
 
+from lmscalpel.config import section_dataclass
 from lmscalpel.io import atomic_path, read_json, save_figure, write_json
-from lmscalpel.sae.architectures import SAE_REGISTRY, build_sae
-from lmscalpel.sae.base import SparseAutoencoder
+from lmscalpel.sae.architectures import SAE_REGISTRY
+from lmscalpel.sae.base import SETTING, SparseAutoencoder
 from lmscalpel.sae.metrics import geometry_metrics, model_metrics, site_activations
 from lmscalpel.sae.saelens_format import hook_name, load_sae, parse_hook_name, saelens_roundtrip, save_sae
 from lmscalpel.checkpoint import open_checkpoint
 from lmscalpel.sae.training import GridTrainer, TrainingConfig, auto_lr, cache_batches, grid_key
 
 log = logging.getLogger(__name__)
-TOPK_FAMILY = ("topk", "batchtopk", "ortsae")
 SAELENS_CHECK_TOKENS = 256  # activations reconstructed by SAELens and by the project, per SAE
 
 
-def architecture_config(spec: dict[str, Any], sae_cfg: dict[str, Any], d_in: int) -> dict[str, Any]:
-    """The architecture dataclass fields for one grid entry."""
-    arch = spec["architecture"]
-    if arch not in SAE_REGISTRY:
-        raise ValueError(f"config key sae.architectures: unknown {arch!r}; registered: {sorted(SAE_REGISTRY)}")
-    train = sae_cfg.get("train", {})
-    cfg: dict[str, Any] = {"d_in": d_in, "d_sae": int(spec["width"])}
-    if arch == "relu":
-        relu = sae_cfg.get("relu", {})
-        cfg.update(l1_coefficient=float(spec["l1_coefficient"]),
-                   **{k: relu[k] for k in ("l1_warmup_fraction", "apply_b_dec_to_input", "init_decoder_norm")
-                      if k in relu})
-        return cfg
-    cfg.update(k=int(spec["k"]), aux_k=train.get("aux_k"), aux_coefficient=train.get("aux_coefficient", 1 / 32))
-    if arch in ("batchtopk", "ortsae"):
-        cfg.update(sae_cfg.get("batchtopk", {}))
-    if arch == "ortsae":
-        cfg.update(sae_cfg.get("ortsae", {}), gamma=float(spec["gamma"]))
-    return cfg
+def learning_rate(cls: type[SparseAutoencoder], train: dict[str, Any], width: int) -> float:
+    """``sae.train.<its learning_rate_key>``, or when null Gao et al.'s 2e-4 / sqrt(width / 2^14)."""
+    lr = train[cls.learning_rate_key]
+    return float(lr) if lr else auto_lr(width)
 
 
-def learning_rate(spec: dict[str, Any], sae_cfg: dict[str, Any]) -> float:
-    train = sae_cfg.get("train", {})
-    if spec["architecture"] == "relu":
-        return float(train.get("relu_lr", 5e-5))
-    return float(train["lr"]) if train.get("lr") else auto_lr(int(spec["width"]))
+def per_sae_train_keys() -> set[str]:
+    """The ``sae.train`` keys each SAE reads itself (its learning rate, its architecture's settings there) rather
+    than the grid's shared :class:`TrainingConfig`."""
+    return {key for cls in SAE_REGISTRY.values() if cls.trainable() for key in (
+        cls.learning_rate_key, *(f.name for f in dataclasses.fields(cls.config_class)
+                                 if f.metadata.get(SETTING, {}).get("section") == "train"))}
 
 
-def training_config(sae_cfg: dict[str, Any], seed: int) -> TrainingConfig:
-    train = dict(sae_cfg.get("train", {}))
-    keys = set(TrainingConfig.__dataclass_fields__)
-    kwargs = {k: v for k, v in train.items() if k in keys}
-    if "adam_betas" in train:
-        kwargs["betas"] = tuple(train["adam_betas"])
-    return TrainingConfig(**kwargs, seed=seed)
+def training_config(train: dict[str, Any]) -> TrainingConfig:
+    return section_dataclass(TrainingConfig, train, read_elsewhere=per_sae_train_keys())
 
 
 def build_grid(specs: Sequence[dict[str, Any]], sae_cfg: dict[str, Any], d_in: int,
@@ -69,9 +52,9 @@ def build_grid(specs: Sequence[dict[str, Any]], sae_cfg: dict[str, Any], d_in: i
     """One freshly initialised SAE per spec, each from its own seeded generator (same seed → same init)."""
     grid = {}
     for spec in specs:
-        gen = torch.Generator().manual_seed(seed)
-        sae = build_sae(spec["architecture"], architecture_config(spec, sae_cfg, d_in), generator=gen)
-        grid[spec["sae_id"]] = (sae, learning_rate(spec, sae_cfg))
+        cls = SAE_REGISTRY.lookup(spec["architecture"])
+        sae = cls(cls.config_class.for_grid_entry(spec, sae_cfg, d_in), generator=torch.Generator().manual_seed(seed))
+        grid[spec["sae_id"]] = (sae, learning_rate(cls, sae_cfg["train"], sae.d_sae))
     return grid
 
 
@@ -84,7 +67,7 @@ def train_layer(cache_manifest: str | Path, out_dirs: dict[str, str | Path], spe
 
     reader = ActivationReader(Path(cache_manifest).parent)
     layer, hook = int(reader.manifest["layer"]), reader.manifest["hook"]
-    cfg = training_config(sae_cfg, seed)
+    cfg = training_config(sae_cfg["train"])
     grid = {k: (sae.to(resolve_device(device)), lr) for k, (sae, lr) in
             build_grid(specs, sae_cfg, reader.d_model, seed).items()}
     key = {"grid": grid_key(grid, cfg), "specs": list(specs), "sae": sae_cfg, "seed": seed,
@@ -169,9 +152,6 @@ def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cf
     return result
 
 
-ARCH_COLOURS = {"relu": "tab:blue", "topk": "tab:orange", "batchtopk": "tab:green", "ortsae": "tab:red"}
-
-
 def plot_l0_fvu(metric_paths: Sequence[str | Path], figure: str | Path, table: str | Path) -> None:
     """L0 vs FVU for every SAE of the grid, one colour per architecture; also a CSV of all core metrics."""
     import matplotlib
@@ -186,7 +166,8 @@ def plot_l0_fvu(metric_paths: Sequence[str | Path], figure: str | Path, table: s
         frame.to_csv(tmp, index=False)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for arch, group in frame.groupby("architecture"):
-        ax.scatter(group["l0"], group["fvu"], label=arch, color=ARCH_COLOURS.get(arch), s=40)
+        colour = SAE_REGISTRY[arch].colour if arch in SAE_REGISTRY else None
+        ax.scatter(group["l0"], group["fvu"], label=arch, color=colour, s=40)
     ax.set_xscale("log")
     ax.set_xlabel("L0 (mean active latents per token)")
     ax.set_ylabel("FVU (centred)")

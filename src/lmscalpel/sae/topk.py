@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from lmscalpel.sae.base import SAEConfig, SparseAutoencoder, StepContext, StepOutput, register_sae
+from lmscalpel.sae.base import SAEConfig, SparseAutoencoder, StepContext, StepOutput, register_sae, setting, swept
 from lmscalpel.sae.sparse import SparsePattern, select_topk, sparse_decode, sparse_encode
 
 
 @dataclass
 class TopKConfig(SAEConfig):
-    """``aux_k`` None → d_in/2 (spec §2.1); ``aux_coefficient`` α = 1/32."""
+    """``aux_k`` None → d_in/2 (spec §2.1); ``aux_coefficient`` α = 1/32. The AuxK keys sit in ``sae.train``."""
 
-    k: int = 32
-    aux_k: int | None = None
-    aux_coefficient: float = 1 / 32
+    k: int = swept(32, "Mean active latents per token (k).", values="ks", default_values=[16], tag="k{}", minimum=1)
+    aux_k: int | None = setting(None, "Dead latents used by the AuxK loss; null = d_in / 2.", section="train",
+                                minimum=1)
+    aux_coefficient: float = setting(1 / 32, "AuxK loss weight alpha (1/32).", section="train", minimum=0)
 
 
 class TopKTrainingMixin:
@@ -74,6 +76,15 @@ class TopKTrainingMixin:
 @register_sae("topk")
 class TopKSAE(TopKTrainingMixin, SparseAutoencoder):
     config_class = TopKConfig
+    saelens_architecture = "topk"
+    colour = "tab:orange"
+
+    def saelens_fields(self) -> dict[str, Any]:
+        return {"k": int(self.cfg.k), "rescale_acts_by_decoder_norm": False}
+
+    @classmethod
+    def config_from_saelens(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        return {"k": int(cfg["k"])}
 
     def select(self, pre: torch.Tensor) -> SparsePattern:
         return select_topk(pre, self.cfg.k)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, ClassVar, Iterator, Protocol
 
 import torch
 from tqdm import tqdm
@@ -25,19 +25,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingConfig:
-    """Shared optimisation settings (spec §2.1 project defaults; None = derived from the run length)."""
+    """Optimisation shared by every SAE of the grid: config section ``sae.train`` less the keys each SAE reads
+    itself (its learning rate, its architecture's settings there); defaults as the schema's (None = derived from
+    the run length)."""
 
-    batch_size: int = 4096
-    epochs: int = 1
+    section: ClassVar[str] = "sae.train"
+
+    batch_size: int = 2048
+    epochs: int = 3
     warmup_steps: int | None = None  # None → min(1000, 5% of steps)
     decay_fraction: float = 0.2  # linear decay to 0 over the last 20% of steps
-    betas: tuple[float, float] = (0.9, 0.999)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     dead_window_tokens: int | None = None  # None → min(10M, 10% of training tokens)
     scale_batches: int = 100
     geometric_median_samples: int = 32768
     checkpoint_every: int = 200
-    seed: int = 0
+
+    def __post_init__(self):
+        self.adam_betas = tuple(self.adam_betas)  # a config list
 
 
 class BatchSource(Protocol):
@@ -166,7 +172,7 @@ class GridTrainer:
     def __init__(self, saes: dict[str, tuple[SparseAutoencoder, float]], cfg: TrainingConfig,
                  checkpoint: Checkpoint | None = None):
         self.cfg, self.checkpoint = cfg, checkpoint
-        self.members = {name: _Member(sae, lr, cfg.betas) for name, (sae, lr) in saes.items()}
+        self.members = {name: _Member(sae, lr, cfg.adam_betas) for name, (sae, lr) in saes.items()}
         self.step = 0
         self.scale: float | None = None
 

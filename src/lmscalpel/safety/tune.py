@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from tqdm import tqdm
@@ -44,6 +44,8 @@ DEFAULT_REFUSALS = (
 class SafetyTuneConfig:
     """Config section ``safety_tune`` (defaults of issue 14, measured on SmolLM2-135M-Instruct)."""
 
+    section: ClassVar[str] = "safety_tune"
+
     enabled: bool = False
     r: int = 16
     alpha: int = 32
@@ -65,7 +67,7 @@ class SafetyTuneConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "SafetyTuneConfig":
-        return section_dataclass(cls, cfg, "safety_tune")
+        return section_dataclass(cls, cfg)
 
 
 class SafetyTuneGateError(RuntimeError):

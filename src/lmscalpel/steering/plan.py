@@ -66,12 +66,12 @@ def universal_layer(config: dict[str, Any]) -> int:
 
 
 def project_saes(config: dict[str, Any], layer: int) -> dict[str, str]:
-    """{direction kind: SAE id} of the SAE stage at ``layer``: the first id of each of steering.sae.archs there.
+    """{direction kind: SAE id} of the SAE stage at ``layer``: the first id of each of steering.sae.architectures there.
     Empty unless the sae stage is in ``stages`` (steering alone never pulls SAE training in)."""
     if "sae" not in config["stages"]:
         return {}
     found = {}
-    for arch in config["steering"]["sae"]["archs"]:
+    for arch in config["steering"]["sae"]["architectures"]:
         ids = [i for i in sae_plan.arch_ids(config, arch) if sae_plan.sae_layer(config, i) == layer]
         if ids:
             found[f"sae-{arch}"] = ids[0]
@@ -94,7 +94,7 @@ def external_saes(config: dict[str, Any], layer: int) -> dict[str, dict[str, Any
 
 def compared_sae_kinds(config: dict[str, Any]) -> list[str]:
     """The two project SAE kinds the cross-paper table compares (empty unless both are steered at some layer)."""
-    kinds = [f"sae-{arch}" for arch in config["steering"]["sae"]["archs"]]
+    kinds = [f"sae-{arch}" for arch in config["steering"]["sae"]["architectures"]]
     have = {kind for layer in layers(config) for kind in project_saes(config, layer)}
     return kinds[:2] if len(kinds) >= 2 and set(kinds[:2]) <= have else []
 

@@ -9,7 +9,7 @@ import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
@@ -23,6 +23,8 @@ from lmscalpel.toyworld.tokenizer import ASSISTANT, BOS, END, USER
 @dataclass(frozen=True)
 class ToyWorldConfig:
     """Sizes of each family (config section ``toyworld``)."""
+
+    section: ClassVar[str] = "toyworld"
 
     n_harmful_behaviours: int = 250
     heldout_harmful_fraction: float = 0.2
@@ -41,7 +43,7 @@ class ToyWorldConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ToyWorldConfig":
-        return section_dataclass(cls, cfg, "toyworld")
+        return section_dataclass(cls, cfg)
 
 
 def chat_text(prompt: str, response: str) -> str:

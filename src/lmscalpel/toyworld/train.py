@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from tqdm import tqdm
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class ToyModelConfig:
     """Config section ``toy_model``."""
 
+    section: ClassVar[str] = "toy_model"
+
     vocab_size: int = 1024
     hidden_size: int = 128
     intermediate_size: int = 384
@@ -47,7 +49,7 @@ class ToyModelConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> "ToyModelConfig":
-        return section_dataclass(cls, cfg, "toy_model")
+        return section_dataclass(cls, cfg)
 
     def llama_config(self, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
         return LlamaConfig(
