@@ -78,3 +78,13 @@ def test_atomic_writes_refuse_dot_components(tmp_path, monkeypatch, path):
         with atomic_path(path):
             pass
     assert (tmp_path / "reports" / "keep").read_text() == "x"
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose():
+    """A spinning OpenMP thread starved its partner beside a busy process (benchmarks/bench_contention.py: 7.6x);
+    importing lmscalpel, as every job script does first, sets the policy before torch loads, and keeps a user's."""
+    probe = "import os, lmscalpel, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda extra: subprocess.run([sys.executable, "-c", probe], env=env | extra, capture_output=True,
+                                       text=True, check=True).stdout.strip()
+    assert run({}) == "PASSIVE" and run({"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
