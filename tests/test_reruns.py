@@ -1,15 +1,18 @@
-"""What a change reruns: an edit of library code reruns the rules whose code it is, a config key the rules that read
-it, and an impossible value stops the run before any job. The outputs of the small pipeline config are faked (empty
-files that ``snakemake --touch`` records with their params), so only Snakemake's planning runs."""
+"""What a change reruns: an edit of library code reruns the rules whose scripts can run it (an edit of a comment or a
+docstring nothing), a config key the rules that read it, and an impossible value stops the run before any job. The
+outputs of the small pipeline config are faked (empty files that ``snakemake --touch`` records with their params),
+so only Snakemake's planning runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -17,9 +20,11 @@ import yaml
 from conftest import REPO_ROOT
 from pipeline_config import pipeline_config
 
-from lmscalpel.fingerprint import code_fingerprint, stage_modules
+from lmscalpel.fingerprint import script_fingerprint, script_modules
 
 JOB_COUNT = re.compile(r"^([a-z_0-9]+)\s+(\d+)$")
+SCRIPTS = REPO_ROOT / "workflow" / "scripts"
+CODE_EDIT = "\n_EDITED = True\n"  # a statement: what a job runs changes
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -90,41 +95,91 @@ def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
     assert "config key pruning.patterns: '3:2'" in result.stdout + result.stderr
 
 
-def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
-    stage_py = touched / "src" / "lmscalpel" / "pruning" / "stage.py"
-    source = stage_py.read_text()
-    edited = source.replace('    """The toy world directory,', '    """The toy-world directory,', 1)
-    assert edited != source
-    stage_py.write_text(edited)
+@contextlib.contextmanager
+def edited(path: Path, old: str, new: str) -> Iterator[None]:
+    """``path`` with its first ``old`` replaced by ``new`` (appended where ``old`` is empty), restored after."""
+    source = path.read_text()
+    changed = source.replace(old, new, 1) if old else source + new
+    assert changed != source
+    path.write_text(changed)
     try:
-        rules = set(planned_jobs(touched))
+        yield
     finally:
-        stage_py.write_text(source)
+        path.write_text(source)
+
+
+def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):
+    with edited(touched / "src" / "lmscalpel" / "pruning" / "stage.py", "", CODE_EDIT):
+        rules = set(planned_jobs(touched))
     assert {"pruning_cell_dense", "pruning_cell_activation", "pruning_cell_weight", "pruning_table", "report"} <= rules
     assert all(rule.startswith("pruning_") or rule in {"report", "all"} for rule in rules), rules
 
 
-def test_shared_modules_count_for_the_stages_that_import_them():
-    pruning, unlearning, sae = stage_modules("pruning"), stage_modules("unlearning"), stage_modules("sae")
-    assert {"lmscalpel.io", "lmscalpel.workflow", "lmscalpel.models.loader"} <= pruning & unlearning & sae
+def test_an_edit_of_a_comment_and_a_docstring_plans_nothing(touched):
+    hook = touched / "src" / "lmscalpel" / "models" / "intervention.py"
+    docstring = '"""Ids that steering skips: every special token'
+    with edited(hook, "import torch\n", "import torch  # the hook runs in torch\n"), \
+            edited(hook, docstring, docstring.replace("Ids that", "Token ids that")):
+        assert planned_jobs(touched) == {}
+
+
+def test_a_code_edit_in_steering_plans_steering_jobs_not_the_toy_model_or_its_card(touched):
+    with edited(touched / "src" / "lmscalpel" / "steering" / "judges.py", "", CODE_EDIT):
+        rules = set(planned_jobs(touched))
+    assert {"steering_setup", "steering_grid", "steering_figures", "report"} <= rules
+    assert all(rule.startswith("steering_") or rule in {"report", "all"} for rule in rules), rules
+
+
+def test_a_code_edit_of_the_steering_hook_plans_the_stages_that_import_it(touched):
+    with edited(touched / "src" / "lmscalpel" / "models" / "intervention.py", "", CODE_EDIT):
+        rules = set(planned_jobs(touched))
+    # steering, reasoning and unlearning's robustness attack steer the residual stream (and every unlearning job
+    # imports its stage module, which imports the attack); the toy model, its card, the cache, the SAEs, features
+    # and pruning do not
+    assert {"steering_grid", "reasoning_steer", "reasoning_baseline", "unlearning_robustness", "report"} <= rules
+    assert not {rule for rule in rules
+                if rule.startswith(("toyworld_", "model_", "cache_", "sae_", "features_", "pruning_"))}
+
+
+def test_shared_modules_count_for_the_scripts_that_import_them():
+    pruning, robustness, sae = (script_modules(SCRIPTS / f"{name}.py")
+                                for name in ("pruning-cell", "unlearning-robustness", "sae-train"))
+    assert {"lmscalpel.io", "lmscalpel.workflow", "lmscalpel.models.loader"} <= pruning & robustness & sae
     # unlearning's robustness attack runs activation_pruning (a lazy re-export), not the pruning stage's entry points
-    assert {"lmscalpel.pruning.activation", "lmscalpel.pruning.pruner"} <= unlearning
-    assert "lmscalpel.pruning.stage" not in unlearning
+    assert {"lmscalpel.pruning.activation", "lmscalpel.pruning.pruner"} <= robustness
+    assert "lmscalpel.pruning.stage" not in robustness
     assert not any(name.startswith("lmscalpel.pruning") for name in sae)
+    # a module the script imports itself, not through its stage's package
+    assert "lmscalpel.models.names" in sae
 
 
-def test_fingerprint_changes_with_the_code_it_covers(tmp_path):
+def test_fingerprint_changes_with_the_code_a_script_runs_not_with_comments_or_docstrings(tmp_path):
     root = tmp_path / "lmscalpel"
     shutil.copytree(REPO_ROOT / "src" / "lmscalpel", root, ignore=shutil.ignore_patterns("__pycache__"))
-    before = {stage: code_fingerprint(stage, root=root) for stage in ("pruning", "steering")}
-    target = root / "pruning" / "criteria.py"
-    target.write_text(target.read_text() + "\n# edited\n")
-    code_fingerprint.cache_clear()
-    after = {stage: code_fingerprint(stage, root=root) for stage in ("pruning", "steering")}
-    assert after["pruning"] != before["pruning"] and after["steering"] == before["steering"]
+    scripts = ("pruning-table", "pruning-cell", "steering-grid")
+
+    def fingerprints() -> dict[str, str]:
+        return {name: script_fingerprint(SCRIPTS / f"{name}.py", root=root) for name in scripts}
+
+    before = fingerprints()
+    table = root / "pruning" / "table.py"
+    for edit in [("", "\n# a comment\n"), ('"""', '"""A docstring. ')]:
+        with edited(table, *edit):
+            assert fingerprints() == before, edit
+    with edited(table, "", CODE_EDIT):
+        after = fingerprints()
+    # the table's code is not what the cells run
+    assert after["pruning-table"] != before["pruning-table"]
+    assert {name: after[name] for name in scripts[1:]} == {name: before[name] for name in scripts[1:]}
+    template = next((root / "steering" / "templates").iterdir())
+    with edited(template, "", "\n"):
+        assert fingerprints()["steering-grid"] != before["steering-grid"]
 
 
-def test_every_rule_passes_its_code_fingerprint():
+def test_every_rule_passes_the_code_fingerprint_of_its_script():
     for smk in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk")):
         for block in re.split(r"(?m)^(?=rule )", smk.read_text())[1:]:
-            assert block.count("code=code_fingerprint(") == 1, f"{smk.name}: {block.splitlines()[0]}"
+            rule = block.splitlines()[0]
+            fingerprinted = re.findall(r'code=code_fingerprint\("([^"]+)"\)', block)
+            script = re.findall(r'script:\s+"\.\./scripts/([^"]+)\.py"', block)
+            assert len(fingerprinted) == 1 and fingerprinted == script, f"{smk.name}: {rule}"

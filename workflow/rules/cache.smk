@@ -29,7 +29,7 @@ rule cache_activations:
         runtime=120,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("cache"),
+        code=code_fingerprint("cache-activations"),
         cache=config["cache"],
     script:
         "../scripts/cache-activations.py"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from lmscalpel import jobserver
 from lmscalpel.config import check_config, effective_schema, fill_defaults
-# rules pass code=code_fingerprint("<subpackage>"): an edit of the library code a rule runs reruns it
-from lmscalpel.fingerprint import code_fingerprint
+from lmscalpel.fingerprint import script_fingerprint
 
 
 # the schema file completed from the registries (enums, the SAE architectures' settings); then every default is set
@@ -46,6 +45,12 @@ onerror:
 # grid): started first, while model-only jobs (N:M cells, reasoning baselines) fill the other cores. Snakemake
 # does not pass a job's priority on to the jobs it waits for, so every job on the path carries it.
 CRITICAL_PATH_PRIORITY = 10
+
+
+def code_fingerprint(script):
+    """Every rule's ``code`` param: the fingerprint of the library code its script, workflow/scripts/<script>.py,
+    can run (lmscalpel/fingerprint.py), so that an edit of that code, and only of that code, reruns the rule."""
+    return script_fingerprint(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py")
 
 
 def is_toy_model():

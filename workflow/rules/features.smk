@@ -29,7 +29,7 @@ rule features_spelling_activations:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-spelling-activations"),
         features=features_plan.spelling_activations_config(config),
         seed=config["seed"],
     script:
@@ -56,7 +56,7 @@ rule features_dataset_activations:
         runtime=60,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-dataset-activations"),
         features=lambda wildcards: features_plan.dataset_activations_config(config, wildcards.dataset),
         seed=config["seed"],
     script:
@@ -81,7 +81,7 @@ rule features_letter_probe:
         mem_mb=2000,
         runtime=20,
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-letter-probe"),
         features=features_plan.letter_probe_config(config),
         seed=config["seed"],
     script:
@@ -107,7 +107,7 @@ rule features_dataset_probes:
         mem_mb=2000,
         runtime=30,
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-dataset-probes"),
         features=lambda wildcards: features_plan.dataset_probes_config(config, wildcards.dataset),
         seed=config["seed"],
     script:
@@ -129,7 +129,7 @@ rule features_absorption:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-absorption"),
         features=features_plan.absorption_config(config),
         seed=config["seed"],
         device=config["model"]["device"],
@@ -153,7 +153,7 @@ rule features_composition:
         runtime=60,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-composition"),
         features=features_plan.composition_config(config),
         seed=config["seed"],
         device=config["model"]["device"],
@@ -176,7 +176,7 @@ rule features_distinct:
         mem_mb=4000,
         runtime=20,
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-distinct"),
         features=features_plan.distinct_config(config),
         seed=config["seed"],
     script:
@@ -198,7 +198,7 @@ rule features_probe_metric_scr:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-probe-metric"),
         features=features_plan.probe_metric_config(config, "scr"),
         seed=config["seed"],
         device=config["model"]["device"],
@@ -223,7 +223,7 @@ rule features_probe_metric_tpp:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-probe-metric"),
         features=features_plan.probe_metric_config(config, "tpp"),
         seed=config["seed"],
         device=config["model"]["device"],
@@ -248,7 +248,7 @@ rule features_probe_metric_sparse_probing:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-probe-metric"),
         features=features_plan.probe_metric_config(config, "sparse_probing"),
         seed=config["seed"],
         device=config["model"]["device"],
@@ -297,7 +297,7 @@ rule features_compare:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("features"),
+        code=code_fingerprint("features-compare"),
         archs=get_features_sae_archs,
     script:
         "../scripts/features-compare.py"

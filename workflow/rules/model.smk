@@ -22,7 +22,7 @@ rule model_convert_gguf:
         mem_mb=4000,
         runtime=20,
     params:
-        code=code_fingerprint("models"),
+        code=code_fingerprint("model-convert-gguf"),
         gguf=config["model"]["gguf"],
     script:
         "../scripts/model-convert-gguf.py"
@@ -44,7 +44,7 @@ rule model_card:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("models"),
+        code=code_fingerprint("model-card"),
         card=config["model_card"],
         window=config["toy_model"]["context_length"],
         enforce_gates=is_toy_model(),

@@ -29,7 +29,7 @@ rule pruning_toy_tasks:
         mem_mb=500,
         runtime=5,
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-toy-tasks"),
         cfg=pruning_plan.toy_tasks_config(config),
     script:
         "../scripts/pruning-toy-tasks.py"
@@ -53,7 +53,7 @@ rule pruning_spts:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-spts"),
         cfg=lambda wildcards: pruning_plan.job_config(config, "calibration", targets=wildcards.targets),
     script:
         "../scripts/pruning-spts.py"
@@ -80,7 +80,7 @@ rule pruning_learnable:
         runtime=120,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-learnable"),
         cfg=lambda wildcards: pruning_plan.learnable_config(config, wildcards.targets, wildcards.pattern,
                                                       wildcards.criterion),
         checkpoint_dir=f"{CHECKPOINTS}/pruning/learnable/{{mitigation}}-{{targets}}-{{pattern}}-{{criterion}}",
@@ -104,7 +104,7 @@ rule pruning_cell_dense:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-cell"),
         cfg=lambda wildcards: pruning_plan.dense_config(config),
         family="dense",
     script:
@@ -133,7 +133,7 @@ rule pruning_cell_activation:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-cell"),
         cfg=lambda wildcards: pruning_plan.activation_config(config, wildcards.targets, wildcards.pattern,
                                                        wildcards.criterion),
         family="act",
@@ -162,7 +162,7 @@ rule pruning_cell_weight:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-cell"),
         cfg=lambda wildcards: pruning_plan.weight_config(config, wildcards.targets, wildcards.method),
         family="weight",
     script:
@@ -188,7 +188,7 @@ rule pruning_chat:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-chat"),
         cfg=lambda wildcards: pruning_plan.chat_config(config, wildcards.targets, wildcards.pattern),
         markers=chat_refusal_markers(),
     script:
@@ -226,7 +226,7 @@ rule pruning_table:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_fingerprint("pruning"),
+        code=code_fingerprint("pruning-table"),
         targets=config["pruning"]["grid_targets"][0],
     script:
         "../scripts/pruning-table.py"

@@ -35,7 +35,7 @@ rule reasoning_score:
         runtime=30 if is_toy_model() else 600,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("reasoning"),
+        code=code_fingerprint("reasoning-score"),
         reasoning=reasoning_plan.score_config(config),
         seed=config["seed"],
     script:
@@ -63,7 +63,7 @@ rule reasoning_score_figure:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("reasoning"),
+        code=code_fingerprint("reasoning-score-figure"),
     script:
         "../scripts/reasoning-score-figure.py"
 
@@ -87,7 +87,7 @@ rule reasoning_baseline:
         runtime=30 if is_toy_model() else 1440,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("reasoning"),
+        code=code_fingerprint("reasoning-baseline"),
         reasoning=lambda wildcards: reasoning_plan.eval_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/baseline",
@@ -118,7 +118,7 @@ rule reasoning_steer:
         runtime=60 if is_toy_model() else 4320,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("reasoning"),
+        code=code_fingerprint("reasoning-steer"),
         reasoning=lambda wildcards: reasoning_plan.steer_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{sae}}/{{benchmark}}/steering",
@@ -147,7 +147,7 @@ rule reasoning_steer_figure:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("reasoning"),
+        code=code_fingerprint("reasoning-steer-figure"),
     script:
         "../scripts/reasoning-steer-figure.py"
 
@@ -171,7 +171,7 @@ rule reasoning_ban_vocabulary:
         runtime=30 if is_toy_model() else 2880,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("reasoning"),
+        code=code_fingerprint("reasoning-ban-vocabulary"),
         reasoning=lambda wildcards: reasoning_plan.ban_config(config, wildcards.benchmark),
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/reasoning/{{benchmark}}/banned_vocab",

@@ -33,7 +33,7 @@ rule sae_train:
         runtime=120,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("sae"),
+        code=code_fingerprint("sae-train"),
         specs=lambda wildcards: sae_plan.layer_specs(config, int(wildcards.layer)),
         sae=sae_plan.train_config(config),
         model=sae_plan.train_model_config(config),
@@ -58,7 +58,7 @@ rule sae_import:
         mem_mb=16000,
         runtime=60,
     params:
-        code=code_fingerprint("sae"),
+        code=code_fingerprint("sae-import"),
         spec=get_sae_import_spec,
     script:
         "../scripts/sae-import.py"
@@ -84,7 +84,7 @@ rule sae_core_metrics:
         runtime=60,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("sae"),
+        code=code_fingerprint("sae-core-metrics"),
         eval=config["sae"]["eval"],
         hook=CACHE_HOOK,
         dataset=config["cache"]["dataset"],
@@ -113,6 +113,6 @@ rule sae_l0_fvu_figure:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("sae"),
+        code=code_fingerprint("sae-l0-fvu-figure"),
     script:
         "../scripts/sae-l0-fvu-figure.py"

@@ -26,7 +26,7 @@ rule safety_tune:
         runtime=120,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("safety"),
+        code=code_fingerprint("safety-tune"),
         safety_tune=config["safety_tune"],
         seed=config["seed"],
         checkpoint_dir=f"{CHECKPOINTS}/model/safety-tune",

@@ -29,7 +29,7 @@ rule steering_setup:
         runtime=30,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-setup"),
         steering=steering_plan.setup_config(config),
     script:
         "../scripts/steering-setup.py"
@@ -54,7 +54,7 @@ rule steering_coherence:
         runtime=30 if is_toy_model() else 120,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-coherence"),
         steering=steering_plan.coherence_config(config),
     script:
         "../scripts/steering-coherence.py"
@@ -84,7 +84,7 @@ rule steering_grid:
         runtime=60 if is_toy_model() else 1440,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-grid"),
         steering=steering_plan.grid_config(config),
         sae_dirs=get_steering_sae_dirs,
         toy=is_toy_model(),
@@ -115,7 +115,7 @@ rule steering_universal:
         runtime=30 if is_toy_model() else 720,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-universal"),
         steering=steering_plan.universal_config(config),
         layer=lambda wildcards: steering_plan.universal_layer(config),
         toy=is_toy_model(),
@@ -142,7 +142,7 @@ rule steering_capability:
         runtime=30 if is_toy_model() else 720,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-capability"),
         steering=steering_plan.capability_config(config),
         layer=lambda wildcards: steering_plan.universal_layer(config),
         markers=chat_refusal_markers(),
@@ -171,7 +171,7 @@ rule steering_metrics:
         mem_mb=4000,
         runtime=20,
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-metrics"),
         steering=steering_plan.metrics_config(config),
         sae_kinds=lambda wildcards: steering_plan.compared_sae_kinds(config),
     script:
@@ -222,6 +222,6 @@ rule steering_figures:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("steering"),
+        code=code_fingerprint("steering-figures"),
     script:
         "../scripts/steering-figures.py"

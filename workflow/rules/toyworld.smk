@@ -22,7 +22,7 @@ rule toyworld_generate:
         mem_mb=1000,
         runtime=10,
     params:
-        code=code_fingerprint("toyworld"),
+        code=code_fingerprint("toyworld-generate"),
         toyworld=config["toyworld"],
         seed=config["seed"],
     script:
@@ -43,7 +43,7 @@ rule toyworld_train_model:
         mem_mb=4000,
         runtime=60,
     params:
-        code=code_fingerprint("toyworld"),
+        code=code_fingerprint("toyworld-train-model"),
         toy_model=config["toy_model"],
         seed=config["seed"],
         device=config["model"]["device"],

@@ -26,7 +26,7 @@ rule unlearning_build_data:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-build-data"),
         cfg=unlearning_plan.sections(config, "data"),
         seed=config["seed"],
     script:
@@ -47,7 +47,7 @@ rule unlearning_build_vlm:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-build-vlm"),
         cfg=unlearning_plan.sections(config, "vlm"),
         image_size=config["toyworld"]["portrait_size"],
         seed=config["seed"],
@@ -70,7 +70,7 @@ rule unlearning_finetune_original:
         runtime=30 if is_toy_model() else 720,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-finetune"),
         cfg=unlearning_plan.sections(config, "data", "vlm", "max_length", "finetune", "eval"),
         source=unlearning_data_source(),
         split=None,
@@ -97,7 +97,7 @@ rule unlearning_finetune_gold:
         runtime=30 if is_toy_model() else 720,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-finetune"),
         cfg=unlearning_plan.sections(config, "data", "vlm", "max_length", "finetune", "eval"),
         source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/finetune/gold-{{split}}",
@@ -125,7 +125,7 @@ rule unlearning_evaluate_gold:
         runtime=20 if is_toy_model() else 240,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-evaluate"),
         cfg=unlearning_plan.sections(config, "data", "max_length", "eval"),
         source=unlearning_data_source(),
         which="gold",
@@ -153,7 +153,7 @@ rule unlearning_evaluate_original:
         runtime=20 if is_toy_model() else 240,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-evaluate"),
         cfg=unlearning_plan.sections(config, "data", "max_length", "eval"),
         source=unlearning_data_source(),
         which="original",
@@ -182,7 +182,7 @@ rule unlearning_unlearn:
         runtime=20 if is_toy_model() else 480,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-unlearn"),
         cfg=unlearning_plan.sections(config, "data", "max_length", "unlearn", "eval"),
         source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
@@ -211,7 +211,7 @@ rule unlearning_robustness:
         runtime=20 if is_toy_model() else 240,
         gpu=gpu_jobs(),
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-robustness"),
         cfg=unlearning_plan.sections(config, "data", "max_length", "unlearn", "eval", "robustness"),
         source=unlearning_data_source(),
         checkpoint_dir=f"{CHECKPOINTS}/unlearning/unlearn/{{split}}/{{modality}}/{{method}}/l1_{{l1}}",
@@ -250,7 +250,7 @@ rule unlearning_table:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-table"),
     script:
         "../scripts/unlearning-table.py"
 
@@ -274,6 +274,6 @@ rule unlearning_robustness_table:
         mem_mb=1000,
         runtime=5,
     params:
-        code=code_fingerprint("unlearning"),
+        code=code_fingerprint("unlearning-robustness-table"),
     script:
         "../scripts/unlearning-robustness-table.py"
