@@ -112,6 +112,72 @@ def test_iter_batches_shuffles_deterministically_and_covers_everything(tmp_path,
     assert not torch.equal(everything, ordered)
 
 
+def random_cache(directory: Path, n_shards: int = 3, n_tokens: int = 400, d_model: int = 64) -> Path:
+    """A cache of random activations as cache_activations writes it (no model): shards of 100 KiB."""
+    spec = CacheSpec(layers=[0], hook="resid_post", context_length=16, n_tokens=n_shards * n_tokens,
+                     shard_tokens=n_tokens, batch_size=4, out_dirs=[directory], provenance={"model": "random"})
+    gen = torch.Generator().manual_seed(0)
+    for index in range(n_shards):
+        cache_writer.save_shard(directory, index, {"activations": torch.randn(n_tokens, d_model, generator=gen),
+                                                   "tokens": torch.zeros(n_tokens, dtype=torch.int32)},
+                                spec.fingerprint)
+    cache_writer.write_manifest(directory, 0, spec, n_shards)
+    return directory
+
+
+def zero_64k(shard: Path) -> None:
+    """64 KiB of zeros written into the shard's data, its size unchanged."""
+    size = shard.stat().st_size
+    with open(shard, "r+b") as fh:
+        fh.seek(size - (80 << 10))
+        fh.write(bytes(64 << 10))
+    assert shard.stat().st_size == size
+
+
+def truncate(shard: Path) -> None:
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+
+
+def every_read(directory: Path):
+    """Each way the cache is read: all shards up front, in memory, streamed, and by SAE training."""
+    from lmscalpel.sae.stage import train_layer
+
+    spec = {"sae_id": "layer0-topk", "architecture": "topk", "width": 32, "k": 4}
+    return {
+        "verify": lambda: ActivationReader(directory, verify=True),
+        "read_all": lambda: ActivationReader(directory).read_all(),
+        "iter_batches": lambda: list(ActivationReader(directory).iter_batches(64, seed=0)),
+        "sae_train": lambda: train_layer(directory / "manifest.json", {spec["sae_id"]: directory.parent / "sae"}, [spec],
+                                         {"train": {"batch_size": 64, "epochs": 1, "lr": 1e-3}}, seed=0, checkpoint_dir=None,
+                                         device="cpu"),
+    }
+
+
+@pytest.mark.parametrize("damage", [zero_64k, truncate], ids=["zeros-same-size", "truncated"])
+def test_every_reader_stops_at_a_damaged_shard_with_its_name(tmp_path, damage):
+    directory = random_cache(tmp_path / "layer0")
+    damage(directory / "shard_00001.safetensors")
+    for name, read in every_read(directory).items():
+        with pytest.raises(ValueError, match=r"shard_00001\.safetensors: checksum mismatch .*--forcerun cache_activations"):
+            read()
+        assert not (tmp_path / "sae").exists(), name
+
+
+def test_a_missing_shard_is_named(tmp_path):
+    directory = random_cache(tmp_path / "layer0")
+    (directory / "shard_00002.safetensors").unlink()
+    for read in every_read(directory).values():
+        with pytest.raises(FileNotFoundError, match=r"shard_00002\.safetensors: shard 2 of .* is missing"):
+            read()
+
+
+def test_an_intact_cache_reads_as_written(tmp_path):
+    directory = random_cache(tmp_path / "layer0", n_shards=2)
+    reader = ActivationReader(directory, verify=True)
+    assert reader.read_all().shape == (800, 64) and reader.read_all(max_tokens=500).shape == (500, 64)
+    assert sum(len(b) for b in reader.iter_batches(100, seed=1)) == 800
+
+
 def test_missing_cache_names_the_rule(tmp_path):
     with pytest.raises(FileNotFoundError, match="cache_activations"):
         ActivationReader(tmp_path)
