@@ -12,6 +12,8 @@ from lmscalpel.cache import writer as cache_writer
 from lmscalpel.data.text import iter_texts
 from lmscalpel.models import ModelRef, load_model
 
+from conftest import random_cache, truncate, zero_64k
+
 
 def make_spec(tmp_path: Path, layers=(0, 1), hook="resid_post") -> CacheSpec:
     return CacheSpec(layers=list(layers), hook=hook, context_length=32, n_tokens=1200, shard_tokens=320,
@@ -110,32 +112,6 @@ def test_iter_batches_shuffles_deterministically_and_covers_everything(tmp_path,
     ordered = reader.read_all()
     assert torch.allclose(everything.sum(0), ordered.sum(0), atol=1e-2)
     assert not torch.equal(everything, ordered)
-
-
-def random_cache(directory: Path, n_shards: int = 3, n_tokens: int = 400, d_model: int = 64) -> Path:
-    """A cache of random activations as cache_activations writes it (no model): shards of 100 KiB."""
-    spec = CacheSpec(layers=[0], hook="resid_post", context_length=16, n_tokens=n_shards * n_tokens,
-                     shard_tokens=n_tokens, batch_size=4, out_dirs=[directory], provenance={"model": "random"})
-    gen = torch.Generator().manual_seed(0)
-    for index in range(n_shards):
-        cache_writer.save_shard(directory, index, {"activations": torch.randn(n_tokens, d_model, generator=gen),
-                                                   "tokens": torch.zeros(n_tokens, dtype=torch.int32)},
-                                spec.fingerprint)
-    cache_writer.write_manifest(directory, 0, spec, n_shards)
-    return directory
-
-
-def zero_64k(shard: Path) -> None:
-    """64 KiB of zeros written into the shard's data, its size unchanged."""
-    size = shard.stat().st_size
-    with open(shard, "r+b") as fh:
-        fh.seek(size - (80 << 10))
-        fh.write(bytes(64 << 10))
-    assert shard.stat().st_size == size
-
-
-def truncate(shard: Path) -> None:
-    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
 
 
 def every_read(directory: Path):

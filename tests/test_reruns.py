@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, random_cache, truncate, zero_64k
 from pipeline_config import pipeline_config
 
 from lmscalpel.fingerprint import code_fingerprint, stage_modules
@@ -88,6 +88,32 @@ def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
     result = snakemake(touched, "--configfile", str(touched / "small.yaml"), str(bad), "--dry-run")
     assert result.returncode != 0
     assert "config key pruning.patterns: '3:2'" in result.stdout + result.stderr
+
+
+def test_a_damaged_shard_stops_the_run_before_sae_training_deletes_the_saes_of_the_good_one(touched, tmp_path):
+    """A finished run (its SAEs trained, the temporary cache_verify stamp gone), then a shard changes: a rerun of
+    sae_train (here forced; a code edit does the same) first checks the cache and stops, naming the file."""
+    workdir = tmp_path / "run"
+    shutil.copytree(touched, workdir, symlinks=True)  # copies keep their mtimes: still up to date
+    cache = workdir / "results" / "itest" / "cache" / "layer1-resid_post"
+    recorded = (cache / "manifest.json").stat().st_mtime_ns
+    random_cache(cache, layer=1)
+    for path in cache.iterdir():
+        os.utime(path, ns=(recorded, recorded))
+    (cache / "verified.json").unlink(missing_ok=True)  # temporary: gone once the SAEs were trained
+    assert planned_jobs(workdir) == {}  # the missing temporary stamp plans nothing by itself
+    saes = sorted((workdir / "results" / "itest" / "sae").glob("layer1-*/sae_weights.safetensors"))
+    assert saes
+    shard = cache / "shard_00001.safetensors"
+    good = shard.read_bytes()
+    for damage in (zero_64k, truncate):
+        shard.write_bytes(good)
+        damage(shard)
+        result = snakemake(workdir, "--forcerun", "sae_train", "--", saes[0].relative_to(workdir).as_posix())
+        log = (workdir / "logs" / "itest" / "cache" / "cache_verify_layer1.log").read_text()
+        assert result.returncode != 0 and "Error in rule cache_verify" in result.stdout + result.stderr
+        assert f"{shard.relative_to(workdir)}: checksum mismatch" in log and "--forcerun cache_activations" in log
+        assert all(path.exists() for path in saes), damage.__name__
 
 
 def test_editing_a_pruning_function_plans_only_pruning_and_report_jobs(touched):

@@ -12,6 +12,7 @@ STAGE_TARGETS["sae"] = get_sae_targets
 rule sae_train:
     input:
         cache=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/manifest.json",
+        verified=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/verified.json",
     output:
         cfgs=expand(f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/cfg.json", suffix=sae_plan.grid_suffixes(config)),
         weights=expand(
