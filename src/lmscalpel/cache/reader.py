@@ -2,7 +2,8 @@
 
 Every shard is checked against the sha256 its manifest records, on the very bytes that are then parsed, so a shard
 changed, truncated or lost after caching stops its reader with the file's name instead of training on it
-(hashing costs under 1 % of the toy SAE training: ``benchmarks/bench_cache_verify.py``).
+(with rule cache_verify's check of every shard, 0.45 s for the toy cache's 122 MB next to 33-66 s of SAE training:
+``benchmarks/bench_cache_verify.py``).
 """
 
 from __future__ import annotations
