@@ -82,12 +82,17 @@ def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched
     assert set(planned_jobs(touched, change)) == {"features_absorption", "features_compare", "report", "all"}
 
 
-def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
+@pytest.mark.parametrize("change, message", [
+    ({"pruning": {"patterns": ["3:2"]}}, "config key pruning.patterns: '3:2'"),
+    ({"unlearning": {"robustness": {"pruning_pattern": "4:4"}}},
+     "config key unlearning.robustness.pruning_pattern: '4:4': N:M pattern needs 0 < N < M"),
+])
+def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path, change, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"pruning": {"patterns": ["3:2"]}}))
+    bad.write_text(yaml.safe_dump(change))
     result = snakemake(touched, "--configfile", str(touched / "small.yaml"), str(bad), "--dry-run")
     assert result.returncode != 0
-    assert "config key pruning.patterns: '3:2'" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
 
 
 def test_a_damaged_shard_stops_the_run_before_sae_training_deletes_the_saes_of_the_good_one(touched, tmp_path):

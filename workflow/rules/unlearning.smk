@@ -1,6 +1,9 @@
 # CLEAR multimodal unlearning (arXiv:2410.18057) with TOFU metrics: mini-CLEAR, a tiny LLaVA, original and gold
 # fine-tunes, the unlearning grid, table, figures, and the cross-paper robustness row.
+from lmscalpel.pruning.patterns import check_patterns
 from lmscalpel.unlearning import plan as unlearning_plan
+
+check_patterns({"unlearning.robustness.pruning_pattern": config["unlearning"]["robustness"]["pruning_pattern"]})
 
 
 include: "inputs/unlearning.smk"
