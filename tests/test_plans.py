@@ -75,6 +75,17 @@ def test_sae_layers_must_be_cached_and_import_ids_unique():
         sae_plan.imports(planned({"sae": {"imports": [GOODFIRE, GOODFIRE]}}))
 
 
+def test_the_topk_familys_ks_must_be_below_every_width():
+    problems = sae_plan.grid_problems(planned(small_grid(widths=[64, 1024], ks=[16, 64, 4096])))
+    assert problems == [
+        "config key sae.ks: 64 is not below the width 64 of sae.widths (k of the batchtopk, ortsae SAEs: k = width "
+        "keeps every latent, more cannot be picked)",
+        "config key sae.ks: 4096 is not below the widths 64, 1024 of sae.widths (k of the batchtopk, ortsae SAEs: "
+        "k = width keeps every latent, more cannot be picked)"]
+    assert sae_plan.grid_problems(planned(small_grid(architectures=["relu"], ks=[4096]))) == []  # relu sweeps no k
+    assert sae_plan.grid_problems(planned()) == []
+
+
 def test_an_imported_sae_is_placed_by_its_hook_layer():
     """An imported SAE's id need not name a layer (the old steering helper gave it none)."""
     cfg = planned({"sae": {"imports": [GOODFIRE, {**GOODFIRE, "id": "layer9-named", "hook_layer": 2}]}})

@@ -86,8 +86,9 @@ def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched
     ({"pruning": {"patterns": ["3:2"]}}, "config key pruning.patterns: '3:2'"),
     ({"unlearning": {"robustness": {"pruning_pattern": "4:4"}}},
      "config key unlearning.robustness.pruning_pattern: '4:4': N:M pattern needs 0 < N < M"),
+    ({"sae": {"ks": [8, 4096]}}, "config key sae.ks: 4096 is not below the width 128 of sae.widths"),
 ])
-def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path, change, message):
+def test_an_impossible_value_is_refused_before_any_job(touched, tmp_path, change, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(change))
     result = snakemake(touched, "--configfile", str(touched / "small.yaml"), str(bad), "--dry-run")

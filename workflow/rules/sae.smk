@@ -1,6 +1,9 @@
 # SAE stage: one training job per layer trains the whole grid from one pass over the cached activations;
 # released SAEs (sae.imports) converted to the same format; core metrics per SAE; one L0-vs-FVU figure.
+from lmscalpel.config import check_problems
 from lmscalpel.sae import plan as sae_plan
+
+check_problems(sae_plan.grid_problems(config))
 
 
 include: "inputs/sae.smk"
