@@ -154,6 +154,14 @@ def test_an_intact_cache_reads_as_written(tmp_path):
     assert sum(len(b) for b in reader.iter_batches(100, seed=1)) == 800
 
 
+def test_a_cached_layer_beyond_the_model_stops_the_job_naming_its_key(tmp_path, tiny_lm_dir):
+    """A hub model's depth is known only once it is loaded: the job checks before any forward pass."""
+    from lmscalpel.cache.stage import run_cache
+
+    with pytest.raises(ValueError, match=r"config key cache\.layers: block 2 is beyond the 2 blocks \(0-1\) of "):
+        run_cache(ModelRef(str(tiny_lm_dir), device="cpu"), {"layers": [1, 2]}, [str(tmp_path / "manifest.json")])
+
+
 def test_missing_cache_names_the_rule(tmp_path):
     with pytest.raises(FileNotFoundError, match="cache_activations"):
         ActivationReader(tmp_path)

@@ -87,6 +87,8 @@ def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched
     ({"unlearning": {"robustness": {"pruning_pattern": "4:4"}}},
      "config key unlearning.robustness.pruning_pattern: '4:4': N:M pattern needs 0 < N < M"),
     ({"sae": {"ks": [8, 4096]}}, "config key sae.ks: 4096 is not below the width 128 of sae.widths"),
+    ({"steering": {"layers": [1, 2]}}, "config key steering.layers: block 2 is beyond the 2 blocks (0-1) of the toy "
+                                       "model (toy_model.num_hidden_layers)"),
 ])
 def test_an_impossible_value_is_refused_before_any_job(touched, tmp_path, change, message):
     bad = tmp_path / "bad.yaml"

@@ -11,6 +11,7 @@ include: "inputs/cache.smk"
 
 STAGE_TARGETS["cache"] = get_cache_manifests
 TOYWORLD_READERS["cache"] = cache_plan.toyworld_keys
+LAYER_KEYS["cache"] = cache_plan.layer_keys
 
 
 rule cache_activations:

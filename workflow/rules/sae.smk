@@ -10,6 +10,7 @@ include: "inputs/sae.smk"
 
 
 STAGE_TARGETS["sae"] = get_sae_targets
+LAYER_KEYS["sae"] = sae_plan.layer_keys
 
 
 rule sae_train:

@@ -11,6 +11,7 @@ include: "inputs/unlearning.smk"
 
 STAGE_TARGETS["unlearning"] = get_unlearning_targets
 TOYWORLD_READERS["unlearning"] = unlearning_plan.toyworld_keys
+LAYER_KEYS["unlearning"] = unlearning_plan.layer_keys
 
 
 rule unlearning_build_data:

@@ -99,6 +99,12 @@ def imports(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def layer_keys(config: dict[str, Any]) -> dict[str, list[int]]:
+    """{config key: the blocks it names} of the SAE stage: each import's hook_layer (sae.layers must be cached
+    layers, so cache.layers names them)."""
+    return {f"sae.imports.{i}.hook_layer": [spec["hook_layer"]] for i, spec in enumerate(config["sae"]["imports"])}
+
+
 def sae_ids(config: dict[str, Any]) -> list[str]:
     """Every SAE id (directories results/<run>/sae/<sae_id>/): the trained grid, then the imported SAEs."""
     return grid_ids(config) + list(imports(config))
