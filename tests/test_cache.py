@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,21 @@ def test_a_missing_shard_is_named(tmp_path):
     for read in every_read(directory).values():
         with pytest.raises(FileNotFoundError, match=r"shard_00002\.safetensors: shard 2 of .* is missing"):
             read()
+
+
+def test_a_streamed_cache_is_hashed_once_and_a_shard_written_between_epochs_is_caught(tmp_path, monkeypatch):
+    directory = random_cache(tmp_path / "layer0")
+    reader, hashed = ActivationReader(directory), []
+    real_check = reader._check
+    monkeypatch.setattr(reader, "_check", lambda index, digest: hashed.append(index) or real_check(index, digest))
+    for epoch in range(3):
+        list(reader.iter_batches(64, seed=epoch))
+    assert sorted(hashed) == [0, 1, 2]
+    shard = directory / "shard_00001.safetensors"
+    zero_64k(shard)
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 1))  # however coarse the clock
+    with pytest.raises(ValueError, match=r"shard_00001\.safetensors: checksum mismatch"):
+        list(reader.iter_batches(64, seed=3))
 
 
 def test_an_intact_cache_reads_as_written(tmp_path):
