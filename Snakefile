@@ -24,6 +24,10 @@ include: "workflow/rules/unlearning.smk"
 include: "workflow/rules/report.smk"
 
 
+# every part has registered its layer keys: a block beyond the model stops the run here (common.smk)
+check_layer_keys()
+
+
 rule all:
     default_target: True
     input:

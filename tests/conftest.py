@@ -31,6 +31,35 @@ def validated(config: dict) -> dict:
     return config
 
 
+def random_cache(directory: Path, layer: int = 0, n_shards: int = 3, n_tokens: int = 400, d_model: int = 64) -> Path:
+    """A cache of random activations as cache_activations writes it (no model): shards of 100 KiB."""
+    from lmscalpel.cache import CacheSpec
+    from lmscalpel.cache import writer as cache_writer
+
+    spec = CacheSpec(layers=[layer], hook="resid_post", context_length=16, n_tokens=n_shards * n_tokens,
+                     shard_tokens=n_tokens, batch_size=4, out_dirs=[directory], provenance={"model": "random"})
+    gen = torch.Generator().manual_seed(0)
+    for index in range(n_shards):
+        cache_writer.save_shard(directory, index, {"activations": torch.randn(n_tokens, d_model, generator=gen),
+                                                   "tokens": torch.zeros(n_tokens, dtype=torch.int32)},
+                                spec.fingerprint)
+    cache_writer.write_manifest(directory, layer, spec, n_shards)
+    return directory
+
+
+def zero_64k(shard: Path) -> None:
+    """64 KiB of zeros written into the shard's data, its size unchanged."""
+    size = shard.stat().st_size
+    with open(shard, "r+b") as fh:
+        fh.seek(size - (80 << 10))
+        fh.write(bytes(64 << 10))
+    assert shard.stat().st_size == size
+
+
+def truncate(shard: Path) -> None:
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+
+
 @pytest.fixture(scope="session")
 def toyworld_dir(tmp_path_factory) -> Path:
     from lmscalpel.toyworld import generate

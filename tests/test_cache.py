@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from lmscalpel.cache import ActivationReader, CacheSpec, cache_activations
 from lmscalpel.cache import writer as cache_writer
 from lmscalpel.data.text import iter_texts
 from lmscalpel.models import ModelRef, load_model
+
+from conftest import random_cache, truncate, zero_64k
 
 
 def make_spec(tmp_path: Path, layers=(0, 1), hook="resid_post") -> CacheSpec:
@@ -110,6 +113,69 @@ def test_iter_batches_shuffles_deterministically_and_covers_everything(tmp_path,
     ordered = reader.read_all()
     assert torch.allclose(everything.sum(0), ordered.sum(0), atol=1e-2)
     assert not torch.equal(everything, ordered)
+
+
+def every_read(directory: Path):
+    """Each way the cache is read: all shards up front, in memory, streamed, and by SAE training."""
+    from lmscalpel.sae.stage import train_layer
+
+    spec = {"sae_id": "layer0-topk", "architecture": "topk", "width": 32, "k": 4}
+    return {
+        "verify": lambda: ActivationReader(directory, verify=True),
+        "read_all": lambda: ActivationReader(directory).read_all(),
+        "iter_batches": lambda: list(ActivationReader(directory).iter_batches(64, seed=0)),
+        "sae_train": lambda: train_layer(directory / "manifest.json", {spec["sae_id"]: directory.parent / "sae"}, [spec],
+                                         {"train": {"batch_size": 64, "epochs": 1, "lr": 1e-3}}, seed=0, checkpoint_dir=None,
+                                         device="cpu"),
+    }
+
+
+@pytest.mark.parametrize("damage", [zero_64k, truncate], ids=["zeros-same-size", "truncated"])
+def test_every_reader_stops_at_a_damaged_shard_with_its_name(tmp_path, damage):
+    directory = random_cache(tmp_path / "layer0")
+    damage(directory / "shard_00001.safetensors")
+    for name, read in every_read(directory).items():
+        with pytest.raises(ValueError, match=r"shard_00001\.safetensors: checksum mismatch .*--forcerun cache_activations"):
+            read()
+        assert not (tmp_path / "sae").exists(), name
+
+
+def test_a_missing_shard_is_named(tmp_path):
+    directory = random_cache(tmp_path / "layer0")
+    (directory / "shard_00002.safetensors").unlink()
+    for read in every_read(directory).values():
+        with pytest.raises(FileNotFoundError, match=r"shard_00002\.safetensors: shard 2 of .* is missing"):
+            read()
+
+
+def test_a_streamed_cache_is_hashed_once_and_a_shard_written_between_epochs_is_caught(tmp_path, monkeypatch):
+    directory = random_cache(tmp_path / "layer0")
+    reader, hashed = ActivationReader(directory), []
+    real_check = reader._check
+    monkeypatch.setattr(reader, "_check", lambda index, digest: hashed.append(index) or real_check(index, digest))
+    for epoch in range(3):
+        list(reader.iter_batches(64, seed=epoch))
+    assert sorted(hashed) == [0, 1, 2]
+    shard = directory / "shard_00001.safetensors"
+    zero_64k(shard)
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 1))  # however coarse the clock
+    with pytest.raises(ValueError, match=r"shard_00001\.safetensors: checksum mismatch"):
+        list(reader.iter_batches(64, seed=3))
+
+
+def test_an_intact_cache_reads_as_written(tmp_path):
+    directory = random_cache(tmp_path / "layer0", n_shards=2)
+    reader = ActivationReader(directory, verify=True)
+    assert reader.read_all().shape == (800, 64) and reader.read_all(max_tokens=500).shape == (500, 64)
+    assert sum(len(b) for b in reader.iter_batches(100, seed=1)) == 800
+
+
+def test_a_cached_layer_beyond_the_model_stops_the_job_naming_its_key(tmp_path, tiny_lm_dir):
+    """A hub model's depth is known only once it is loaded: the job checks before any forward pass."""
+    from lmscalpel.cache.stage import run_cache
+
+    with pytest.raises(ValueError, match=r"config key cache\.layers: block 2 is beyond the 2 blocks \(0-1\) of "):
+        run_cache(ModelRef(str(tiny_lm_dir), device="cpu"), {"layers": [1, 2]}, [str(tmp_path / "manifest.json")])
 
 
 def test_missing_cache_names_the_rule(tmp_path):

@@ -32,6 +32,16 @@ def test_refuses_directory_without_safetensors(tmp_path):
         load_model(ModelRef(str(tmp_path)))
 
 
+def test_check_blocks_names_the_key_and_the_models_depth(tiny_lm_dir):
+    from lmscalpel.models import check_blocks
+
+    model, _ = load_model(ModelRef(str(tiny_lm_dir), device="cpu"))
+    check_blocks(model, {"steering.layers": [0, 1]})
+    with pytest.raises(ValueError, match=rf"config key unlearning.robustness.steering_layer: block 3 is beyond the "
+                                         rf"2 blocks \(0-1\) of {tiny_lm_dir}"):
+        check_blocks(model, {"steering.layers": [1], "unlearning.robustness.steering_layer": [3]})
+
+
 def test_layer_out_of_range(tiny_lm_dir):
     model, _ = load_model(ModelRef(str(tiny_lm_dir), device="cpu"))
     with pytest.raises(ValueError, match="out of range"):

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, validated
+from lmscalpel.cache import plan as cache_plan
 from lmscalpel.features import plan as features_plan
+from lmscalpel.models import depth
 from lmscalpel.pruning import plan as pruning_plan
 from lmscalpel.reasoning import plan as reasoning_plan
 from lmscalpel.sae import plan as sae_plan
@@ -73,6 +75,17 @@ def test_sae_layers_must_be_cached_and_import_ids_unique():
         sae_plan.sae_ids(planned({"sae": {"imports": [clash]}}))
     with pytest.raises(ValueError, match="given twice"):
         sae_plan.imports(planned({"sae": {"imports": [GOODFIRE, GOODFIRE]}}))
+
+
+def test_the_topk_familys_ks_must_be_below_every_width():
+    problems = sae_plan.grid_problems(planned(small_grid(widths=[64, 1024], ks=[16, 64, 4096])))
+    assert problems == [
+        "config key sae.ks: 64 is not below the width 64 of sae.widths (k of the batchtopk, ortsae SAEs: k = width "
+        "keeps every latent, more cannot be picked)",
+        "config key sae.ks: 4096 is not below the widths 64, 1024 of sae.widths (k of the batchtopk, ortsae SAEs: "
+        "k = width keeps every latent, more cannot be picked)"]
+    assert sae_plan.grid_problems(planned(small_grid(architectures=["relu"], ks=[4096]))) == []  # relu sweeps no k
+    assert sae_plan.grid_problems(planned()) == []
 
 
 def test_an_imported_sae_is_placed_by_its_hook_layer():
@@ -211,3 +224,38 @@ def test_each_stage_names_its_keys_that_read_the_toy_world():
     assert steering_plan.toyworld_keys(cfg) == ["steering.prompts.source", "steering.capability.task"]
     assert "features.absorption.words" in features_plan.toyworld_keys(cfg)
     assert steering_plan.toyworld_keys(planned(hub_text)) == []
+
+
+def all_layer_keys(cfg: dict) -> dict:
+    """Every stage's layer keys, as common.smk gathers them."""
+    return {**cache_plan.layer_keys(cfg), **sae_plan.layer_keys(cfg), **steering_plan.layer_keys(cfg),
+            **unlearning_plan.layer_keys(cfg)}
+
+
+def test_a_block_beyond_the_toy_models_depth_is_named_by_its_key():
+    beyond = {"cache": {"layers": [2, 4]}, "sae": {"imports": [{**GOODFIRE, "hook_layer": 5}]},
+              "steering": {"layers": [1, 3, 9], "universal": {"layer": 6},
+                           "sae": {"external": [{"name": "goodfire", "sae_id": "goodfire", "layer": 5}]}},
+              "unlearning": {"unlearn": {"methods": {"rmu": {"layer": 8}}}, "robustness": {"steering_layer": 3}}}
+    cfg = planned(beyond)
+    toy = "of the toy model (toy_model.num_hidden_layers)"
+    assert depth.planned_layer_problems(cfg, all_layer_keys(cfg)) == [
+        f"config key cache.layers: block 4 is beyond the 4 blocks (0-3) {toy}",
+        f"config key sae.imports.0.hook_layer: block 5 is beyond the 4 blocks (0-3) {toy}",
+        f"config key steering.layers: block 9 is beyond the 4 blocks (0-3) {toy}",
+        f"config key steering.universal.layer: block 6 is beyond the 4 blocks (0-3) {toy}",
+        f"config key steering.sae.external.0.layer: block 5 is beyond the 4 blocks (0-3) {toy}",
+        f"config key unlearning.unlearn.methods.rmu.layer: block 8 is beyond the 4 blocks (0-3) {toy}"]
+    deeper = planned(merge(copy.deepcopy(beyond), {"toy_model": {"num_hidden_layers": 10}}))
+    assert depth.planned_layer_problems(deeper, all_layer_keys(deeper)) == []
+    assert depth.planned_layer_problems(planned(), all_layer_keys(planned())) == []
+
+
+def test_a_gguf_models_depth_comes_from_its_header_and_a_hub_models_from_its_jobs():
+    smollm2 = yaml.safe_load((REPO_ROOT / "presets" / "smollm2_135m_cpu.yaml").read_text())
+    cfg = planned(merge(smollm2, {"cache": {"layers": [29, 30]}}))
+    assert depth.planned_layer_problems(cfg, cache_plan.layer_keys(cfg)) == [
+        "config key cache.layers: block 30 is beyond the 30 blocks (0-29) of SmolLM2-135M-Instruct.Q4_1.gguf (its "
+        "header)"]
+    hub = planned({"model": {"source": "hub", "id": "org/not-asked"}, "cache": {"layers": [99]}})
+    assert depth.planned_depth(hub) is None and depth.planned_layer_problems(hub, cache_plan.layer_keys(hub)) == []

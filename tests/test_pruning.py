@@ -77,6 +77,19 @@ def test_pattern_parsing_and_slugs():
             parse_pattern(bad)
 
 
+@pytest.mark.parametrize("pattern", ["4:4", "16:16", "u0"])
+def test_a_pattern_that_prunes_nothing_is_refused_naming_its_key(pattern):
+    from lmscalpel.config import ConfigError
+    from lmscalpel.pruning.patterns import check_patterns, check_pruning_values
+
+    with pytest.raises(ValueError, match="prunes nothing|no pruning"):
+        parse_pattern(pattern)
+    with pytest.raises(ConfigError, match=f"config key pruning.weight_patterns: '{pattern}': "):
+        check_pruning_values({"patterns": ["2:4"], "weight_patterns": ["2:4", pattern]})
+    with pytest.raises(ConfigError, match=f"config key unlearning.robustness.pruning_pattern: '{pattern}': "):
+        check_patterns({"unlearning.robustness.pruning_pattern": pattern})
+
+
 # --- criteria --------------------------------------------------------------------------------------------------
 
 def _keep(criterion, x, weight=None, pattern="2:4", **options):

@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, random_cache, truncate, zero_64k
 from pipeline_config import pipeline_config
 
 from lmscalpel.fingerprint import script_fingerprint, script_modules
@@ -87,12 +87,46 @@ def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched
     assert set(planned_jobs(touched, change)) == {"features_absorption", "features_compare", "report", "all"}
 
 
-def test_impossible_pattern_is_refused_before_any_job(touched, tmp_path):
+@pytest.mark.parametrize("change, message", [
+    ({"pruning": {"patterns": ["3:2"]}}, "config key pruning.patterns: '3:2'"),
+    ({"unlearning": {"robustness": {"pruning_pattern": "4:4"}}},
+     "config key unlearning.robustness.pruning_pattern: '4:4': N:M pattern needs 0 < N < M"),
+    ({"sae": {"ks": [8, 4096]}}, "config key sae.ks: 4096 is not below the width 128 of sae.widths"),
+    ({"steering": {"layers": [1, 2]}}, "config key steering.layers: block 2 is beyond the 2 blocks (0-1) of the toy "
+                                       "model (toy_model.num_hidden_layers)"),
+])
+def test_an_impossible_value_is_refused_before_any_job(touched, tmp_path, change, message):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"pruning": {"patterns": ["3:2"]}}))
+    bad.write_text(yaml.safe_dump(change))
     result = snakemake(touched, "--configfile", str(touched / "small.yaml"), str(bad), "--dry-run")
     assert result.returncode != 0
-    assert "config key pruning.patterns: '3:2'" in result.stdout + result.stderr
+    assert message in result.stdout + result.stderr
+
+
+def test_a_damaged_shard_stops_the_run_before_sae_training_deletes_the_saes_of_the_good_one(touched, tmp_path):
+    """A finished run (its SAEs trained, the temporary cache_verify stamp gone), then a shard changes: a rerun of
+    sae_train (here forced; a code edit does the same) first checks the cache and stops, naming the file."""
+    workdir = tmp_path / "run"
+    shutil.copytree(touched, workdir, symlinks=True)  # copies keep their mtimes: still up to date
+    cache = workdir / "results" / "itest" / "cache" / "layer1-resid_post"
+    recorded = (cache / "manifest.json").stat().st_mtime_ns
+    random_cache(cache, layer=1)
+    for path in cache.iterdir():
+        os.utime(path, ns=(recorded, recorded))
+    (cache / "verified.json").unlink(missing_ok=True)  # temporary: gone once the SAEs were trained
+    assert planned_jobs(workdir) == {}  # the missing temporary stamp plans nothing by itself
+    saes = sorted((workdir / "results" / "itest" / "sae").glob("layer1-*/sae_weights.safetensors"))
+    assert saes
+    shard = cache / "shard_00001.safetensors"
+    good = shard.read_bytes()
+    for damage in (zero_64k, truncate):
+        shard.write_bytes(good)
+        damage(shard)
+        result = snakemake(workdir, "--forcerun", "sae_train", "--", saes[0].relative_to(workdir).as_posix())
+        log = (workdir / "logs" / "itest" / "cache" / "cache_verify_layer1.log").read_text()
+        assert result.returncode != 0 and "Error in rule cache_verify" in result.stdout + result.stderr
+        assert f"{shard.relative_to(workdir)}: checksum mismatch" in log and "--forcerun cache_activations" in log
+        assert all(path.exists() for path in saes), damage.__name__
 
 
 @contextlib.contextmanager

@@ -26,6 +26,12 @@ class ConfigError(ValueError):
     """Raised before any job starts; the message names the config key."""
 
 
+def check_problems(problems: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` listing ``problems`` (one line each, naming its config key), if there are any."""
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
 def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
 
@@ -129,8 +135,7 @@ def check_config(config: dict[str, Any], schema: dict) -> None:
     """Raise :class:`ConfigError` listing every violation, each naming its key."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(describe(e) for e in errors))
+    check_problems([describe(e) for e in errors])
 
 
 def fill_defaults(config: dict[str, Any], schema: dict) -> None:

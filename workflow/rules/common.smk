@@ -5,8 +5,9 @@
 from pathlib import Path
 
 from lmscalpel import jobserver
-from lmscalpel.config import check_config, effective_schema, fill_defaults
+from lmscalpel.config import check_config, check_problems, effective_schema, fill_defaults
 from lmscalpel.fingerprint import script_fingerprint
+from lmscalpel.models.depth import planned_layer_problems
 
 
 # the schema file completed from the registries (enums, the SAE architectures' settings); then every default is set
@@ -100,16 +101,27 @@ def chat_refusal_markers():
 
 
 # Each part of a run registers, in its own .smk file, its final outputs (STAGE_TARGETS[part]: a function returning
-# paths) and the keys of its config whose values read the generated toy world (TOYWORLD_READERS[part]: its plan's
-# toyworld_keys). The model card, the activation cache and the safety tune are parts of every run; the stages are
-# config["stages"].
+# paths), the keys of its config whose values read the generated toy world (TOYWORLD_READERS[part]: its plan's
+# toyworld_keys) and the blocks its config keys name (LAYER_KEYS[part]: its plan's layer_keys). The model card, the
+# activation cache and the safety tune are parts of every run; the stages are config["stages"].
 RUN_PARTS = ["model", "cache", "safety", *STAGES]
 STAGE_TARGETS = {}
 TOYWORLD_READERS = {}
+LAYER_KEYS = {}
 
 
 def get_final_outputs(wildcards):
     return [path for part in RUN_PARTS for path in STAGE_TARGETS[part]()]
+
+
+def check_layer_keys():
+    """Stop before any job when a config key names a block beyond the model, where planning knows its depth (the toy
+    model, a GGUF header; lmscalpel.models.depth); a hub model's jobs check against the loaded model. The Snakefile
+    calls it once every part has registered its LAYER_KEYS."""
+    named = {}
+    for part in RUN_PARTS:
+        named.update(LAYER_KEYS[part](config) if part in LAYER_KEYS else {})
+    check_problems(planned_layer_problems(config, named))
 
 
 def toyworld_readers():

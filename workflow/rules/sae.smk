@@ -1,17 +1,22 @@
 # SAE stage: one training job per layer trains the whole grid from one pass over the cached activations;
 # released SAEs (sae.imports) converted to the same format; core metrics per SAE; one L0-vs-FVU figure.
+from lmscalpel.config import check_problems
 from lmscalpel.sae import plan as sae_plan
+
+check_problems(sae_plan.grid_problems(config))
 
 
 include: "inputs/sae.smk"
 
 
 STAGE_TARGETS["sae"] = get_sae_targets
+LAYER_KEYS["sae"] = sae_plan.layer_keys
 
 
 rule sae_train:
     input:
         cache=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/manifest.json",
+        verified=f"{RESULTS}/cache/layer{{layer}}-{CACHE_HOOK}/verified.json",
     output:
         cfgs=expand(f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}/cfg.json", suffix=sae_plan.grid_suffixes(config)),
         weights=expand(

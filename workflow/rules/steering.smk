@@ -7,6 +7,7 @@ include: "inputs/steering.smk"
 
 STAGE_TARGETS["steering"] = get_steering_targets
 TOYWORLD_READERS["steering"] = steering_plan.toyworld_keys
+LAYER_KEYS["steering"] = steering_plan.layer_keys
 
 
 rule steering_setup:

@@ -1,6 +1,9 @@
 # CLEAR multimodal unlearning (arXiv:2410.18057) with TOFU metrics: mini-CLEAR, a tiny LLaVA, original and gold
 # fine-tunes, the unlearning grid, table, figures, and the cross-paper robustness row.
+from lmscalpel.pruning.patterns import check_patterns
 from lmscalpel.unlearning import plan as unlearning_plan
+
+check_patterns({"unlearning.robustness.pruning_pattern": config["unlearning"]["robustness"]["pruning_pattern"]})
 
 
 include: "inputs/unlearning.smk"
@@ -8,6 +11,7 @@ include: "inputs/unlearning.smk"
 
 STAGE_TARGETS["unlearning"] = get_unlearning_targets
 TOYWORLD_READERS["unlearning"] = unlearning_plan.toyworld_keys
+LAYER_KEYS["unlearning"] = unlearning_plan.layer_keys
 
 
 rule unlearning_build_data:

@@ -14,6 +14,11 @@ def toyworld_keys(config: dict[str, Any]) -> list[str]:
     return ["cache.dataset.path"] if reads_toyworld(config) else []
 
 
+def layer_keys(config: dict[str, Any]) -> dict[str, list[int]]:
+    """{config key: the blocks it names} of the cache, checked against the model's depth."""
+    return {"cache.layers": config["cache"]["layers"]}
+
+
 def cached_sequences(config: dict[str, Any]) -> int:
     """An upper bound of the sequences the cache packs from its dataset: evaluation past them is held out."""
     cache = config["cache"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lmscalpel.cache.writer import CacheSpec, cache_activations
 from lmscalpel.data.text import iter_texts
-from lmscalpel.models import load_model
+from lmscalpel.models import check_blocks, load_model
 from lmscalpel.models.loader import ModelRef
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ def weights_identity(ref: ModelRef) -> str | None:
 
 def run_cache(ref: ModelRef, cfg: dict, manifests: list[str], toyworld_text: str | None = None) -> list[dict]:
     model, tokenizer = load_model(ref)
+    check_blocks(model, {"cache.layers": cfg["layers"]})
     dataset = cfg["dataset"]
     spec = CacheSpec(layers=list(cfg["layers"]), hook=cfg["hook"], context_length=cfg["context_length"],
                      n_tokens=cfg["n_tokens"], shard_tokens=cfg["shard_tokens"], batch_size=cfg["batch_size"],

@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from lmscalpel.cache.reader import MANIFEST
 from lmscalpel.io import atomic_path, sha256_file, write_json, write_text
 from lmscalpel.models.layers import residual_module
 
 log = logging.getLogger(__name__)
 HOOKS = ("resid_post", "mlp_in")
-MANIFEST = "manifest.json"
 
 
 @dataclass

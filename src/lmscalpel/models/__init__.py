@@ -8,8 +8,8 @@ Re-exports are lazy (``lmscalpel.lazy``): planning a GGUF run reads the file's h
 
 from lmscalpel.lazy import lazy_exports
 
-_EXPORTS = {"ModelRef": "loader", "load_model": "loader", "load_tokenizer": "loader", "decoder_layers": "layers",
-            "num_layers": "layers", "residual_module": "layers"}
+_EXPORTS = {"ModelRef": "loader", "load_model": "loader", "load_tokenizer": "loader", "check_blocks": "layers",
+            "decoder_layers": "layers", "num_layers": "layers", "residual_module": "layers"}
 __all__ = sorted(_EXPORTS)
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Iterable, Mapping
+
 import torch
+
+from lmscalpel.models.depth import layer_problems
 
 
 def find_submodule(model: torch.nn.Module, paths: tuple[str, ...], kind: type = torch.nn.Module):
@@ -30,6 +34,14 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 def num_layers(model: torch.nn.Module) -> int:
     return len(decoder_layers(model))
+
+
+def check_blocks(model: torch.nn.Module, layer_keys: Mapping[str, Iterable[int]]) -> None:
+    """Raise naming the config key when a block of ``{config key: blocks}`` is beyond the loaded model: planning
+    cannot know a hub model's depth (:func:`lmscalpel.models.depth.planned_depth`), so its jobs check it first."""
+    name = getattr(model.config, "name_or_path", "") or type(model).__name__
+    if problems := layer_problems(layer_keys, num_layers(model), name):
+        raise ValueError("; ".join(problems))
 
 
 def residual_module(model: torch.nn.Module, layer: int) -> torch.nn.Module:

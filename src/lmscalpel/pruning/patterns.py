@@ -1,7 +1,8 @@
 """Sparsity patterns ("8:16", "u50") and the checks of the pruning config values that name patterns or sets.
 
 Torch-free, so the Snakefile checks every pattern when it parses the config, before any job starts (the schema
-checks the spelling; N <= M, N > 0 and P < 100 need the values).
+checks the spelling; 0 < N < M and 0 < P < 100 need the values: a pattern that prunes nothing, 4:4 or u0, is refused
+like one that cannot be built).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from lmscalpel.config import ConfigError
+from lmscalpel.config import check_problems
 
 _NM = re.compile(r"^(\d+)[:_-](\d+)$")
 _UNSTRUCTURED = re.compile(r"^(?:u|unstructured[:_-]?)(\d+(?:\.\d+)?)%?$")
@@ -26,10 +27,11 @@ class Pattern:
 
     def __post_init__(self):
         if self.is_unstructured:
-            if not 0.0 <= self.sparsity < 1.0:
-                raise ValueError(f"unstructured sparsity must lie in [0, 1), got {self.sparsity}")
-        elif self.n is None or self.m is None or not 0 < self.n <= self.m:
-            raise ValueError(f"N:M pattern needs 0 < N <= M, got {self.n}:{self.m}")
+            if not 0.0 < self.sparsity < 1.0:
+                raise ValueError(f"unstructured sparsity must lie in (0, 1) (0 prunes nothing), got {self.sparsity}")
+        elif self.n is None or self.m is None or not 0 < self.n < self.m:
+            raise ValueError(f"N:M pattern needs 0 < N < M (N = M keeps every entry: no pruning), "
+                             f"got {self.n}:{self.m}")
 
     @property
     def is_unstructured(self) -> bool:
@@ -81,20 +83,30 @@ PATTERN_KEYS = ("patterns", "criteria_patterns", "mitigation_patterns", "weight_
                 "per_kind_pattern")
 
 
-def check_pruning_values(cfg: Mapping) -> None:
-    """Raise :class:`ConfigError` naming the key when a pattern is impossible (``"3:2"``: N > M, ``"0:4"``,
-    ``"u100"``) or a grid target names no set of ``target_sets``."""
+def pattern_problems(patterns: Mapping[str, str | list[str] | None]) -> list[str]:
+    """One line per impossible pattern (``"3:2"``: N > M, ``"0:4"``, ``"u100"``, or one that prunes nothing:
+    ``"4:4"``, ``"u0"``) of ``{config key: pattern or list of patterns}``, naming its key."""
     problems = []
-    for key in PATTERN_KEYS:
-        values = cfg.get(key)
+    for key, values in patterns.items():
         for value in [values] if isinstance(values, str) else values or []:
             try:
                 parse_pattern(value)
             except ValueError as err:
-                problems.append(f"config key pruning.{key}: {value!r}: {err}")
+                problems.append(f"config key {key}: {value!r}: {err}")
+    return problems
+
+
+def check_patterns(patterns: Mapping[str, str | list[str] | None]) -> None:
+    """Raise :class:`ConfigError` listing :func:`pattern_problems` (config keys outside ``pruning`` that name one)."""
+    check_problems(pattern_problems(patterns))
+
+
+def check_pruning_values(cfg: Mapping) -> None:
+    """Raise :class:`ConfigError` naming the key when a pattern is impossible (:func:`pattern_problems`) or a grid
+    target names no set of ``target_sets``."""
+    problems = pattern_problems({f"pruning.{key}": cfg.get(key) for key in PATTERN_KEYS})
     unknown = [name for name in cfg.get("grid_targets", []) if name not in cfg.get("target_sets", {})]
     if unknown:
         problems.append(f"config key pruning.grid_targets: {unknown} are not keys of pruning.target_sets "
                         f"({sorted(cfg.get('target_sets', {}))})")
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    check_problems(problems)

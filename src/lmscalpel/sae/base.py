@@ -36,13 +36,15 @@ def setting(default: Any, description: str, *, section: str, **schema: Any) -> A
                                                                   **schema}})
 
 
-def swept(default: Any, description: str, *, values: str, default_values: list, tag: str, **item_schema: Any) -> Any:
+def swept(default: Any, description: str, *, values: str, default_values: list, tag: str,
+          less_than_width: bool = False, **item_schema: Any) -> Any:
     """A config field the SAE grid sweeps: one SAE per value of the config list ``sae.<values>`` (default
     ``default_values``; ``item_schema`` constrains each value), named ``tag.format(value)`` in the SAE id.
+    ``less_than_width``: each value must be below every width of the grid (the plan checks it, as a schema cannot).
     ``default`` serves SAEs built outside the grid."""
     return dataclasses.field(default=default, metadata={SWEPT: {"values": values, "default": default_values,
-                                                                "tag": tag, "description": description,
-                                                                **item_schema}})
+                                                                "tag": tag, "less_than_width": less_than_width,
+                                                                "description": description, **item_schema}})
 
 
 @dataclass
@@ -76,10 +78,11 @@ class SAEConfig:
             if SWEPT in field.metadata:
                 meta = dict(field.metadata[SWEPT])
                 values, default, tag = meta.pop("values"), meta.pop("default"), meta.pop("tag")
-                description = meta.pop("description")
-                grid.append({"field": field.name, "values": values, "tag": tag, "schema": {
-                    "type": "array", "items": {"type": _json_type(types[field.name]), **meta}, "minItems": 1,
-                    "default": default, "description": description}})
+                description, less_than_width = meta.pop("description"), meta.pop("less_than_width")
+                schema = {"type": "array", "items": {"type": _json_type(types[field.name]), **meta}, "minItems": 1,
+                          "default": default, "description": description}
+                grid.append({"field": field.name, "values": values, "tag": tag, "less_than_width": less_than_width,
+                             "schema": schema})
         described = {k: v for base in reversed(cls.__mro__) for k, v in vars(base).get("sections", {}).items()}
         return {"settings": settings, "grid": grid,
                 "sections": {section: described[section] for section in settings if section in described}}

@@ -52,6 +52,25 @@ def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
+def grid_problems(config: dict[str, Any]) -> list[str]:
+    """One line per swept value the grid cannot train, naming its key: a value of an axis declared
+    ``less_than_width`` (the TopK family's ``ks``) that is not below every width of ``sae.widths``."""
+    sae, known = config["sae"], architectures()
+    bounded: dict[tuple[str, str], list[str]] = {}
+    for arch in sae["architectures"]:
+        for axis in known[arch]["grid"]:
+            if axis["less_than_width"]:
+                bounded.setdefault((axis["values"], axis["field"]), []).append(arch)
+    problems = []
+    for (key, field), archs in bounded.items():
+        for value in sae[key]:
+            if narrow := [str(width) for width in sae["widths"] if value >= width]:
+                problems.append(f"config key sae.{key}: {value} is not below the width{'s' * (len(narrow) > 1)} "
+                                f"{', '.join(narrow)} of sae.widths ({field} of the {', '.join(archs)} SAEs: "
+                                f"{field} = width keeps every latent, more cannot be picked)")
+    return problems
+
+
 def grid_suffixes(config: dict[str, Any]) -> list[str]:
     return [entry["suffix"] for entry in grid(config)]
 
@@ -78,6 +97,12 @@ def imports(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if clash:
         raise ValueError(f"config key sae.imports: ids {clash} are ids of the trained SAE grid; rename them")
     return found
+
+
+def layer_keys(config: dict[str, Any]) -> dict[str, list[int]]:
+    """{config key: the blocks it names} of the SAE stage: each import's hook_layer (sae.layers must be cached
+    layers, so cache.layers names them)."""
+    return {f"sae.imports.{i}.hook_layer": [spec["hook_layer"]] for i, spec in enumerate(config["sae"]["imports"])}
 
 
 def sae_ids(config: dict[str, Any]) -> list[str]:

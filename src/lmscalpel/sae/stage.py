@@ -120,12 +120,14 @@ def run_core_metrics(sae_dir: str | Path, output: str | Path, model_ref, eval_cf
                      texts, text_source: str, seed: int, skip_sequences: int = 0) -> dict[str, Any]:
     """Core metrics of one saved SAE (spec §4 + §7 geometry) and its SAELens round trip (the exported files read
     by SAELens reconstruct the model's activations as the project does) as one flat JSON with provenance."""
-    from lmscalpel.models import load_model
+    from lmscalpel.models import check_blocks, load_model
     from lmscalpel.models.loader import model_provenance
 
     sae = load_sae(sae_dir)
     layer, hook = sae_site(sae, hook, sae_dir)
     model, tokenizer = load_model(model_ref)
+    # a trained SAE's layer is a cached one, checked by the cache job; an imported one's is its hook_layer
+    check_blocks(model, {f"sae.imports.hook_layer (SAE {Path(sae_dir).name})": [int(layer)]})
     blocks = eval_blocks(tokenizer, texts, int(eval_cfg.get("context_length", 128)),
                          int(eval_cfg.get("max_sequences", 3200)), skip_sequences)
     if not blocks:

@@ -15,7 +15,8 @@ from lmscalpel.sae.sparse import SparsePattern, select_topk, sparse_decode, spar
 class TopKConfig(SAEConfig):
     """``aux_k`` None → d_in/2 (spec §2.1); ``aux_coefficient`` α = 1/32. The AuxK keys sit in ``sae.train``."""
 
-    k: int = swept(32, "Mean active latents per token (k).", values="ks", default_values=[16], tag="k{}", minimum=1)
+    k: int = swept(32, "Mean active latents per token (k), below every width (k = width keeps every latent).",
+                   values="ks", default_values=[16], tag="k{}", less_than_width=True, minimum=1)
     aux_k: int | None = setting(None, "Dead latents used by the AuxK loss; null = d_in / 2.", section="train",
                                 minimum=1)
     aux_coefficient: float = setting(1 / 32, "AuxK loss weight alpha (1/32).", section="train", minimum=0)

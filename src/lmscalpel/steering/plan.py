@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 from lmscalpel.config import config_keys
-from lmscalpel.models.gguf import gguf_num_layers, locate_gguf
+from lmscalpel.models.depth import planned_depth
 from lmscalpel.sae import plan as sae_plan
 
 # every job that generates steered replies reads these
@@ -26,19 +26,12 @@ def _hub_num_layers(model_id: str, revision: str | None, trust_remote_code: bool
     return hub_config.get_text_config().num_hidden_layers
 
 
-@functools.lru_cache(maxsize=None)
-def _gguf_num_layers(path: str) -> int:
-    return gguf_num_layers(path)
-
-
 def num_layers(config: dict[str, Any], key: str) -> int:
-    """L, the model's decoder blocks; ``key`` is the config key whose null value needs it, named in the error when
-    the hub cannot be reached."""
+    """L, the model's decoder blocks (a hub model's from its hub config); ``key`` is the config key whose null value
+    needs it, named in the error when the hub cannot be reached."""
+    if depth := planned_depth(config):
+        return depth[0]
     model = config["model"]
-    if model["source"] == "toy":
-        return config["toy_model"]["num_hidden_layers"]
-    if model["source"] == "gguf":
-        return _gguf_num_layers(str(locate_gguf(model["gguf"])))
     try:
         return _hub_num_layers(model["id"], model["revision"], model["trust_remote_code"])
     except OSError as err:
@@ -63,6 +56,17 @@ def universal_layer(config: dict[str, Any]) -> int:
     layer, so it need not be among steering.layers)."""
     layer = config["steering"]["universal"]["layer"]
     return layer if layer is not None else num_layers(config, "steering.universal.layer") // 2
+
+
+def layer_keys(config: dict[str, Any]) -> dict[str, list[int]]:
+    """{config key: the blocks it names} of the steering stage (a null layer setting names none: its default is
+    derived from the depth)."""
+    steering = config["steering"]
+    universal = steering["universal"]["layer"]
+    keys = {"steering.layers": steering["layers"] or [],
+            "steering.universal.layer": [] if universal is None else [universal]}
+    return keys | {f"steering.sae.external.{i}.layer": [ext["layer"]]
+                   for i, ext in enumerate(steering["sae"]["external"])}
 
 
 def project_saes(config: dict[str, Any], layer: int) -> dict[str, str]:

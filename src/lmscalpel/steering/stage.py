@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json
-from lmscalpel.models import ModelRef, load_model
+from lmscalpel.models import ModelRef, check_blocks, load_model
 from lmscalpel.models.loader import model_provenance
 from lmscalpel.models.refusal import chat_verdicts
 from lmscalpel.steering import capability as cap
@@ -113,6 +113,7 @@ def load_coherence(cfg: dict, coherence_json: str | None, reference: ModelRef | 
 def run_setup(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str | None, output_vectors: str,
               output_json: str) -> None:
     model, tokenizer = load_model(ref)
+    check_blocks(model, {"steering.layers or steering.universal.layer": [layer]})  # every steered layer has a setup
     prompts = [p["prompt"] for p in eval_prompts(cfg, chat_eval)]
     mu = mean_activation_norm(model, tokenizer, prompts, layer, exclude_special=cfg["mu"]["exclude_special"],
                               skip_tokens=cfg["skip_tokens"])

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from lmscalpel.models import num_layers
+from lmscalpel.models import check_blocks, num_layers
 from lmscalpel.registry import Registry
 from lmscalpel.unlearning.items import IGNORE, Encoder, Item, random_answers
 
@@ -234,7 +234,10 @@ def rmu_layer(model: torch.nn.Module, params: dict[str, Any]) -> int:
     """params.layer, or ⌈L/4⌉ on small models (project default)."""
     layer = params.get("layer")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return int(layer) if layer is not None else math.ceil(num_layers(base) / 4)
+    if layer is None:
+        return math.ceil(num_layers(base) / 4)
+    check_blocks(base, {"unlearning.unlearn.methods.rmu.layer": [int(layer)]})
+    return int(layer)
 
 
 def _rmu_trainable(model: torch.nn.Module, params: dict[str, Any]) -> list[str]:

@@ -66,5 +66,16 @@ def builds_tiny_vlm(config: dict[str, Any]) -> bool:
     return True
 
 
+def layer_keys(config: dict[str, Any]) -> dict[str, list[int]]:
+    """{config key: the blocks it names} of the unlearning stage when it builds the tiny LLaVA around the toy LM
+    (the toy model's depth); a hub VLM's (unlearning.vlm.id) jobs check them against the loaded model."""
+    if not builds_tiny_vlm(config):
+        return {}
+    cfg = config["unlearning"]
+    named = {"unlearning.unlearn.methods.rmu.layer": cfg["unlearn"]["methods"]["rmu"]["layer"],
+             "unlearning.robustness.steering_layer": cfg["robustness"]["steering_layer"]}
+    return {key: [layer] for key, layer in named.items() if layer is not None}
+
+
 def toyworld_keys(config: dict[str, Any]) -> list[str]:
     return ["unlearning.data.source"] if reads_toyworld(config) else []

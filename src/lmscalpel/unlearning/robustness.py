@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from lmscalpel.models import num_layers
+from lmscalpel.models import check_blocks, num_layers
 from lmscalpel.models.intervention import special_token_ids, steering
 from lmscalpel.pruning import activation_pruning
 from lmscalpel.unlearning.evaluate import evaluate_model, summarise, task_samples, tasks_for
@@ -46,6 +46,8 @@ def _nothing() -> Iterator[None]:
 def conditions(model: torch.nn.Module, encoder: Encoder, forget_items: list, cfg: dict[str, Any],
                seed: int) -> dict[str, Any]:
     """Name → zero-argument context-manager factory for every intervention."""
+    if cfg["steering_layer"] is not None:
+        check_blocks(model, {"unlearning.robustness.steering_layer": [cfg["steering_layer"]]})
     layer = cfg["steering_layer"] if cfg["steering_layer"] is not None else num_layers(model) // 2
     alpha = float(cfg["steering_scale"]) * mean_residual_norm(model, encoder, forget_items, layer)
     d = model.config.text_config.hidden_size
