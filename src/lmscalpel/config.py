@@ -43,8 +43,9 @@ def effective_schema(path: str | Path) -> dict:
 def _effective_schema(path: Path, mtime_ns: int) -> dict:
     schema, registries = load_schema(path), copy.deepcopy(catalog())  # no object shared with the cached catalog
     for node in _nodes(schema):
-        if REGISTRY_MARK in node:
-            node["enum"] = list(registries[node[REGISTRY_MARK]])
+        if REGISTRY_MARK in node:  # a nullable node (type [string, "null"]) also takes null
+            nullable = "null" in (node.get("type") if isinstance(node.get("type"), list) else [])
+            node["enum"] = list(registries[node[REGISTRY_MARK]]) + ([None] if nullable else [])
         if SAE_SETTINGS_MARK in node:
             _add_sae_settings(node["properties"], registries[node[SAE_SETTINGS_MARK]])
     return schema
