@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmscalpel.data.files import validate
 from lmscalpel.io import read_jsonl
 
 TOYWORLD = "toyworld"
@@ -27,6 +28,8 @@ def load_labelled_texts(spec: dict[str, Any], toyworld_file: str | Path | None, 
     else:
         import datasets
 
+        if spec.get("data_files"):  # a bad local file: one line naming it, not datasets' generation error
+            validate(spec["data_files"], "features.datasets.<name>.data_files")
         raw = datasets.load_dataset(spec["path"], spec.get("name"), split=spec["split"],
                                     revision=spec.get("revision"), data_files=spec.get("data_files"))
     rows = []
