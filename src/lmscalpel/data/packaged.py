@@ -43,6 +43,13 @@ def installed(distribution: str) -> bool:
     return True
 
 
+def installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def locate(distribution: str, file: str, key: str, *, file_key: str | None = None, suffix: str = "") -> Path:
     """The installed path of ``file`` (its path inside the distribution, or a unique file name) in ``distribution``.
 
@@ -83,5 +90,5 @@ class PackagedFile:
     def provenance(self, key: str) -> dict[str, Any]:
         """What the run manifest and metric JSONs record of the file read: distribution, version, file, sha256."""
         path = self.path(key)
-        return {"distribution": self.distribution, "version": importlib.metadata.version(self.distribution),
+        return {"distribution": self.distribution, "version": installed_version(self.distribution),
                 "file": self.file, "sha256": sha256_file(path)}

@@ -119,6 +119,23 @@ def active_datasets(config: Mapping[str, Any]) -> list[str]:
     return [key for key, read in used.items() if read] + features
 
 
+def data_sources(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every file outside the results this run reads, by config key: the package files of its prompt sets and
+    benchmarks (distribution, version, file inside it, path) and the user's files of its prompt sets and text
+    sources (path). The report rule passes them to the run manifest, which records each one's sha256."""
+    found = []
+    for key in active_prompt_sets(config):
+        for role in read_roles(config, key):
+            found += [{"key": key, **source, "path": str(source["path"])} for source in
+                      prompts.file_sources(section(config, key), role=role, key=key, parent=parent(config, key))]
+    for key in active_datasets(config):
+        found += [{"key": key, "path": path} for path in dataset_files(config, key)]
+    if "reasoning" in config["stages"]:
+        found += [{"key": "reasoning.eval.data_files", "path": path}
+                  for path in data_file_map(config["reasoning"]["eval"]["data_files"], "reasoning.eval.data_files")]
+    return list({(s["key"], s["path"]): s for s in found}.values())
+
+
 # --- checks before any job ------------------------------------------------------------------------------------
 def check_data(config: Mapping[str, Any]) -> None:
     """Before any job: every local file a read text source names exists, every active prompt set can be read for

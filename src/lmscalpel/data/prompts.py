@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from lmscalpel.data import files as data_files
 from lmscalpel.data.benchmarks import load_benchmark, public_text, seeded_rank
-from lmscalpel.data.packaged import PackagedFile
+from lmscalpel.data.packaged import PackagedFile, installed_version
 from lmscalpel.io import read_jsonl, sha256_file
 
 KINDS = ("harmful", "benign")
@@ -78,13 +78,14 @@ class Source:
     name: str
     kinds: tuple[str, ...]
     read: Callable[..., list[dict]]
-    files: Callable[[Mapping[str, Any], str, str], list[Path]]  # (cfg, role, key) -> files the read opens
+    # (cfg, role, key) -> what the read opens outside the results: installed package files, the user's files
+    files: Callable[[Mapping[str, Any], str, str], list[PackagedFile | Path]]
 
 
 SOURCES: dict[str, Source] = {}
 
 
-def _source(name: str, kinds: Sequence[str], files: Callable[[Mapping[str, Any], str, str], list[Path]]):
+def _source(name: str, kinds: Sequence[str], files: Callable[[Mapping[str, Any], str, str], list]):
     def register(read):
         SOURCES[name] = Source(name, tuple(kinds), read, files)
         return read
@@ -237,7 +238,7 @@ def prompts_digest(records: Sequence[dict]) -> str:
 def packaged_provenance(cfg: Mapping[str, Any], role: str, key: str) -> list[dict[str, Any]]:
     if cfg["source"] == "benchmark":
         return [load_benchmark({"name": cfg["benchmark"]}, key=f"{key}.benchmark").provenance]
-    return [f.provenance(f"{key}.source") for f in _packaged(cfg, role)]
+    return [f.provenance(f"{key}.source") for f in _packaged(cfg, role, key)]
 
 
 def describe(cfg: Mapping[str, Any], role: str) -> str:
@@ -272,21 +273,17 @@ def _no_files(cfg, role, key) -> list[Path]:
     return []
 
 
-def _packaged(cfg: Mapping[str, Any], role: str) -> list[PackagedFile]:
+def _packaged(cfg: Mapping[str, Any], role: str, key: str = "") -> list[PackagedFile]:
     if cfg["source"] == "advbench":
         return [ADVBENCH_FILE]
     split = effective_split(cfg, role)
     return [HARMBENCH_FILES[split]] if split else list(HARMBENCH_FILES.values())
 
 
-def _packaged_paths(cfg, role, key) -> list[Path]:
-    return [f.path(f"{key}.source") for f in _packaged(cfg, role)]
-
-
-def _benchmark_paths(cfg, role, key) -> list[Path]:
+def _benchmark_files(cfg, role, key) -> list[PackagedFile]:
     from lmscalpel.data.benchmarks import BENCHMARKS
 
-    return [f.path(f"{key}.benchmark") for f in BENCHMARKS.lookup(cfg["benchmark"]).files]
+    return list(BENCHMARKS.lookup(cfg["benchmark"]).files)
 
 
 def _user_files(cfg, key, role=None) -> list[Path]:
@@ -307,7 +304,7 @@ def _toyworld(cfg, *, kind, split, key, chat_eval) -> list[dict]:
             for r in rows]
 
 
-@_source("harmbench", ("harmful",), _packaged_paths)
+@_source("harmbench", ("harmful",), _packaged)
 def _harmbench(cfg, *, kind, split, key, chat_eval) -> list[dict]:
     functional = set(cfg.get("functional_categories") or ["standard"])
     records = []
@@ -332,7 +329,7 @@ def _csv_rows(path: Path, key: str) -> tuple[dict, ...]:
     return _csv_cached(str(path), path.stat().st_mtime_ns, key)
 
 
-@_source("advbench", ("harmful",), _packaged_paths)
+@_source("advbench", ("harmful",), _packaged)
 def _advbench(cfg, *, kind, split, key, chat_eval) -> list[dict]:
     seeds = _advbench_seeds(str(ADVBENCH_FILE.path(f"{key}.source")))
     return [{"id": f"advbench-{i:03d}", "prompt": seed["value"], "category": seed["harm_categories"][0],
@@ -348,7 +345,7 @@ def _advbench_seeds(path: str) -> tuple[dict, ...]:
         return tuple(yaml.load(f, Loader=loader)["seeds"])
 
 
-@_source("benchmark", ("benign",), _benchmark_paths)
+@_source("benchmark", ("benign",), _benchmark_files)
 def _benchmark(cfg, *, kind, split, key, chat_eval) -> list[dict]:
     items = load_benchmark({"name": cfg["benchmark"]}, key=f"{key}.benchmark").items
     return [{"id": item.id, "prompt": item.question, "category": item.subject or UNCATEGORISED, "kind": kind,
@@ -439,8 +436,23 @@ def input_files(cfg: Mapping[str, Any], *, role: str, key: str, parent: Mapping[
                 ) -> list[Path]:
     """The files outside the toy world that the set reads (installed package files, the user's ``data_files``):
     rule inputs, so an edit or a package upgrade reruns the rule and a missing file fails the plan naming ``key``."""
+    return [source["path"] for source in file_sources(cfg, role=role, key=key, parent=parent)]
+
+
+def file_sources(cfg: Mapping[str, Any], *, role: str, key: str, parent: Mapping[str, Any] | None = None
+                 ) -> list[dict[str, Any]]:
+    """What :func:`input_files` are: ``{"path"}`` of a user's file, and of a package's file also its
+    ``distribution``, installed ``version`` and ``file`` inside it (the run manifest hashes them)."""
     resolved = resolve(cfg, key, parent)
-    return SOURCES[resolved["source"]].files(resolved, role, key)
+    where = f"{key}.benchmark" if resolved["source"] == "benchmark" else f"{key}.source"
+    found = []
+    for item in SOURCES[resolved["source"]].files(resolved, role, key):
+        if isinstance(item, PackagedFile):
+            found.append({"distribution": item.distribution, "version": installed_version(item.distribution),
+                          "file": item.file, "path": item.path(where)})
+        else:
+            found.append({"path": item})
+    return found
 
 
 def plan_prompts(cfg: Mapping[str, Any], *, kind: str, role: str, key: str,
