@@ -105,3 +105,13 @@ def test_a_local_file_read_through_datasets_is_checked_first(tmp_path):
         load_texts({"path": str(bad)}, key="pruning.perplexity.dataset", default_split="test")
     with pytest.raises(ValueError, match=r"config key cache.dataset.data_files: .*texts.jsonl line 2 is not JSON"):
         list(iter_texts({"path": "json", "data_files": str(bad)}, default_split="train"))
+
+
+def test_a_labelled_dataset_file_is_checked_before_datasets_reads_it(tmp_path):
+    from lmscalpel.features.data import load_labelled_texts
+
+    bad = tmp_path / "rows.jsonl"
+    bad.write_bytes(b'{"text": "a", "label": 1}\n\x00\n')
+    spec = {"path": "json", "data_files": str(bad), "split": "train", "text_column": "text", "label_columns": ["label"]}
+    with pytest.raises(ValueError, match=r"config key features.datasets.bios.data_files: .*rows.jsonl has a NUL byte"):
+        load_labelled_texts(spec, None, seed=0, key="features.datasets.bios")
