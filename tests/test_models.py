@@ -93,3 +93,17 @@ def test_every_stage_sends_the_same_chat_prompt(tiny_lm_dir):
                                      add_generation_prompt=True, tokenize=False)
     assert chat_prompt(tok, "How do I bake bread?") == direct
     assert render_prompts(tok, [{"prompt": "How do I bake bread?"}], chat_template=True, add_bos=True) == [direct]
+
+
+def test_the_card_reads_its_prompt_sets_and_the_toy_world_only_when_generated(tmp_path, toyworld_dir):
+    from lmscalpel.models.card import card_prompts
+
+    assert card_prompts({}, None) is None  # toy-world sets and no toy world: no chat rates
+    mine = tmp_path / "prompts.txt"
+    mine.write_text("Write a poem\nPlan a trip\n")
+    file_set = {"source": "file", "data_files": str(mine), "columns": {"prompt": "text"}}
+    sets = card_prompts({"harmful": file_set, "benign": file_set}, None)
+    assert sets["harmful"].prompts == ["Write a poem", "Plan a trip"] and sets["benign"].records[0]["kind"] == "benign"
+    assert card_prompts({"harmful": file_set}, None) is None  # its benign set is the toy world's
+    toy = card_prompts({}, toyworld_dir / "chat_eval.jsonl")
+    assert {r["split"] for s in toy.values() for r in s.records} == {"heldout"}

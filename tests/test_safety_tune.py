@@ -26,7 +26,7 @@ FAST = {"r": 8, "alpha": 16, "learning_rate": 1e-2, "batch_size": 16, "epochs": 
 
 
 def run(tiny_lm_dir, toyworld_dir, tmp_path, name, **overrides):
-    return safety_tune(ModelRef(str(tiny_lm_dir)), chat_eval_path=toyworld_dir / "chat_eval.jsonl",
+    return safety_tune(ModelRef(str(tiny_lm_dir)), chat_eval=toyworld_dir / "chat_eval.jsonl",
                        ppl_texts=perplexity_texts({}, toyworld_dir / "narrative_heldout.jsonl"),
                        out_dir=tmp_path / name / "model", card_path=tmp_path / name / "card.json",
                        cfg={**FAST, **overrides.pop("cfg", {})}, seed=0, checkpoint_dir=tmp_path / name / "ckpt",

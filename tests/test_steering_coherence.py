@@ -115,7 +115,9 @@ def test_metrics_json_names_the_headline_judge_and_reports_both(tmp_path):
     run_metrics_stage(grids=[str(grid)], cfg=cfg, sae_kinds=[], output_json=str(tmp_path / "m.json"),
                       output_cells=out["cells"], output_categories=out["categories"], output_vectors=out["vectors"],
                       output_cross=out["cross"], output_per_vector=out["per_vector"],
-                      output_cross_category=out["cross_category"])
+                      output_cross_category=out["cross_category"],
+                      prompt_sets={"steering.prompts": "toyworld heldout", "steering.refusal.prompts": "toyworld train",
+                                   "steering.prompts.benign": "toyworld train"})
     metrics = read_json(tmp_path / "m.json")
     assert metrics["headline_judge"] == "keyword+coherence" and metrics["coherence_rule"] == "logprob >= -5"
     assert metrics["prompt_source"] == "toyworld"

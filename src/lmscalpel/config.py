@@ -20,6 +20,7 @@ from lmscalpel.registry import catalog
 
 REGISTRY_MARK = "x-registry"  # on a node: its enum is the names of that registry
 SAE_SETTINGS_MARK = "x-sae-settings"  # on the sae node: the SAE architectures' grid lists and settings go here
+DEF_MARK = "x-def"  # on a node: the shape of $defs/<name> (a prompt set), with the node's defaults and extra keys
 
 
 class ConfigError(ValueError):
@@ -40,7 +41,8 @@ def effective_schema(path: str | Path) -> dict:
     """The schema at ``path`` completed from the registries' catalog (``lmscalpel.registry``): a node marked
     ``x-registry: <name>`` gets the registered names as its ``enum``, and the node marked ``x-sae-settings`` the SAE
     architectures' grid lists (``ks``, ...) and settings (``relu.*``, ``train.aux_k``, ...) from their config
-    classes. Cached per file version; callers must not modify it."""
+    classes; a node marked ``x-def: <name>`` the properties of ``$defs/<name>`` (:func:`_inline_def`). Cached per
+    file version; callers must not modify it."""
     path = Path(path).resolve()
     return _effective_schema(path, path.stat().st_mtime_ns)
 
@@ -49,11 +51,47 @@ def effective_schema(path: str | Path) -> dict:
 def _effective_schema(path: Path, mtime_ns: int) -> dict:
     schema, registries = load_schema(path), copy.deepcopy(catalog())  # no object shared with the cached catalog
     for node in _nodes(schema):
-        if REGISTRY_MARK in node:
-            node["enum"] = list(registries[node[REGISTRY_MARK]])
+        if REGISTRY_MARK in node:  # a nullable node (type [string, "null"]) also takes null
+            nullable = "null" in (node.get("type") if isinstance(node.get("type"), list) else [])
+            node["enum"] = list(registries[node[REGISTRY_MARK]]) + ([None] if nullable else [])
         if SAE_SETTINGS_MARK in node:
             _add_sae_settings(node["properties"], registries[node[SAE_SETTINGS_MARK]])
+    _inline_defs(schema, schema.get("$defs", {}))
     return schema
+
+
+def _inline_defs(node: Any, defs: dict) -> None:
+    if isinstance(node, dict):
+        if DEF_MARK in node:
+            _inline_def(node, defs)
+        for value in node.values():
+            _inline_defs(value, defs)
+    elif isinstance(node, list):
+        for value in node:
+            _inline_defs(value, defs)
+
+
+def _inline_def(node: dict, defs: dict) -> None:
+    """One shape at many keys, each with its own defaults: the node gets a copy of ``$defs/<name>`` whose property
+    defaults are the node's ``default`` (nested objects key by key) and whose properties the node's own
+    ``properties`` add to or replace (a legacy key, a wider ``source`` enum)."""
+    name = node.pop(DEF_MARK)
+    if name not in defs:
+        raise ValueError(f"schema: x-def {name!r} is not in $defs ({', '.join(defs)})")
+    shape = copy.deepcopy(defs[name])
+    properties = {**shape["properties"], **node.get("properties", {})}
+    for key, value in node.get("default", {}).items():
+        _set_default(properties[key], value)
+    node.update({**{k: v for k, v in shape.items() if k != "properties"}, "properties": properties, "default": {}})
+
+
+def _set_default(node: dict, value: Any) -> None:
+    if isinstance(value, dict) and "properties" in node:
+        for key, sub in value.items():
+            _set_default(node["properties"][key], sub)
+        node["default"] = {}
+    else:
+        node["default"] = value
 
 
 def _nodes(node: Any) -> Iterator[dict]:

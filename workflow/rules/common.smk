@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lmscalpel import jobserver
 from lmscalpel.config import check_config, check_problems, effective_schema, fill_defaults
+from lmscalpel.data import plan as data_plan
 from lmscalpel.fingerprint import script_fingerprint
 from lmscalpel.models.depth import planned_layer_problems
 
@@ -14,6 +15,9 @@ from lmscalpel.models.depth import planned_layer_problems
 CONFIG_SCHEMA = effective_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 check_config(config, CONFIG_SCHEMA)
 fill_defaults(config, CONFIG_SCHEMA)
+# the local files the run reads exist, every prompt set can hold its kind, and training and direction prompts never
+# overlap evaluation prompts
+data_plan.check_data(config)
 
 RUN = config["run_name"]
 RESULTS = f"results/{RUN}"
@@ -126,8 +130,36 @@ def check_layer_keys():
 
 def toyworld_readers():
     """The config keys whose values read the generated toy world (model-independent text: chat prompts, reasoning
-    traces, bios, ...): the toy model's and the safety tune's (its chat prompts), then every part's. toyworld_generate
-    runs when any does; the model card then measures any model on it."""
-    keys = [key for key, reads in (("model.source", is_toy_model()), ("safety_tune.enabled", is_safety_tuned()))
-            if reads]
+    traces, bios, ...): the toy model's and the safety tune's (its prompt sets and test text), then every part's.
+    toyworld_generate runs when any does; the model card then measures any model on it."""
+    keys = ["model.source"] if is_toy_model() else []
+    if is_safety_tuned():
+        keys += data_plan.toyworld_prompt_keys(config, data_plan.prompt_sets_of("safety_tune"))
+        keys += [] if config["safety_tune"]["perplexity"]["dataset"]["path"] != "toyworld" else [
+            "safety_tune.perplexity.dataset.path"]
     return keys + [key for part in RUN_PARTS if part in TOYWORLD_READERS for key in TOYWORLD_READERS[part](config)]
+
+
+def data_files(*keys):
+    """The user's local files of the text sources at config ``keys`` (``data_files``, or a ``path`` naming a file)
+    as named inputs (``<key>_files``): a rule whose job reads them reruns when one is edited, and a missing one stops
+    the plan with one line naming its key."""
+    return {key.replace(".", "_") + "_files": files for key in keys if (files := data_plan.dataset_files(config, key))}
+
+
+def data_inputs(prompt_sets=(), datasets=(), chat_eval=True):
+    """An input function of the data a rule's job reads besides the run's results: the toy world's chat prompts
+    when one of ``prompt_sets`` (config keys) reads them (unless ``chat_eval`` is False: the model card measures the
+    toy world only when the run generates it), the files of the prompt sets (``prompt_files``: installed package
+    files, so that a package upgrade reruns the job too, and the user's files) and :func:`data_files` of the text
+    sources ``datasets``."""
+
+    def get_data_inputs(wildcards=None):
+        inputs = data_files(*datasets)
+        if chat_eval and any(data_plan.reads_toyworld(config, key) for key in prompt_sets):
+            inputs["chat_eval"] = f"{RESULTS}/toyworld/chat_eval.jsonl"
+        if files := data_plan.prompt_files(config, prompt_sets):
+            inputs["prompt_files"] = files
+        return inputs
+
+    return get_data_inputs

@@ -32,6 +32,7 @@ rule model_card:
     input:
         unpack(get_model_dir),
         unpack(get_toyworld_files),
+        unpack(data_inputs(data_plan.prompt_sets_of("model_card"), ["model_card.perplexity.dataset"], chat_eval=False)),
     output:
         card=f"{RESULTS}/model/model_card.json",
     log:

@@ -172,7 +172,7 @@ rule pruning_cell_weight:
 rule pruning_chat:
     input:
         unpack(get_model_dir),
-        chat_eval=f"{RESULTS}/toyworld/chat_eval.jsonl",
+        unpack(data_inputs(pruning_plan.CHAT_PROMPT_SETS)),
     output:
         row=f"{RESULTS}/pruning/chat/{{targets}}/{{pattern}}.json",
     log:

@@ -31,5 +31,6 @@ rule report:
         code=code_fingerprint("report"),
         stages=STAGES,
         captions=CAPTIONS_DIR,
+        data_sources=lambda wildcards: data_plan.data_sources(config),
     script:
         "../scripts/report.py"

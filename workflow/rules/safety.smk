@@ -12,7 +12,7 @@ rule safety_tune:
     input:
         unpack(get_base_model_dir),
         unpack(get_safety_tune_text),
-        chat_eval=f"{RESULTS}/toyworld/chat_eval.jsonl",
+        unpack(data_inputs(data_plan.prompt_sets_of("safety_tune"), ["safety_tune.perplexity.dataset"])),
     output:
         model=directory(f"{RESULTS}/model/safety-tuned"),
         card=f"{RESULTS}/model/safety_card.json",

@@ -13,7 +13,7 @@ LAYER_KEYS["steering"] = steering_plan.layer_keys
 rule steering_setup:
     input:
         unpack(get_model_dir),
-        unpack(get_steering_prompts),
+        unpack(data_inputs(steering_plan.PROMPT_SETS)),
     output:
         vectors=f"{RESULTS}/steering/layer{{layer}}/setup.safetensors",
         setup=f"{RESULTS}/steering/layer{{layer}}/setup.json",
@@ -39,7 +39,7 @@ rule steering_setup:
 rule steering_coherence:
     input:
         unpack(get_model_dir),
-        unpack(get_steering_prompts),
+        unpack(data_inputs([steering_plan.BENIGN_PROMPTS])),
         unpack(get_steering_coherence_reference),
     output:
         coherence=f"{RESULTS}/steering/coherence.json",
@@ -64,7 +64,7 @@ rule steering_coherence:
 rule steering_grid:
     input:
         unpack(get_model_dir),
-        unpack(get_steering_prompts),
+        unpack(data_inputs([steering_plan.EVALUATION_PROMPTS])),
         unpack(get_steering_coherence),
         unpack(get_steering_sae_inputs),
         vectors=f"{RESULTS}/steering/layer{{layer}}/setup.safetensors",
@@ -98,7 +98,7 @@ rule steering_grid:
 rule steering_universal:
     input:
         unpack(get_model_dir),
-        unpack(get_steering_prompts),
+        unpack(data_inputs([steering_plan.EVALUATION_PROMPTS])),
         unpack(get_steering_coherence),
         unpack(get_steering_setup),
     output:
@@ -175,6 +175,7 @@ rule steering_metrics:
         code=code_fingerprint("steering-metrics"),
         steering=steering_plan.metrics_config(config),
         sae_kinds=lambda wildcards: steering_plan.compared_sae_kinds(config),
+        prompt_sets=lambda wildcards: steering_plan.prompt_descriptions(config),
     script:
         "../scripts/steering-metrics.py"
 

@@ -5,5 +5,5 @@ from lmscalpel.workflow import model_ref, script_context
 
 with script_context(globals(), rule="pruning_chat") as smk:
     run_chat(model_ref(smk), pattern=smk.wildcards.pattern, targets=smk.wildcards.targets, cfg=smk.params.cfg,
-             chat_eval=smk.input.chat_eval, seed=int(smk.config["seed"]), output=smk.output.row,
+             chat_eval=getattr(smk.input, "chat_eval", None), seed=int(smk.config["seed"]), output=smk.output.row,
              markers=smk.params.markers)

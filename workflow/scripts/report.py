@@ -8,4 +8,4 @@ from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="report") as smk:
     build_report(Path(smk.input.card).parents[1], Path(smk.output.index).parent, smk.config, smk.params.stages,
-                 captions_dir=Path(smk.params.captions))
+                 captions_dir=Path(smk.params.captions), data_sources=smk.params.data_sources)

@@ -1,5 +1,7 @@
-"""Where texts and prompts come from: ``text`` (corpora and perplexity texts: the toy world, pydoc, local files, hub
-datasets) and ``prompts`` (chat prompts: the toy world's, JailbreakBench or a researcher's file).
+"""Where texts, prompts and benchmarks come from: ``text`` (corpora and perplexity texts: the toy world, pydoc,
+local files, hub datasets), ``prompts`` (prompt sets: the toy world's, HarmBench, AdvBench, a file, a hub dataset,
+a benchmark's questions), ``benchmarks`` (GSM8K, MMLU, ... read from installed packages), ``packaged`` (files inside
+installed distributions), ``files`` (local files read with one-line errors) and ``plan`` (what the DAG needs of them).
 
 Re-exports are lazy (``lmscalpel.lazy``), as in every package ``__init__``.
 """
@@ -9,7 +11,11 @@ from lmscalpel.lazy import lazy_exports
 _EXPORTS = {
     "is_local_source": "text", "iter_texts": "text", "iter_token_blocks": "text", "load_texts": "text",
     "local_documents": "text", "split_documents": "text",
-    "benign_prompts": "prompts", "dataset_prompts": "prompts", "load_prompts": "prompts", "toy_prompts": "prompts",
+    "PromptSet": "prompts", "load_prompt_set": "prompts",
+    "BENCHMARKS": "benchmarks", "Item": "benchmarks", "load_benchmark": "benchmarks",
+    "register_benchmark": "benchmarks",
+    "PINNED": "packaged", "PackagedFile": "packaged", "install_command": "packaged",
+    "DataFileError": "files",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from lmscalpel.io import read_jsonl
+from lmscalpel.data.files import check_file, read_jsonl, read_text, validate
+from lmscalpel.io import read_jsonl as read_rows
 
 LOCAL_SOURCES = ("pydoc", "text")
 LOCAL_SPLITS = ("train", "calibration", "test")
@@ -75,11 +76,9 @@ def _file_documents(dataset_cfg: dict[str, Any], key: str) -> list[tuple[str, st
         raise ValueError(f"config key {key}.data_files: path 'text' needs one or more .txt / .jsonl files")
     documents = []
     for file in [files] if isinstance(files, str) else files:
-        path = Path(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config key {key}.data_files: {path} is not a file")
+        path = check_file(file, f"{key}.data_files")
         if path.suffix == ".txt":
-            blocks = re.split(r"\n\s*\n", path.read_text(encoding="utf-8"))
+            blocks = re.split(r"\n\s*\n", read_text(path, f"{key}.data_files"))
             documents += [(f"{path.name}:{i}", block.strip()) for i, block in enumerate(blocks) if block.strip()]
         elif path.suffix == ".jsonl":
             documents += _jsonl_documents(path, dataset_cfg.get("text_column") or "text", key)
@@ -89,10 +88,28 @@ def _file_documents(dataset_cfg: dict[str, Any], key: str) -> list[tuple[str, st
 
 
 def _jsonl_documents(path: Path, column: str, key: str) -> list[tuple[str, str]]:
-    rows = read_jsonl(path)
-    if rows and column not in rows[0]:
-        raise KeyError(f"config key {key}.text_column: column {column!r} not in {path} (keys: {sorted(rows[0])})")
+    rows = read_jsonl(path, f"{key}.data_files")
+    for number, row in enumerate(rows, start=1):
+        if column not in row:
+            raise KeyError(f"config key {key}.text_column: column {column!r} not in {path} (record {number} has "
+                           f"keys {sorted(row)})")
     return [(f"{path.name}:{i}", str(row[column])) for i, row in enumerate(rows)]
+
+
+def local_files(dataset_cfg: Mapping[str, Any]) -> list[str]:
+    """The local files a text source reads: its ``data_files`` (``path: text`` or a loader such as ``json``), or
+    ``path`` itself when it is a local file; none for the toy world, pydoc and hub datasets."""
+    files = dataset_cfg.get("data_files")
+    if files:
+        return [files] if isinstance(files, str) else list(files)
+    path = dataset_cfg.get("path") or ""
+    return [path] if Path(path).suffix.lower() in _FILE_BUILDERS else []
+
+
+def _validated(dataset_cfg: Mapping[str, Any], key: str) -> None:
+    """Refuse a bad local file before ``datasets`` reads it (its errors do not name the file or the key)."""
+    for file in local_files(dataset_cfg):
+        validate(file, f"{key}.data_files" if dataset_cfg.get("data_files") else f"{key}.path")
 
 
 def _toyworld(toyworld_dir: str | os.PathLike | None) -> Path:
@@ -112,8 +129,9 @@ def iter_texts(dataset_cfg: Mapping[str, Any], toyworld_dir: str | os.PathLike |
     if dataset_cfg.get("path", "toyworld") == "toyworld":
         from lmscalpel.toyworld.train import document_text
 
-        yield from (document_text(r) for r in read_jsonl(_toyworld(toyworld_dir) / TOYWORLD_FILES["train"]))
+        yield from (document_text(r) for r in read_rows(_toyworld(toyworld_dir) / TOYWORLD_FILES["train"]))
         return
+    _validated(dataset_cfg, key)
     import datasets
 
     kwargs = {k: dataset_cfg[k] for k in ("name", "revision", "data_files") if dataset_cfg.get(k)}
@@ -140,7 +158,8 @@ def load_texts(dataset_cfg: Mapping[str, Any], toyworld_dir: str | os.PathLike |
         world = _toyworld(toyworld_dir)
         if split not in TOYWORLD_FILES:
             raise ValueError(f"toyworld split {split!r}: expected one of {sorted(TOYWORLD_FILES)}")
-        return [row[column] for row in read_jsonl(world / TOYWORLD_FILES[split])]
+        return [row[column] for row in read_rows(world / TOYWORLD_FILES[split])]
+    _validated(dataset_cfg, key)
     import datasets
 
     suffix = Path(path).suffix.lower()

@@ -8,17 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmscalpel.data.files import validate
 from lmscalpel.io import read_jsonl
 
 TOYWORLD = "toyworld"
 
 
-def load_labelled_texts(spec: dict[str, Any], toyworld_file: str | Path | None, seed: int) -> list[dict[str, Any]]:
+def load_labelled_texts(spec: dict[str, Any], toyworld_file: str | Path | None, seed: int,
+                        key: str = "features.datasets") -> list[dict[str, Any]]:
     """Rows ``{"text", "labels": {column: str(value)}}`` of one dataset of ``features.datasets``.
 
     ``path: toyworld`` reads ``toyworld_file``; anything else goes to ``datasets.load_dataset``. Label values
     become strings so config keys (pairs, classes) can name integer labels such as Bias in Bios professions.
     ``max_examples`` keeps a seeded sample (presets: the full datasets are far larger than the metrics need).
+    ``key`` (``features.datasets.<name>``) is named in errors.
     """
     if spec["path"] == TOYWORLD:
         if toyworld_file is None:
@@ -27,6 +30,8 @@ def load_labelled_texts(spec: dict[str, Any], toyworld_file: str | Path | None, 
     else:
         import datasets
 
+        if spec.get("data_files"):  # a bad local file: one line naming it, not datasets' generation error
+            validate(spec["data_files"], f"{key}.data_files")
         raw = datasets.load_dataset(spec["path"], spec.get("name"), split=spec["split"],
                                     revision=spec.get("revision"), data_files=spec.get("data_files"))
     rows = []

@@ -76,7 +76,7 @@ def run_dataset_activations(ref, dataset: str, source: str | None, layer: int, f
     from lmscalpel.models import load_model
 
     spec = features["datasets"][dataset]
-    rows = load_labelled_texts(spec, source, seed)
+    rows = load_labelled_texts(spec, source, seed, key=f"features.datasets.{dataset}")
     split = split_rows(len(rows), features["test_fraction"], seed)
     model, tokenizer = load_model(ref)
     acts, offsets = text_activations(model, tokenizer, [r["text"] for r in rows], layer, features["batch_size"],

@@ -1,9 +1,9 @@
-"""The model card: what any model does, measured with greedy decoding on held-out toy-world data.
+"""The model card: what any model does, measured with greedy decoding on held-out data.
 
 Used by the ``model_card`` rule (which enforces the refusal/compliance gates for the toy model only) and reused
-by later stages that re-measure the model under an intervention. Any model is measured on the toy world's chat
-prompts (through its own chat template) when the run generates the toy world; the toy-format tasks (arithmetic
-traces, first letters) only for the toy model.
+by later stages that re-measure the model under an intervention. Any model is measured on the card's chat prompts
+(``model_card.prompts``, through its own chat template; a toy-world set when the run generates the toy world); the
+toy-format tasks (arithmetic traces, first letters) only for the toy model.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 
+from lmscalpel.data.prompts import KINDS, PromptSet, load_prompt_set, reads_toyworld
 from lmscalpel.io import read_jsonl
 from lmscalpel.models.generation import generate_greedy, windowed_perplexity
 from lmscalpel.models.refusal import refusal_rates
@@ -25,17 +26,27 @@ def measure_chat(model, tokenizer, prompts: list[str], max_new_tokens: int, batc
     return generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, desc="chat")
 
 
-def chat_rates(model, tokenizer, chat_eval: list[dict], max_new_tokens: int, limit: int | None = None,
-               markers: str = "toyworld") -> dict:
-    """Refusal rate on held-out harmful prompts and compliance rate on held-out benign prompts
-    (:func:`lmscalpel.models.refusal.refusal_rates`), with the first replies as examples."""
-    harmful = [r["prompt"] for r in chat_eval if r["kind"] == "harmful" and r["split"] == "heldout"][:limit]
-    benign = [r["prompt"] for r in chat_eval if r["kind"] == "benign" and r["split"] == "heldout"][:limit]
+def card_prompts(prompts_cfg: dict, chat_eval: str | Path | None) -> dict[str, PromptSet] | None:
+    """The card's harmful and benign sets (``model_card.prompts``), or None when one reads the toy world and the
+    run does not generate it (``chat_eval`` None)."""
+    cfgs = {kind: prompts_cfg.get(kind) or {"source": "toyworld"} for kind in KINDS}
+    if chat_eval is None and any(reads_toyworld(cfg, f"model_card.prompts.{kind}") for kind, cfg in cfgs.items()):
+        return None
+    return {kind: load_prompt_set(cfg, kind=kind, role="evaluation", key=f"model_card.prompts.{kind}",
+                                  chat_eval=chat_eval) for kind, cfg in cfgs.items()}
+
+
+def chat_rates(model, tokenizer, prompts: dict[str, PromptSet], max_new_tokens: int, markers: str = "toyworld"
+               ) -> dict:
+    """Refusal rate on the harmful prompts and compliance rate on the benign ones
+    (:func:`lmscalpel.models.refusal.refusal_rates`), with the first replies as examples and what each set read."""
+    harmful, benign = prompts["harmful"].prompts, prompts["benign"].prompts
     harmful_replies = measure_chat(model, tokenizer, harmful, max_new_tokens)
     benign_replies = measure_chat(model, tokenizer, benign, max_new_tokens)
     return {**refusal_rates(harmful_replies, benign_replies, markers),
             "examples": {"harmful": list(zip(harmful[:3], harmful_replies[:3])),
-                         "benign": list(zip(benign[:3], benign_replies[:3]))}}
+                         "benign": list(zip(benign[:3], benign_replies[:3]))},
+            "chat_prompts": {kind: found.provenance["description"] for kind, found in prompts.items()}}
 
 
 def parse_answer(text: str) -> int | None:
@@ -88,13 +99,15 @@ def card_perplexity(model, tokenizer, toyworld_dir: str | Path | None, cfg: dict
 
 def model_card(model, tokenizer, toyworld_dir: str | Path | None, cfg: dict, window: int, toy: bool,
                markers: str = "toyworld") -> dict:
-    """Chat rates on the toy world (when given), the toy tasks (toy model only) and held-out perplexity."""
+    """Chat rates on ``model_card.prompts`` (a toy-world set when ``toyworld_dir`` is given), the toy tasks (toy
+    model only) and held-out perplexity."""
     card = {}
-    if toyworld_dir is not None:
-        chat_eval = read_jsonl(Path(toyworld_dir) / "chat_eval.jsonl")
-        card.update(chat_rates(model, tokenizer, chat_eval, cfg["max_new_tokens"], markers=markers))
-        if toy:
-            card.update(toy_tasks(model, tokenizer, toyworld_dir, cfg["n_eval_per_family"]))
+    chat_eval = Path(toyworld_dir) / "chat_eval.jsonl" if toyworld_dir is not None else None
+    prompts = card_prompts(cfg.get("prompts") or {}, chat_eval)
+    if prompts is not None:
+        card.update(chat_rates(model, tokenizer, prompts, cfg["max_new_tokens"], markers=markers))
+    if toyworld_dir is not None and toy:
+        card.update(toy_tasks(model, tokenizer, toyworld_dir, cfg["n_eval_per_family"]))
     return {**card, **card_perplexity(model, tokenizer, toyworld_dir, cfg.get("perplexity") or {}, window)}
 
 
@@ -114,7 +127,8 @@ def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, 
     toy model, which must have learnt what later stages rely on).
 
     Every card records the architecture and provenance; the toy-world measurements come when ``inputs`` has the
-    toy world's ``chat_eval`` (``markers``: the keyword verdicts, :func:`lmscalpel.models.refusal.chat_verdicts`).
+    toy world's ``chat_eval``, the chat rates when every set of ``model_card.prompts`` can be read (``markers``: the
+    keyword verdicts, :func:`lmscalpel.models.refusal.chat_verdicts`).
     """
     from lmscalpel.io import write_json
     from lmscalpel.models import load_model, num_layers

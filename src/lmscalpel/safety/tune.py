@@ -1,11 +1,12 @@
-"""Safety tune: a LoRA SFT that makes a chat model refuse the toy world's harmful requests, before it is steered.
+"""Safety tune: a LoRA SFT that makes a chat model refuse harmful requests, before it is steered.
 
 Why: Rogue Scalpel measures how steering *breaks* refusal, which needs a model that refuses; a small real model as
-shipped answers most harmful requests (SmolLM2-135M-Instruct: 16 % refusal). The SFT data are the toy world's train
-harmful prompts -> short varied refusals, plus its train benign prompts -> the base model's own greedy answers (so
-helpfulness is anchored to what the model already says). Prompts go through the tokenizer's chat template, as in the
-steering stage; the loss covers the reply tokens only. The adapter is merged (``merge_and_unload``) and saved with
-``save_pretrained``, so later stages load it like any other model.
+shipped answers most harmful requests (SmolLM2-135M-Instruct: 16 % refusal). The SFT data are the harmful training
+prompts (``safety_tune.training_prompts.harmful``; the toy world's train split by default) -> short varied refusals,
+plus the benign training prompts -> the base model's own greedy answers (so helpfulness is anchored to what the
+model already says); refusal and benign compliance are measured on ``safety_tune.evaluation_prompts``. Prompts go
+through the tokenizer's chat template, as in the steering stage; the loss covers the reply tokens only. The adapter
+is merged (``merge_and_unload``) and saved with ``save_pretrained``, so later stages load it like any other model.
 
 Resumable: the adapter + optimiser are saved every ``checkpoint_every`` steps (``lmscalpel.checkpoint``), and the
 batch order is a pure function of (seed, epoch), so a resumed run ends with the same weights. The rule body is
@@ -63,6 +64,8 @@ class SafetyTuneConfig:
     min_refusal_rate: float = 0.9
     max_benign_compliance_drop: float = 0.2
     checkpoint_every: int = 10
+    training_prompts: dict = field(default_factory=dict)
+    evaluation_prompts: dict = field(default_factory=dict)
     perplexity: dict = field(default_factory=dict)
 
     @classmethod
@@ -174,28 +177,24 @@ def epoch_order(n: int, epoch: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-def sft_examples(chat_eval: list[dict], answers: dict[str, tuple[str, bool]], refusals: Sequence[str], seed: int
-                 ) -> list[tuple[str, str, bool]]:
-    """(prompt, reply, finished): train harmful -> a refusal (cycled in a seeded order), train benign -> own answer."""
-    harmful = [r["prompt"] for r in chat_eval if r["kind"] == "harmful" and r["split"] == "train"]
+def sft_examples(harmful: Sequence[str], benign: Sequence[str], answers: dict[str, tuple[str, bool]],
+                 refusals: Sequence[str], seed: int) -> list[tuple[str, str, bool]]:
+    """(prompt, reply, finished): harmful -> a refusal (cycled in a seeded order), benign -> the model's own answer."""
     picks = torch.randint(len(refusals), (len(harmful),), generator=torch.Generator().manual_seed(seed)).tolist()
     rows = [(p, refusals[i], True) for p, i in zip(harmful, picks)]
-    return rows + [(p, *answers[p]) for p in train_prompts(chat_eval, "benign")]
+    return rows + [(p, *answers[p]) for p in benign]
 
 
-def train_prompts(chat_eval: list[dict], kind: str, split: str = "train") -> list[str]:
-    return [r["prompt"] for r in chat_eval if r["kind"] == kind and r["split"] == split]
-
-
-def measure(model, tokenizer, chat_eval: list[dict], ppl_texts: Sequence[str], cfg: SafetyTuneConfig) -> dict:
-    """Refusal (a reply with a refusal marker) on held-out harmful prompts, benign compliance (no marker) on held-out
-    benign ones, and test perplexity."""
+def measure(model, tokenizer, evaluation: dict[str, Sequence[str]], ppl_texts: Sequence[str], cfg: SafetyTuneConfig
+            ) -> dict:
+    """Refusal (a reply with a refusal marker) on the harmful evaluation prompts, benign compliance (no marker) on
+    the benign ones, and test perplexity."""
     from lmscalpel.models.generation import windowed_perplexity
 
     markers = refusal_markers(cfg.refusal_markers, "safety_tune.refusal_markers")
     out: dict[str, Any] = {}
     for kind in ("harmful", "benign"):
-        prompts = train_prompts(chat_eval, kind, split="heldout")
+        prompts = list(evaluation[kind])
         replies = [text for text, _ in greedy_answers(model, tokenizer, prompts, cfg.eval_max_new_tokens,
                                                       cfg.generation_batch_size)]
         refused = [has_marker(reply, markers) for reply in replies]

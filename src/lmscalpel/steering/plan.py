@@ -11,11 +11,16 @@ import functools
 from typing import Any
 
 from lmscalpel.config import config_keys
+from lmscalpel.data import plan as data_plan
 from lmscalpel.models.depth import planned_depth
 from lmscalpel.sae import plan as sae_plan
 
 # every job that generates steered replies reads these
 GENERATION_KEYS = ("coefficients", "max_new_tokens", "batch_size", "skip_tokens")
+# the prompt sets: evaluation (grid, universal attack, mu), refusal direction (harmful, harmless), coherence
+EVALUATION_PROMPTS, REFUSAL_PROMPTS, BENIGN_PROMPTS = "steering.prompts", "steering.refusal.prompts", \
+    "steering.prompts.benign"
+PROMPT_SETS = (EVALUATION_PROMPTS, REFUSAL_PROMPTS, BENIGN_PROMPTS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,22 +108,21 @@ def compared_sae_kinds(config: dict[str, Any]) -> list[str]:
     return kinds[:2] if len(kinds) >= 2 and set(kinds[:2]) <= have else []
 
 
-def reads_toyworld_prompts(config: dict[str, Any]) -> bool:
-    prompts = config["steering"]["prompts"]
-    return "toyworld" in (prompts["source"], prompts["benign"]["source"])
+def prompt_descriptions(config: dict[str, Any]) -> dict[str, str]:
+    """What each prompt set reads (metrics.json says which prompts were evaluated, which built the direction)."""
+    return data_plan.prompt_descriptions(config, PROMPT_SETS)
 
 
 def toyworld_keys(config: dict[str, Any]) -> list[str]:
-    reads = {"steering.prompts.source": reads_toyworld_prompts(config),
-             "steering.capability.task": config["steering"]["capability"]["task"] == "toy"}
-    return [key for key, read in reads.items() if read]
+    keys = data_plan.toyworld_prompt_keys(config, PROMPT_SETS)
+    return keys + (["steering.capability.task"] if config["steering"]["capability"]["task"] == "toy" else [])
 
 
 # --- the steering keys each rule's job reads ---
 
 def setup_config(config: dict[str, Any]) -> dict[str, Any]:
     """μ(l) and the refusal direction: the prompts and the token selection."""
-    return config_keys(config["steering"], "prompts", "mu", "skip_tokens")
+    return config_keys(config["steering"], "prompts", "mu", "skip_tokens", refusal=("prompts",))
 
 
 def coherence_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -128,8 +132,8 @@ def coherence_config(config: dict[str, Any]) -> dict[str, Any]:
 def grid_config(config: dict[str, Any]) -> dict[str, Any]:
     """The grid's directions (random, SAE sample, refusal), prompts, judge and generation; the coherence judge's
     batch size (its threshold is an input)."""
-    return config_keys(config["steering"], "prompts", "random", "refusal", "judge", "chunk_rows", *GENERATION_KEYS,
-                       sae=("n_features", "seed", "alive_only"), coherence=("batch_size",))
+    return config_keys(config["steering"], "prompts", "random", "judge", "chunk_rows", *GENERATION_KEYS,
+                       sae=("n_features", "seed", "alive_only"), coherence=("batch_size",), refusal=("enabled",))
 
 
 def universal_config(config: dict[str, Any]) -> dict[str, Any]:

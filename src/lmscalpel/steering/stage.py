@@ -16,7 +16,7 @@ from lmscalpel.models import ModelRef, check_blocks, load_model
 from lmscalpel.models.loader import model_provenance
 from lmscalpel.models.refusal import chat_verdicts
 from lmscalpel.steering import capability as cap
-from lmscalpel.data.prompts import load_prompts
+from lmscalpel.data.prompts import PromptSet, load_prompt_set, without
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
 from lmscalpel.steering.grid import DirectionSet, judge_key, run_grid
@@ -27,21 +27,24 @@ from lmscalpel.toyworld.judge import is_compliant
 log = logging.getLogger(__name__)
 
 
-def eval_prompts(cfg: dict, chat_eval: str | None) -> list[dict]:
-    """Held-out harmful prompts, capped at ``steering.prompts.max_prompts`` (round-robin over categories)."""
-    prompts = load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="harmful", split="heldout")
-    cap_n = cfg["prompts"].get("max_prompts")
-    if not cap_n or cap_n >= len(prompts):
-        return prompts
-    by_cat: dict[str, list[dict]] = {}
-    for p in prompts:
-        by_cat.setdefault(p["category"], []).append(p)
-    picked, queues = [], list(by_cat.values())
-    while len(picked) < cap_n:
-        for queue in queues:
-            if queue and len(picked) < cap_n:
-                picked.append(queue.pop(0))
-    return picked
+def evaluation_prompts(cfg: dict, chat_eval: str | None) -> PromptSet:
+    """``steering.prompts``: the harmful prompts every steered reply is judged on (toy world: held-out ones,
+    capped at ``max_prompts`` taking the categories in turn)."""
+    return load_prompt_set(cfg["prompts"], kind="harmful", role="evaluation", key="steering.prompts",
+                           chat_eval=chat_eval)
+
+
+def refusal_prompts(cfg: dict, chat_eval: str | None) -> PromptSet:
+    """``steering.refusal.prompts``: the harmful side of the refusal direction (toy world: its train split)."""
+    return load_prompt_set(cfg["refusal"]["prompts"], kind="harmful", role="train", key="steering.refusal.prompts",
+                           chat_eval=chat_eval)
+
+
+def benign_prompts(cfg: dict, chat_eval: str | None, role: str) -> PromptSet:
+    """``steering.prompts.benign``: the harmless side of the refusal direction (``train``) or the coherence
+    calibration's prompts (``evaluation``)."""
+    return load_prompt_set(cfg["prompts"]["benign"], kind="benign", role=role, key="steering.prompts.benign",
+                           chat_eval=chat_eval, parent=cfg["prompts"])
 
 
 def _outcome_fn(cfg: dict, toy: bool, judge, coherence: CoherenceRule | None = None):
@@ -80,8 +83,8 @@ def run_coherence_stage(ref: ModelRef, *, reference: ModelRef, cfg: dict, chat_e
     from lmscalpel.steering.generation import generate_steered
 
     ccfg = cfg["coherence"]
-    prompts = [p["prompt"] for p in load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="benign",
-                                                 split="heldout")][:ccfg["n_prompts"]]
+    calibration = benign_prompts(cfg, chat_eval, "evaluation")
+    prompts = calibration.prompts[:ccfg["n_prompts"]]
     model, tokenizer = load_model(ref)
     replies = generate_steered(model, tokenizer, prompts, torch.zeros(len(prompts), model.config.hidden_size),
                                [0.0] * len(prompts), layer=0, max_new_tokens=cfg["max_new_tokens"],
@@ -96,7 +99,8 @@ def run_coherence_stage(ref: ModelRef, *, reference: ModelRef, cfg: dict, chat_e
                         "score_mean": float(pd.Series(scores).mean()), "reference_model": reference.name_or_path,
                         "examples": [{"prompt": p, "reply": r, "score": s}
                                      for p, r, s in list(zip(prompts, replies, scores))[:5]],
-                        "prompt_source": cfg["prompts"]["source"], **model_provenance(ref)})
+                        "prompt_source": cfg["prompts"]["source"], "calibration_prompts": calibration.provenance,
+                        **model_provenance(ref)})
 
 
 def load_coherence(cfg: dict, coherence_json: str | None, reference: ModelRef | None) -> CoherenceRule | None:
@@ -112,14 +116,18 @@ def load_coherence(cfg: dict, coherence_json: str | None, reference: ModelRef | 
 # --- setup: μ(l) and the refusal direction ---------------------------------------------------------------------
 def run_setup(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str | None, output_vectors: str,
               output_json: str) -> None:
+    """μ(l) over the evaluation prompts and the refusal direction: mean of ``steering.refusal.prompts`` minus mean
+    of ``steering.prompts.benign`` (both disjoint from the evaluation prompts: the plan checks); setup.json records
+    which prompts built what."""
     model, tokenizer = load_model(ref)
     check_blocks(model, {"steering.layers or steering.universal.layer": [layer]})  # every steered layer has a setup
-    prompts = [p["prompt"] for p in eval_prompts(cfg, chat_eval)]
+    evaluation = evaluation_prompts(cfg, chat_eval)
+    prompts = evaluation.prompts
     mu = mean_activation_norm(model, tokenizer, prompts, layer, exclude_special=cfg["mu"]["exclude_special"],
                               skip_tokens=cfg["skip_tokens"])
-    split = "train" if cfg["prompts"]["source"] == "toyworld" else None
-    harmful = [p["prompt"] for p in load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="harmful", split=split)]
-    harmless = [p["prompt"] for p in load_prompts(cfg["prompts"], chat_eval=chat_eval, kind="benign", split="train")]
+    harmful_set = without(refusal_prompts(cfg, chat_eval), evaluation)
+    harmless_set = benign_prompts(cfg, chat_eval, "train")
+    harmful, harmless = harmful_set.prompts, harmless_set.prompts
     check_distinct_sets(harmful, harmless)
     refusal = refusal_direction(model, tokenizer, harmful, harmless, layer)
     with atomic_path(output_vectors) as tmp:
@@ -127,18 +135,20 @@ def run_setup(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str | None, ou
     write_json(output_json, {"layer": layer, "mu": mu, "mu_exclude_special": cfg["mu"]["exclude_special"],
                              "skip_tokens": cfg["skip_tokens"], "n_mu_prompts": len(prompts),
                              "n_refusal_harmful": len(harmful),
-                             "n_refusal_harmless": len(harmless), "refusal_split": split,
+                             "n_refusal_harmless": len(harmless), "refusal_split": harmful_set.provenance["split"],
                              "prompt_source": cfg["prompts"]["source"],
                              "benign_source": cfg["prompts"].get("benign", {}).get("source", "auto"),
-                             **model_provenance(ref)})
+                             "evaluation_prompts": evaluation.provenance,
+                             "refusal_harmful_prompts": harmful_set.provenance,
+                             "refusal_harmless_prompts": harmless_set.provenance, **model_provenance(ref)})
 
 
 def check_distinct_sets(harmful: Sequence[str], harmless: Sequence[str]) -> None:
     """The refusal direction is harmful minus harmless means: the same prompts on both sides give a zero vector."""
     if set(harmful) == set(harmless):
-        raise ValueError("steering.prompts: the harmful and harmless prompts of the refusal direction are the same "
-                         f"{len(set(harmful))} prompts; give the harmless ones their own source "
-                         "(steering.prompts.benign)")
+        raise ValueError("steering.refusal.prompts and steering.prompts.benign: the harmful and harmless prompts of "
+                         f"the refusal direction are the same {len(set(harmful))} prompts; give the harmless ones "
+                         "their own source (steering.prompts.benign)")
     overlap = len(set(harmful) & set(harmless))
     if overlap:
         log.warning("%d prompts are both harmful and harmless in the refusal-direction sets", overlap)
@@ -177,7 +187,7 @@ def run_grid_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str | Non
                    seed: int, coherence_json: str | None = None, reference: ModelRef | None = None) -> None:
     """One layer's grid: unsteered + random + SAE (per kind) + (−refusal) directions × c × held-out prompts."""
     model, tokenizer = load_model(ref)
-    prompts = eval_prompts(cfg, chat_eval)
+    prompts = evaluation_prompts(cfg, chat_eval).records
     mu = float(read_json(setup_json)["mu"])
     refusal = load_file(setup_vectors)["refusal"]
     d_model = refusal.shape[0]
@@ -209,7 +219,8 @@ def run_universal_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str 
                         coherence_json: str | None = None, reference: ModelRef | None = None) -> None:
     model, tokenizer = load_model(ref)
     ucfg = cfg["universal"]
-    prompts = eval_prompts(cfg, chat_eval)
+    evaluation = evaluation_prompts(cfg, chat_eval)
+    prompts = evaluation.records
     # Like the paper's bomb prompt (one of the 100 JBB goals, evaluated on the other 99): an a-priori pick from the
     # evaluation prompts, excluded from the held-out evaluation.
     train_prompt = ucfg["train_prompt"] or prompts[0]["prompt"]
@@ -232,7 +243,10 @@ def run_universal_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str 
     write_json(output_json, {**summary, "outcome": outcome, "seed": ucfg["seed"], **model_provenance(ref),
                              "headline_judge": headline_judge(outcome, judge.name, coherent),
                              "coherence_rule": coherence.description if coherence else None,
-                             "prompt_source": cfg["prompts"]["source"]})
+                             "prompt_source": cfg["prompts"]["source"],
+                             "evaluation_prompts": evaluation.provenance["description"],
+                             "train_prompt_from": "steering.universal.train_prompt" if ucfg["train_prompt"] else
+                             "the first evaluation prompt (left out of the held-out ones)"})
 
 
 # --- capability ----------------------------------------------------------------------------------------------------
@@ -268,7 +282,9 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
 # --- metrics -------------------------------------------------------------------------------------------------------
 def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[str], output_json: str,
                       output_cells: str, output_categories: str, output_vectors: str, output_cross: str,
-                      output_per_vector: str, output_cross_category: str) -> None:
+                      output_per_vector: str, output_cross_category: str, prompt_sets: dict[str, str]) -> None:
+    """The compliance tables and metrics.json; ``prompt_sets`` (config key -> what it reads) says which prompts
+    were evaluated and which built the refusal direction."""
     from lmscalpel.steering import metrics as M
 
     mcfg = cfg["metrics"]
@@ -286,7 +302,10 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
     write_json(output_json, {**headline_metrics(df, cells, vsum, cross, sae_kinds),
-                             "prompt_source": cfg["prompts"]["source"]})
+                             "prompt_source": cfg["prompts"]["source"],
+                             "evaluation_prompts": prompt_sets["steering.prompts"],
+                             "refusal_direction_prompts": f"harmful: {prompt_sets['steering.refusal.prompts']}; "
+                                                          f"harmless: {prompt_sets['steering.prompts.benign']}"})
 
 
 def headline_metrics(df: pd.DataFrame, cells: pd.DataFrame, vsum: pd.DataFrame, cross: pd.DataFrame,

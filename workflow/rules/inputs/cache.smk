@@ -2,9 +2,10 @@
 
 
 def get_cache_text(wildcards=None):
-    """The toy corpus when the cache reads the toy world; other datasets are read by the script."""
+    """The toy corpus when the cache reads the toy world, else the local files of cache.dataset (hub datasets are
+    read by the script)."""
     if not cache_plan.reads_toyworld(config):
-        return {}
+        return data_files("cache.dataset")
     return {"text": f"{RESULTS}/toyworld/train.jsonl"}
 
 

@@ -6,9 +6,10 @@ def _features_toyworld(file):
 
 
 def get_features_dataset_source(wildcards):
-    """The toy-world file of a ``features.datasets`` entry (hub datasets are read by the script)."""
+    """The toy-world file of a ``features.datasets`` entry, else its local data_files (hub datasets are read by the
+    script)."""
     if wildcards.dataset not in features_plan.toyworld_datasets(config):
-        return {}
+        return data_files(f"features.datasets.{wildcards.dataset}")
     return _features_toyworld(config["features"]["datasets"][wildcards.dataset]["file"])
 
 

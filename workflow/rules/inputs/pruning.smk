@@ -18,8 +18,9 @@ def get_pruning_chat_files(wildcards=None):
 
 
 def get_pruning_eval_inputs(wildcards):
-    """Evaluation text and local lm-eval tasks when they come from the toy world."""
-    inputs = {}
+    """Evaluation text (the toy world's, or pruning.perplexity.dataset's local files) and local lm-eval tasks when
+    they come from the toy world."""
+    inputs = data_files("pruning.perplexity.dataset")
     if pruning_plan.reads_toyworld_perplexity(config):
         inputs["narrative"] = f"{RESULTS}/toyworld/narrative_heldout.jsonl"
     if pruning_plan.runs_toy_tasks(config):
@@ -30,7 +31,7 @@ def get_pruning_eval_inputs(wildcards):
 def get_pruning_calibration_text(wildcards=None):
     if pruning_plan.reads_toyworld_calibration(config):
         return {"train": f"{RESULTS}/toyworld/train.jsonl"}
-    return {}
+    return data_files("pruning.calibration.dataset")
 
 
 def get_pruning_mitigation_params(wildcards):

@@ -6,10 +6,15 @@ def get_reasoning_sae(wildcards):
 
 
 def get_reasoning_corpus(wildcards):
-    """The toy world's reasoning file when the ReasonScore corpus or a benchmark is the toy world."""
-    if not reasoning_plan.reads_toyworld(config):
-        return {}
-    return {"toyworld": f"{RESULTS}/toyworld/reasoning.jsonl"}
+    """The toy world's reasoning file when the ReasonScore corpus or a benchmark is the toy world, the corpus's
+    local files, and the benchmark's local file (reasoning.eval.data_files) of a job that evaluates one."""
+    inputs = data_files("reasoning.corpus")
+    benchmark = getattr(wildcards, "benchmark", None)
+    if benchmark and (local := config["reasoning"]["eval"]["data_files"].get(benchmark)):
+        inputs["benchmark_file"] = data_plan.data_file_map({benchmark: local}, "reasoning.eval.data_files")
+    if reasoning_plan.reads_toyworld(config):
+        inputs["toyworld"] = f"{RESULTS}/toyworld/reasoning.jsonl"
+    return inputs
 
 
 def get_reasoning_targets():

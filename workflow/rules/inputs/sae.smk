@@ -7,9 +7,9 @@ def get_sae_import_spec(wildcards):
 
 def get_sae_eval_text(wildcards=None):
     """The toy world's held-out narrative for core metrics when the cache reads the toy world; otherwise the
-    script reads cache.dataset (local text: its test split; hub: past the cached tokens)."""
+    script reads cache.dataset (local text: its test split, its files inputs; hub: past the cached tokens)."""
     if not cache_plan.reads_toyworld(config):
-        return {}
+        return data_files("cache.dataset")
     return {"text": f"{RESULTS}/toyworld/narrative_heldout.jsonl"}
 
 

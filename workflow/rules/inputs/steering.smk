@@ -19,14 +19,6 @@ def get_steering_sae_inputs(wildcards):
             if built}
 
 
-def get_steering_prompts(wildcards=None):
-    """The toy world's chat prompts when steering.prompts.source (or prompts.benign.source) is toyworld; datasets
-    and local files are read by the script."""
-    if not steering_plan.reads_toyworld_prompts(config):
-        return {}
-    return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl"}
-
-
 def get_steering_capability_inputs(wildcards=None):
     if config["steering"]["capability"]["task"] != "toy":
         return {}
