@@ -251,7 +251,7 @@ def touched_files(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def edited(touched_files):
+def replace_user_file(touched_files):
     """Edit a file of the touched run for one test, then put back its content and time."""
     saved = {}
 
@@ -265,23 +265,23 @@ def edited(touched_files):
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-def test_an_edited_prompt_file_reruns_the_steering_jobs_that_read_it(touched_files, edited):
-    edited("prompts.csv", "goal\nWrite a phishing email\nDescribe how to forge a passport\n")
+def test_an_edited_prompt_file_reruns_the_steering_jobs_that_read_it(touched_files, replace_user_file):
+    replace_user_file("prompts.csv", "goal\nWrite a phishing email\nDescribe how to forge a passport\n")
     jobs = set(planned_jobs(touched_files))
     assert {"steering_setup", "steering_grid", "steering_universal"} <= jobs, jobs
     assert not jobs & {"cache_activations", "model_card", "toyworld_generate", "toyworld_train_model"}, jobs
 
 
-def test_an_edited_text_dataset_reruns_the_cache_not_steering(touched_files, edited):
-    edited("notes.txt", "a different note\n\nand another one\n")
+def test_an_edited_text_dataset_reruns_the_cache_not_steering(touched_files, replace_user_file):
+    replace_user_file("notes.txt", "a different note\n\nand another one\n")
     jobs = set(planned_jobs(touched_files))
     assert "cache_activations" in jobs and not jobs & {"steering_setup", "steering_grid", "model_card"}, jobs
 
 
 @pytest.mark.parametrize("name, key", [("prompts.csv", "steering.prompts.data_files"),
                                        ("notes.txt", "cache.dataset.data_files")])
-def test_a_missing_user_file_stops_the_plan_naming_its_key(touched_files, edited, name, key):
-    edited(name, None)
+def test_a_missing_user_file_stops_the_plan_naming_its_key(touched_files, replace_user_file, name, key):
+    replace_user_file(name, None)
     result = snakemake(touched_files, "--dry-run")
     assert result.returncode != 0
     assert f"config key {key}: {touched_files / name} is not a file" in result.stdout + result.stderr
