@@ -85,6 +85,16 @@ def test_extra_sae_seeds_add_suffixed_ids_and_leave_seed_0_as_it_was():
     assert set(features_plan.metric_sae_ids(three)) > set(features_plan.metric_sae_ids(one))
 
 
+def test_extra_seeds_train_only_the_seed_architectures():
+    cfg = planned(small_grid(layers=[3], seeds=[0, 1], seed_architectures=["ortsae", "batchtopk"]))
+    assert sae_plan.grid_suffixes(cfg, seed=1) == ["batchtopk-w64-k4", "batchtopk-w128-k4", "ortsae-w64-k4-g1",
+                                                   "ortsae-w64-k4-g0.5", "ortsae-w128-k4-g1", "ortsae-w128-k4-g0.5"]
+    assert len(sae_plan.grid_ids(cfg)) == 8 + 6 and "layer3-relu-w64-l1c0.3-s1" not in sae_plan.replicates(cfg)
+    assert sae_plan.replicates(cfg)["layer3-batchtopk-w128-k4-s1"] == ("layer3-batchtopk-w128-k4", 1)
+    with pytest.raises(ValueError, match=r"sae.seed_architectures: \['topk'\] not in sae.architectures"):
+        sae_plan.grid_suffixes(planned(small_grid(seed_architectures=["topk"])), seed=1)
+
+
 def test_an_sae_seed_is_compared_with_the_reference_of_its_own_seed():
     cfg = planned(small_grid(seeds=[0, 1, 2]))
     assert features_plan.reference_sae(cfg, "layer3-ortsae-w128-k4-g0.5-s2") == "layer3-batchtopk-w128-k4-s2"

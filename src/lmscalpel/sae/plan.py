@@ -6,7 +6,8 @@ declares (``lmscalpel.sae.base.swept``, read from the registries' catalog withou
 ``layer{L}-relu-w{width}-l1c{l1}``, ``layer{L}-topk-w{width}-k{k}``, ``layer{L}-ortsae-w{width}-k{k}-g{gamma}``; an
 imported SAE keeps its ``sae.imports`` id. ``sae.seeds`` repeats the grid once per seed offset: offset 0 is the run's
 SAE (the id above, which steering and reasoning use), offset s > 0 adds ``-s{s}`` (trained by its own job from the
-same cache with seed + s), so that feature metrics have a spread over seeds.
+same cache with seed + s, for the architectures of ``sae.seed_architectures``), so that feature metrics have a spread
+over seeds.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def grid(config: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-def grid_suffixes(config: dict[str, Any]) -> list[str]:
-    return [entry["suffix"] for entry in grid(config)]
+def grid_suffixes(config: dict[str, Any], seed: int = 0) -> list[str]:
+    return [entry["suffix"] for entry in seed_grid(config, seed)]
 
 
 def seeds(config: dict[str, Any]) -> list[int]:
@@ -68,6 +69,25 @@ def extra_seeds(config: dict[str, Any]) -> list[int]:
     return [seed for seed in seeds(config) if seed != 0]
 
 
+def seed_architectures(config: dict[str, Any]) -> list[str]:
+    """The architectures the extra seeds train: ``sae.seed_architectures`` (null: every one of the grid)."""
+    sae = config["sae"]
+    chosen = sae["seed_architectures"]
+    if chosen is None:
+        return list(sae["architectures"])
+    if unknown := [arch for arch in chosen if arch not in sae["architectures"]]:
+        raise ValueError(f"config key sae.seed_architectures: {unknown} not in sae.architectures "
+                         f"({sae['architectures']})")
+    return list(chosen)
+
+
+def seed_grid(config: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """The grid entries trained at a seed offset: all at 0, those of :func:`seed_architectures` at the others."""
+    if seed == 0:
+        return grid(config)
+    return [entry for entry in grid(config) if entry["architecture"] in seed_architectures(config)]
+
+
 def seed_suffix(seed: int) -> str:
     return f"-s{seed}" if seed else ""
 
@@ -76,7 +96,7 @@ def layer_specs(config: dict[str, Any], layer: int, seed: int = 0) -> list[dict[
     """Grid entries of one layer with their sae_id: what the training job of that layer (and seed offset)
     receives."""
     return [{**{k: v for k, v in e.items() if k != "suffix"},
-             "sae_id": f"layer{layer}-{e['suffix']}{seed_suffix(seed)}"} for e in grid(config)]
+             "sae_id": f"layer{layer}-{e['suffix']}{seed_suffix(seed)}"} for e in seed_grid(config, seed)]
 
 
 def grid_ids(config: dict[str, Any]) -> list[str]:
@@ -88,11 +108,9 @@ def grid_ids(config: dict[str, Any]) -> list[str]:
 def replicates(config: dict[str, Any]) -> dict[str, tuple[str, int]]:
     """``{sae_id: (seed 0's id, seed offset)}`` of every SAE (an import is its own seed 0): which SAEs are the same
     grid entry trained from different seeds."""
-    found = {}
-    for layer in trained_layers(config):
-        base = [spec["sae_id"] for spec in layer_specs(config, layer)]
-        for seed in seeds(config):
-            found |= {spec["sae_id"]: (b, seed) for spec, b in zip(layer_specs(config, layer, seed), base)}
+    found = {spec["sae_id"]: (spec["sae_id"].removesuffix(seed_suffix(seed)), seed)
+             for layer in trained_layers(config) for seed in seeds(config)
+             for spec in layer_specs(config, layer, seed)}
     return found | {sae_id: (sae_id, 0) for sae_id in imports(config)}
 
 
