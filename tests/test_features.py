@@ -3,6 +3,7 @@ max-cosine, and the comparison table."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -344,6 +345,7 @@ def test_comparison_table_and_figures(tmp_path):
 
     class Out:
         table = str(tmp_path / "out" / "comparison.csv")
+        seeds = str(tmp_path / "out" / "comparison_over_seeds.csv")
         absorption_vs_l0 = str(tmp_path / "out" / "a.png")
         composition_vs_width = str(tmp_path / "out" / "c.png")
         max_cos_hist = str(tmp_path / "out" / "m.png")
@@ -354,6 +356,26 @@ def test_comparison_table_and_figures(tmp_path):
     for path in vars(Out).values():
         if isinstance(path, str) and path.startswith(str(tmp_path)):
             assert (tmp_path / "out" / path.split("/")[-1]).stat().st_size > 0
+
+
+def test_seed_table_gives_each_grid_entry_its_mean_and_spread_over_seeds():
+    """Seeds of one grid entry (sae.seeds) collapse into one row: mean, sample sd, min and max; a lone seed has no
+    sd. Rows of other entries are not mixed in."""
+    import pandas as pd
+
+    from lmscalpel.features.compare import seeds_table
+
+    table = pd.DataFrame([
+        {"sae": "ort", "architecture": "ortsae", "width": 64, "base_sae": "ort", "seed": 0, "meta_sae_fve": 0.5},
+        {"sae": "ort-s1", "architecture": "ortsae", "width": 64, "base_sae": "ort", "seed": 1, "meta_sae_fve": 0.7},
+        {"sae": "ort-s2", "architecture": "ortsae", "width": 64, "base_sae": "ort", "seed": 2, "meta_sae_fve": 0.6},
+        {"sae": "bt", "architecture": "batchtopk", "width": 64, "base_sae": "bt", "seed": 0, "meta_sae_fve": 0.9}])
+    rows = seeds_table(table).set_index("sae")
+    assert list(rows.index) == ["ort", "bt"] and rows.loc["ort", "n_seeds"] == 3 and rows.loc["ort", "seeds"] == "0 1 2"
+    assert rows.loc["ort", "meta_sae_fve"] == pytest.approx(0.6) and rows.loc["ort", "meta_sae_fve_sd"] == pytest.approx(0.1)
+    assert (rows.loc["ort", "meta_sae_fve_min"], rows.loc["ort", "meta_sae_fve_max"]) == (0.5, 0.7)
+    assert rows.loc["bt", "meta_sae_fve"] == 0.9 and math.isnan(rows.loc["bt", "meta_sae_fve_sd"])
+    assert "seed_sd" not in rows and "width_sd" not in rows
 
 
 # --- composition ---

@@ -67,6 +67,48 @@ def test_sae_grid_ids_follow_the_grid_per_layer():
         "layer1-batchtopk-w64-k4", "layer1-batchtopk-w128-k4", "layer3-batchtopk-w64-k4", "layer3-batchtopk-w128-k4"]
 
 
+def test_extra_sae_seeds_add_suffixed_ids_and_leave_seed_0_as_it_was():
+    """sae.seeds: offset 0 keeps today's ids (and its training job's specs), each other offset repeats the grid
+    with -s<offset>; seed 0's SAEs stay the first of each architecture, so steering and reasoning keep them."""
+    one, three = planned(small_grid(layers=[3])), planned(small_grid(layers=[3], seeds=[2, 0, 1]))
+    assert sae_plan.seeds(three) == [0, 1, 2] and sae_plan.extra_seeds(three) == [1, 2]
+    assert sae_plan.grid_ids(three)[:8] == sae_plan.grid_ids(one)
+    assert sae_plan.layer_specs(three, 3) == sae_plan.layer_specs(one, 3)
+    assert sae_plan.grid_ids(three)[8:10] == ["layer3-relu-w64-l1c0.3-s1", "layer3-relu-w128-l1c0.3-s1"]
+    assert [s["sae_id"] for s in sae_plan.layer_specs(three, 3, 2)][4] == "layer3-ortsae-w64-k4-g1-s2"
+    assert len(sae_plan.grid_ids(three)) == 3 * 8
+    assert sae_plan.replicates(three)["layer3-ortsae-w64-k4-g1-s2"] == ("layer3-ortsae-w64-k4-g1", 2)
+    assert sae_plan.replicates(three)["layer3-ortsae-w64-k4-g1"] == ("layer3-ortsae-w64-k4-g1", 0)
+    assert sae_plan.arch_ids(three, "batchtopk")[0] == "layer3-batchtopk-w64-k4"
+    steered = {"steering": {"sae": {"architectures": ["batchtopk", "ortsae"]}}}
+    assert (steering_plan.project_saes(planned({**small_grid(seeds=[0, 1]), **steered}), 3)
+            == steering_plan.project_saes(planned({**SMALL_GRID, **steered}), 3))
+    assert reasoning_plan.sae_ids(three) == reasoning_plan.sae_ids(one)
+    assert set(features_plan.metric_sae_ids(three)) > set(features_plan.metric_sae_ids(one))
+
+
+def test_extra_seeds_train_only_the_seed_architectures():
+    cfg = planned(small_grid(layers=[3], seeds=[0, 1], seed_architectures=["ortsae", "batchtopk"]))
+    assert sae_plan.grid_suffixes(cfg, seed=1) == ["batchtopk-w64-k4", "batchtopk-w128-k4", "ortsae-w64-k4-g1",
+                                                   "ortsae-w64-k4-g0.5", "ortsae-w128-k4-g1", "ortsae-w128-k4-g0.5"]
+    assert len(sae_plan.grid_ids(cfg)) == 8 + 6 and "layer3-relu-w64-l1c0.3-s1" not in sae_plan.replicates(cfg)
+    assert sae_plan.replicates(cfg)["layer3-batchtopk-w128-k4-s1"] == ("layer3-batchtopk-w128-k4", 1)
+    with pytest.raises(ValueError, match=r"sae.seed_architectures: \['topk'\] not in sae.architectures"):
+        sae_plan.grid_suffixes(planned(small_grid(seed_architectures=["topk"])), seed=1)
+
+
+def test_an_sae_seed_is_compared_with_the_reference_of_its_own_seed():
+    cfg = planned(small_grid(seeds=[0, 1, 2]))
+    assert features_plan.reference_sae(cfg, "layer3-ortsae-w128-k4-g0.5-s2") == "layer3-batchtopk-w128-k4-s2"
+    assert features_plan.reference_sae(cfg, "layer3-ortsae-w128-k4-g0.5") == "layer3-batchtopk-w128-k4"
+
+
+@pytest.mark.parametrize("seeds", [[1, 2], [0, 0], []])
+def test_sae_seeds_must_hold_0_once(seeds):
+    with pytest.raises(Exception, match="sae.seeds"):
+        planned({"sae": {"seeds": seeds}})
+
+
 def test_sae_layers_must_be_cached_and_import_ids_unique():
     with pytest.raises(ValueError, match=r"config key sae.layers: layers \[5\] are not cached"):
         sae_plan.trained_layers(planned(small_grid(layers=[1, 5])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -188,6 +189,33 @@ def test_ordering_tolerates_only_reversals_within_noise(tmp_path):
         summary = summarise(gather_table(cells), "all")
         assert summary["magnitude_ordering_strict"] is False
         assert summary["magnitude_ordering_holds"] is holds
+
+
+def test_single_pattern_claims_get_paired_standard_errors_over_windows(tmp_path):
+    """8:16 vs 2:4 is a paired z of the window NLLs; 16:32's margin (2:4 − 16:32) − (16:32 − u50) in PPL has a
+    delta-method SE, equal to the brute-force SD of the windows' linearised contributions, so a margin inside 2 SE
+    reads as noise and a wide one does not."""
+    from lmscalpel.pruning.table import ppl_contrast
+
+    base = np.array([2.0, 2.2, 1.8, 2.1, 1.9, 2.0])
+    jitter = np.array([0.02, -0.03, 0.01, -0.02, 0.03, -0.01])
+    nlls = {"u50": base, "16-32": base + 0.05 + jitter, "8-16": base + 0.1, "2-4": base + 0.1 + jitter}
+    cells = [_cell(tmp_path, "act", p, "magnitude", "none", float(np.exp(v.mean())), v.tolist())
+             for p, v in nlls.items()]
+    summary = summarise(gather_table(cells), "all")
+    assert summary["paired_z_2-4_over_8-16"] == pytest.approx(jitter.mean() / (jitter.std(ddof=1) / np.sqrt(6)))
+    ppl = {p: float(np.exp(v.mean())) for p, v in nlls.items()}
+    margin = ppl["2-4"] - 2 * ppl["16-32"] + ppl["u50"]
+    per_window = ppl["2-4"] * nlls["2-4"] - 2 * ppl["16-32"] * nlls["16-32"] + ppl["u50"] * nlls["u50"]
+    assert summary["near_unstructured_margin"] == pytest.approx(margin)
+    assert summary["near_unstructured_margin_se"] == pytest.approx(per_window.std(ddof=1) / np.sqrt(6))
+    assert abs(summary["paired_z_2-4_over_8-16"]) < 2 and summary["near_unstructured_margin_z"] < 2
+    wide = {**nlls, "2-4": base + 0.5}
+    value, se = ppl_contrast(wide, {"2-4": 1.0, "16-32": -2.0, "u50": 1.0})
+    assert value / se > 2
+    assert ppl_contrast({"u50": base, "16-32": base[:3], "2-4": base}, {"2-4": 1.0, "16-32": -2.0, "u50": 1.0}) is None
+    without = summarise(gather_table([_cell(tmp_path, "act", p, "magnitude", "none", 2.0) for p in nlls]), "all")
+    assert "paired_z_2-4_over_8-16" not in without and "near_unstructured_margin_se" not in without
 
 
 def test_per_kind_diagnostic_in_summary(tmp_path):

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from lmscalpel.io import write_json
 from lmscalpel.report.claims import evaluate_claims, load_claims
@@ -46,15 +47,49 @@ def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30
         "random_cr_max": 0.4, "universal_over_random": 3.0, "universal_beats_random": True})
 
 
+BATCHTOPK_LETTERS = {"A": 0.18, "B": 0.22, "C": 0.2, "D": 0.2}  # mean 0.2
+
+
+def absorption_letters(results: Path, sae: str, letters: dict[str, float]) -> float:
+    """Write the SAE's absorption.json with per-letter fractions; returns their mean (the headline score)."""
+    score = sum(letters.values()) / len(letters)
+    write_json(results / "features" / sae / "absorption.json", {
+        "mean_absorption_fraction_score": score,
+        **{f"letter_{ch}_absorption_fraction": v for ch, v in letters.items()},
+        **{f"letter_{ch}_n_true_positives": 10 for ch in letters}})
+    return score
+
+
 def features_results(results: Path, ortsae_absorption: float = 0.1) -> None:
+    """One seed per architecture; OrtSAE's letters follow BatchTopK's at half the spread, shifted to its mean."""
     common = {"width": 128, "core_l0": 8.0, "core_fvu": 0.3, "mean_max_cos_decoder": 0.4, "meta_sae_fve": 0.5,
-              "scr_metric_n5": 0.2, "reference_sae_path": "results/x/sae/batchtopk-w128"}
+              "scr_metric_n5": 0.2, "reference_sae_path": "results/x/sae/batchtopk-w128", "seed": 0}
+    ort_letters = {ch: ortsae_absorption + (v - 0.2) / 2 for ch, v in BATCHTOPK_LETTERS.items()}
     _csv(results / "features" / "comparison.csv", [
         {**common, "sae": "batchtopk-w128", "architecture": "batchtopk", "sae_path": "results/x/sae/batchtopk-w128",
-         "distinct_decoder_below_0.5": 0.50, "mean_absorption_fraction_score": 0.2},
+         "base_sae": "batchtopk-w128", "distinct_decoder_below_0.5": 0.50,
+         "mean_absorption_fraction_score": absorption_letters(results, "batchtopk-w128", BATCHTOPK_LETTERS)},
         {**common, "sae": "ortsae-w128", "architecture": "ortsae", "sae_path": "results/x/sae/ortsae-w128",
-         "distinct_decoder_below_0.5": 0.60, "mean_absorption_fraction_score": ortsae_absorption,
+         "base_sae": "ortsae-w128", "distinct_decoder_below_0.5": 0.60,
+         "mean_absorption_fraction_score": absorption_letters(results, "ortsae-w128", ort_letters),
          "meta_sae_fve": 0.4, "scr_metric_n5": 0.25}])
+
+
+def seeded_features_results(results: Path, ortsae_distinct: list[float],
+                            ortsae_letters: list[dict[str, float]] | None = None) -> None:
+    """One BatchTopK and one OrtSAE per seed (len(ortsae_distinct) seeds): BatchTopK's distinct count 0.5 and
+    BatchTopK_LETTERS at every seed, OrtSAE's the given ones (letters default: 0.1 below BatchTopK's)."""
+    rows = []
+    for seed, distinct in enumerate(ortsae_distinct):
+        tag = f"-s{seed}" if seed else ""
+        letters = ortsae_letters[seed] if ortsae_letters else {ch: v - 0.1 for ch, v in BATCHTOPK_LETTERS.items()}
+        for arch, value, absorption in (("batchtopk", 0.5, BATCHTOPK_LETTERS), ("ortsae", distinct, letters)):
+            sae = f"{arch}-w128{tag}"
+            rows.append({"sae": sae, "architecture": arch, "width": 128, "sae_path": f"results/x/sae/{sae}",
+                         "base_sae": f"{arch}-w128", "seed": seed, "distinct_decoder_below_0.5": value,
+                         "reference_sae_path": f"results/x/sae/batchtopk-w128{tag}",
+                         "mean_absorption_fraction_score": absorption_letters(results, sae, absorption)})
+    _csv(results / "features" / "comparison.csv", rows)
 
 
 def pruning_results(results: Path) -> None:
@@ -154,6 +189,68 @@ def test_missing_or_changed_results_say_not_measured_and_why(tmp_path):
     assert changed["nm-8-16"]["verdict"] == "not measured"
 
 
+def test_an_ortsae_change_inside_the_seed_spread_is_within_noise(tmp_path):
+    """Three seeds: per-seed changes of +10 %, −12 %, +4 % (distinct features) straddle 0, so the claim is within
+    noise, named by the seed spread; +20 %, +22 %, +18 % are beyond 2 SE and hold."""
+    seeded_features_results(tmp_path, [0.55, 0.44, 0.52])
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["ortsae-distinct"]
+    assert claim["verdict"] == "within noise" and "seed spread (3 seeds)" in claim["why"]
+    assert "mean over 3 seeds" in claim["this_run"] and claim["value"] == pytest.approx(0.02 / 3)
+    seeded_features_results(tmp_path, [0.60, 0.61, 0.59])
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["ortsae-distinct"]
+    assert claim["verdict"] == "holds" and "more than 2 SE of the seed spread (3 seeds)" in claim["why"]
+    assert claim["low"] > 0
+
+
+def test_absorption_is_held_to_the_paired_se_over_letters_even_with_one_seed(tmp_path):
+    """One seed: a mean change of −5 % with per-letter differences −0.09 … +0.07 is within the per-letter paired
+    SE; the same mean with uniform differences holds. Other metrics with one seed keep the direction."""
+    scattered = {"A": 0.18 - 0.09, "B": 0.22 + 0.07, "C": 0.2 - 0.03, "D": 0.2 + 0.01}  # mean diff −0.01
+    seeded_features_results(tmp_path, [0.6], [scattered])
+    claims = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
+    absorption = claims["ortsae-absorption"]
+    assert absorption["verdict"] == "within noise" and "per-letter paired difference (4 letters)" in absorption["why"]
+    assert absorption["value"] == pytest.approx(-0.05)
+    assert claims["ortsae-distinct"]["verdict"] == "holds"
+    assert "one seed: no spread" in claims["ortsae-distinct"]["why"]
+    uniform = {ch: v - 0.01 for ch, v in BATCHTOPK_LETTERS.items()}
+    seeded_features_results(tmp_path, [0.6], [uniform])
+    absorption = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["ortsae-absorption"]
+    assert absorption["verdict"] == "holds" and "per-letter" in absorption["why"]
+
+
+def test_seed_and_letter_uncertainties_and_the_larger_one_decides():
+    from lmscalpel.report.claims import letter_paired_se, noise_verdict, seed_se
+
+    assert seed_se([[0.1, 0.3]]) == pytest.approx(0.1)  # sd 0.1414 / √2
+    assert seed_se([[0.1, 0.3], [0.0, 0.2]]) == pytest.approx(math.sqrt(2 * 0.1 ** 2) / 2)
+    assert math.isnan(seed_se([[0.1, 0.3], [0.2]]))  # an entry with one seed: no spread
+    # two seeds of (SAE, reference) letters: per-letter differences averaged over seeds are −0.1, 0.0, +0.1
+    pairs = [({"A": 0.1, "B": 0.2, "C": 0.5, "Z": 9.0}, {"A": 0.2, "B": 0.2, "C": 0.4}),
+             ({"A": 0.1, "B": 0.3, "C": 0.3}, {"A": 0.2, "B": 0.3, "C": 0.2})]
+    se, n = letter_paired_se(pairs)
+    assert n == 3 and se == pytest.approx(0.1 / math.sqrt(3))  # sd of (−0.1, 0, 0.1) is 0.1
+    assert noise_verdict(-0.1, "lower", {"seeds": 0.02, "letters": 0.06})[0] == "within noise"
+    verdict, why = noise_verdict(-0.1, "lower", {"seeds": 0.04, "letters": math.nan})
+    assert verdict == "holds" and "seeds" in why
+    assert noise_verdict(0.1, "lower", {"seeds": 0.04})[0] == "does not hold"
+    assert noise_verdict(0.01, "higher", {})[0] == "holds"  # no uncertainty: the direction
+
+
+def test_single_pattern_pruning_claims_use_the_paired_se_over_windows(tmp_path):
+    pruning_results(tmp_path)
+    summary = json.loads((tmp_path / "pruning" / "summary.json").read_text())
+    for z, verdict in ((1.5, "within noise"), (4.0, "holds"), (-4.0, "does not hold")):
+        write_json(tmp_path / "pruning" / "summary.json",
+                   summary | {"paired_z_2-4_over_8-16": z, "near_unstructured_margin_z": z,
+                              "near_unstructured_margin_se": 0.2})
+        claims = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
+        assert claims["nm-8-16"]["verdict"] == verdict and f"paired z {z:+.2f}" in claims["nm-8-16"]["why"]
+        assert claims["nm-16-32"]["verdict"] == verdict and "± 0.2 SE" in claims["nm-16-32"]["this_run"]
+    write_json(tmp_path / "pruning" / "summary.json", summary)  # an older summary: point values only
+    assert "no per-window NLLs" in by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["nm-8-16"]["why"]
+
+
 # --- rendered report ---------------------------------------------------------------------------------------------
 
 def render_run(reports: Path, results: Path, run_name: str, stages=STAGES) -> Path:
@@ -184,6 +281,30 @@ def test_tables_are_curated_with_units_intervals_and_reasons(tmp_path):
     assert "— (no feature broke a prompt)" in page  # a NaN in a JSON table, with its reason
     assert "“model utility ↑”" in page  # a NaN in a CSV column gets a note naming it
     assert 'href="data/steering/metrics.json"' in page and (out / "data" / "steering" / "metrics.json").exists()
+
+
+def test_within_noise_verdicts_render_distinctly(tmp_path):
+    results = full_results(tmp_path / "results")
+    seeded_features_results(results, [0.55, 0.44, 0.52])
+    out = render_run(tmp_path / "reports", results, "toy")
+    page = (out / "index.html").read_text()
+    row = page[page.index('<tr id="claim-ortsae-distinct">'):].split("</tr>", 1)[0]
+    assert '<td class="noise"><b>within noise</b>' in row and "seed spread" in row
+    assert "1 within noise" in page and ".noise{background:" in page
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert '<td class="noise"><b>within noise</b>' in index and "1 within noise" in index
+
+
+def test_a_range_over_seeds_is_labelled_and_left_out_for_one_seed(tmp_path):
+    from lmscalpel.report.tables import curated_table
+
+    _csv(tmp_path / "features" / "comparison_over_seeds.csv", [
+        {"sae": "ortsae-w128", "meta_sae_fve": 0.45, "meta_sae_fve_min": 0.4, "meta_sae_fve_max": 0.5},
+        {"sae": "batchtopk-w128", "meta_sae_fve": 0.5, "meta_sae_fve_min": 0.5, "meta_sae_fve_max": 0.5}])
+    spec = {"title": "t", "file": "features/comparison_over_seeds.csv", "columns": [
+        {"key": "meta_sae_fve", "label": "fve", "ci": ["meta_sae_fve_min", "meta_sae_fve_max"],
+         "ci_label": "range over seeds"}]}
+    assert curated_table(tmp_path, spec).frame["fve"].tolist() == ["0.45 [range over seeds 0.4–0.5]", "0.5"]
 
 
 def test_runs_index_puts_every_run_side_by_side(tmp_path):

@@ -263,6 +263,7 @@ rule features_compare:
         unpack(get_features_compare_inputs),
     output:
         table=f"{RESULTS}/features/comparison.csv",
+        seeds=f"{RESULTS}/features/comparison_over_seeds.csv",
         absorption_vs_l0=report(
             f"{RESULTS}/features/figures/absorption_vs_l0.png",
             caption="../report/features_absorption_vs_l0.rst",
@@ -299,5 +300,6 @@ rule features_compare:
     params:
         code=code_fingerprint("features-compare"),
         archs=get_features_sae_archs,
+        replicates=get_features_replicates,
     script:
         "../scripts/features-compare.py"

@@ -48,6 +48,31 @@ rule sae_train:
         "../scripts/sae-train.py"
 
 
+# the grid (sae.seed_architectures of it) again for each extra seed offset of sae.seeds (ids -s<seed>; every extra seed
+# trains the same entries, hence seed=1's suffixes), one job per layer and seed: off the critical path (steering and
+# reasoning read seed 0's SAEs), so it runs beside the other jobs
+use rule sae_train as sae_train_seed with:
+    output:
+        cfgs=expand(
+            f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}-s{{{{seed}}}}/cfg.json",
+            suffix=sae_plan.grid_suffixes(config, seed=1),
+        ),
+        weights=expand(
+            f"{RESULTS}/sae/layer{{{{layer}}}}-{{suffix}}-s{{{{seed}}}}/sae_weights.safetensors",
+            suffix=sae_plan.grid_suffixes(config, seed=1),
+        ),
+    log:
+        f"{LOGS}/sae/sae_train_layer{{layer}}-s{{seed}}.log",
+    wildcard_constraints:
+        layer=r"\d+",
+        seed=r"[1-9]\d*",
+    priority: 0
+    params:
+        specs=lambda wildcards: sae_plan.layer_specs(config, int(wildcards.layer), int(wildcards.seed)),
+        seed=lambda wildcards: config["seed"] + int(wildcards.seed),
+        checkpoint_dir=f"{CHECKPOINTS}/sae/layer{{layer}}-s{{seed}}",
+
+
 rule sae_import:
     output:
         cfg=f"{RESULTS}/sae/{{sae}}/cfg.json",

@@ -2,7 +2,7 @@ from lmscalpel.models.names import model_name
 from lmscalpel.sae.stage import train_layer
 from lmscalpel.workflow import script_context
 
-with script_context(globals(), rule="sae_train") as smk:
+with script_context(globals(), rule=("sae_train", "sae_train_seed")) as smk:
     specs = smk.params.specs
     out_dirs = {spec["sae_id"]: path.rsplit("/", 1)[0] for spec, path in zip(specs, smk.output.cfgs)}
     train_layer(

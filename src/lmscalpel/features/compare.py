@@ -1,4 +1,5 @@
-"""Comparison table and figures across every SAE of the grid (OrtSAE and BatchTopK side by side)."""
+"""Comparison tables and figures across every SAE of the grid (OrtSAE and BatchTopK side by side): one row per SAE,
+and one per grid entry over its seeds (``sae.seeds``: mean, sample sd, min and max of every metric)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ TABLE_COLUMNS = {
 RELATIVE = ["mean_absorption_fraction_score", "meta_sae_fve", "mean_max_cos_decoder"]
 
 
-CORE_COLUMNS = ["l0", "fvu"]
+# the SAE stage's L0, FVU and both explained variances (1 − FVU, and SAEBench's, which is not a centred variance)
+CORE_COLUMNS = ["l0", "fvu", "explained_variance", "explained_variance_saebench"]
+NOT_AGGREGATED = ("width", "seed")
 
 
-def comparison_table(metric_files: list[str], archs: dict[str, str], core_files: list[str] = ()) -> pd.DataFrame:
-    """One row per SAE: headline metrics, the SAE stage's core L0/FVU (``core_l0``, ``core_fvu``), and the
-    relative change versus the reference SAE that ``distinct`` used."""
+def comparison_table(metric_files: list[str], archs: dict[str, str], core_files: list[str] = (),
+                     replicates: dict[str, tuple[str, int]] | None = None) -> pd.DataFrame:
+    """One row per SAE: headline metrics, the SAE stage's core metrics (``core_l0``, ``core_fvu``, ...), the relative
+    change versus the reference SAE that ``distinct`` used, and which grid entry (``base_sae``, seed 0's id) and
+    seed offset (``seed``) it is (``replicates``; an SAE missing there is its own seed 0)."""
     rows: dict[str, dict] = {}
     for path in core_files:
         data = read_json(path)
@@ -50,6 +55,8 @@ def comparison_table(metric_files: list[str], archs: dict[str, str], core_files:
         elif metric == "sparse_probing":
             keys += [k for k in data if re.fullmatch(r"(sae|llm)_(top_\d+|full)_test_accuracy", k)]
         row.update({k: data[k] for k in keys if k in data})
+    for sae, row in rows.items():
+        row["base_sae"], row["seed"] = (replicates or {}).get(sae, (sae, 0))
     table = pd.DataFrame(list(rows.values())).sort_values(["architecture", "width", "sae"]).reset_index(drop=True)
     by_path = table.set_index("sae_path")
     for col in RELATIVE:
@@ -57,6 +64,22 @@ def comparison_table(metric_files: list[str], archs: dict[str, str], core_files:
             ref = table["reference_sae_path"].map(lambda p: by_path[col].get(p) if isinstance(p, str) else None)
             table[f"{col}_rel_change_vs_reference"] = (table[col] - ref) / ref.abs()
     return table
+
+
+def seeds_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid entry (``base_sae``) over its seeds: ``n_seeds``, the ``seeds``, and for every numeric
+    metric its mean (under the metric's name), ``_sd`` (sample sd; NaN with one seed), ``_min`` and ``_max``."""
+    metrics = [c for c in table.select_dtypes("number") if c not in NOT_AGGREGATED]
+    rows = []
+    for base, group in table.groupby("base_sae", sort=False):
+        row = {"sae": base, "architecture": group["architecture"].iloc[0], "width": group["width"].iloc[0],
+               "n_seeds": len(group), "seeds": " ".join(map(str, sorted(group["seed"])))}
+        for column in metrics:
+            values = group[column].dropna()
+            row |= {column: values.mean(), f"{column}_sd": values.std(ddof=1), f"{column}_min": values.min(),
+                    f"{column}_max": values.max()}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _n_of(key: str) -> int:
@@ -102,10 +125,12 @@ def max_cos_figure(max_cos_files: list[str], archs: dict[str, str], path: str) -
 
 
 def run_compare(metric_files: list[str], max_cos_files: list[str], archs: dict[str, str], outputs,
-                core_files: list[str] = ()) -> None:
-    table = comparison_table(metric_files, archs, core_files)
+                core_files: list[str] = (), replicates: dict[str, tuple[str, int]] | None = None) -> None:
+    table = comparison_table(metric_files, archs, core_files, replicates)
     with atomic_path(outputs.table) as tmp:
         table.to_csv(tmp, index=False)
+    with atomic_path(outputs.seeds) as tmp:
+        seeds_table(table).to_csv(tmp, index=False)
     l0 = "core_l0" if "core_l0" in table else "l0_on_probe_texts"
     scatter_figure(table, l0, "mean_absorption_fraction_score", f"L0 ({l0})", "mean absorption fraction",
                    "Absorption vs L0", outputs.absorption_vs_l0)

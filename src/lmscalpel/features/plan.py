@@ -63,12 +63,15 @@ def metric_sae_ids(config: dict[str, Any]) -> list[str]:
 
 
 def reference_sae(config: dict[str, Any], sae_id: str) -> str | None:
-    """The run's reference SAE (``features.distinct.reference_architecture``) at the same layer sharing most id parts
-    (width, k) with ``sae_id``; None if the grid has none."""
+    """The run's reference SAE (``features.distinct.reference_architecture``) at the same layer and seed offset
+    sharing most id parts (width, k) with ``sae_id``, so that OrtSAE and BatchTopK compare seed by seed; None if
+    the grid has none."""
     layer = sae_plan.sae_layer(config, sae_id)
+    replicates = sae_plan.replicates(config)
+    seed = replicates[sae_id][1]
     parts = set(sae_id.replace("_", "-").split("-"))
     candidates = [s for s in sae_plan.arch_ids(config, config["features"]["distinct"]["reference_architecture"])
-                  if sae_plan.sae_layer(config, s) == layer]
+                  if sae_plan.sae_layer(config, s) == layer and replicates[s][1] == seed]
     if not candidates:
         return None
     return max(candidates, key=lambda s: len(parts & set(s.replace("_", "-").split("-"))))

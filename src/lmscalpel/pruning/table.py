@@ -5,7 +5,9 @@ for the magnitude criterion without mitigation, and activation pruning below mag
 "x better" is reported as a ratio of degradations from dense, e.g. (PPL_2:4 - PPL_dense) / (PPL_16:32 - PPL_dense).
 The ordering allows noise (the issue's "small noise allowed"): a reversed neighbour pair counts as a violation only
 when its paired mean-NLL difference over the shared windows is below -NOISE_SE standard errors; the strict
-ordering is reported too.
+ordering is reported too. The single-pattern claims get the same paired standard errors over windows: 8:16 against
+2:4 (a paired z of the window NLLs) and 16:32's closeness to unstructured (the PPL margin (2:4 - 16:32) -
+(16:32 - u50) with its delta-method SE), so that the report can call a difference inside the noise "within noise".
 """
 
 from __future__ import annotations
@@ -76,6 +78,36 @@ def paired_z(low: np.ndarray | None, high: np.ndarray | None) -> float | None:
     return float(diff.mean() / se)
 
 
+def ppl_contrast(nlls: dict[str, np.ndarray | None], weights: dict[str, float]) -> tuple[float, float] | None:
+    """Σ_p weight_p · PPL_p over patterns p, and its standard error from the windows they share (delta method:
+    PPL_p = exp(mean of p's window NLLs), so window w contributes Σ_p weight_p · PPL_p · nll_pw / W; paired, as
+    every pattern is evaluated on the same windows). None without per-window NLLs on two or more shared windows."""
+    arrays = [nlls.get(p) for p in weights]
+    if any(a is None for a in arrays) or len({a.shape for a in arrays}) != 1 or len(arrays[0]) < 2:
+        return None
+    ppl = {p: math.exp(float(a.mean())) for p, a in zip(weights, arrays)}
+    contributions = sum(w * ppl[p] * a for (p, w), a in zip(weights.items(), arrays))
+    value = sum(w * ppl[p] for p, w in weights.items())
+    return value, float(contributions.std(ddof=1) / np.sqrt(len(contributions)))
+
+
+def pattern_claims(nlls: dict[str, np.ndarray | None]) -> dict:
+    """Paired uncertainties of the claims about single patterns: 2:4 over 8:16 (z of the window-NLL difference; >
+    NOISE_SE: 8:16 degrades less), and 16:32's margin (2:4 - 16:32) - (16:32 - u50) in PPL with its SE (> 0: 16:32
+    is closer to unstructured than to 2:4)."""
+    summary: dict = {}
+    z = paired_z(nlls.get("8-16"), nlls.get("2-4"))
+    if z is not None:
+        summary["paired_z_2-4_over_8-16"] = z
+    margin = ppl_contrast(nlls, {"2-4": 1.0, "16-32": -2.0, "u50": 1.0})
+    if margin is not None:
+        value, se = margin
+        margin_z = value / se if se > 0 else 0.0 if value == 0 else math.copysign(math.inf, value)
+        summary |= {"near_unstructured_margin": value, "near_unstructured_margin_se": se,
+                    "near_unstructured_margin_z": margin_z}
+    return summary
+
+
 def per_kind_summary(table: pd.DataFrame) -> dict:
     """The dense job's per-kind diagnostic (input kurtosis, one-kind act vs weight perplexity) with a verdict."""
     dense = table[table["family"] == "dense"]
@@ -109,6 +141,7 @@ def summarise(table: pd.DataFrame, targets: str) -> dict:
                "magnitude_ordering_noise_se": NOISE_SE,
                "magnitude_ordering_worst_gap": min(gaps) if gaps else None,
                "magnitude_ordering_worst_z": min((v for v in z if v is not None), default=None)}
+    summary |= pattern_claims({p: _window_nlls(table, pattern=p, **magnitude_cell) for p in ORDERING})
     summary |= per_kind_summary(table)
     for pattern in ("2-4", "8-16"):
         act = magnitude.get(pattern)

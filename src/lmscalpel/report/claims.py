@@ -7,10 +7,13 @@ A claim is one entry of ``claims.yaml``: its words, the paper's number, the repo
 "not measured in this run" with the reason, never an exception.
 
 Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors, the pruning stage's
-``NOISE_SE`` paired standard errors for the perplexity ordering and its strict act-vs-weight check, the steering
-universal summary's ``universal_beats_random``, the reasoning stage's selected-minus-random length comparison. Where
-a stage has no uncertainty (one SAE per architecture, one unlearning run per cell), the verdict is the direction
-of the effect and the row says so. Accuracy deltas get a binomial standard error, held to the same ``NOISE_SE``.
+``NOISE_SE`` paired standard errors over perplexity windows (the ordering, 8:16 against 2:4, 16:32's closeness to
+unstructured) and its strict act-vs-weight check, the steering universal summary's ``universal_beats_random``, the
+reasoning stage's selected-minus-random length comparison; the OrtSAE claims the spread over ``sae.seeds`` and, for
+absorption, the paired SE over letters. A difference inside such an allowance is "within noise": neither holds
+nor does not hold. Where a stage has no uncertainty (one SAE seed for a metric without per-letter values, one
+unlearning run per cell), the verdict is the direction of the effect and the row says so. Accuracy deltas get a
+binomial standard error, held to the same ``NOISE_SE``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
 NOISE_SE = 2.0  # as lmscalpel.pruning.table.NOISE_SE: a difference counts when it exceeds 2 standard errors
 Z95 = 1.96
-HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
+HOLDS, FAILS, WITHIN_NOISE, UNMEASURED = "holds", "does not hold", "within noise", "not measured"
 MEASURES: dict[str, Callable[..., "Outcome"]] = {}
 
 
@@ -215,16 +218,20 @@ def universal_over_random(ctx: Context) -> Outcome:
 
 # --- OrtSAE ---------------------------------------------------------------------------------------------------
 
-@measure
-def ortsae_relative(ctx: Context, columns: list[str], better: str, arch: str = "ortsae") -> Outcome:
-    """Relative change of OrtSAE against the reference SAE its ``distinct`` metric used (BatchTopK at the same width),
-    mean over widths; one SAE per architecture, so the verdict is the direction."""
-    table = read_table(ctx.results, "features/comparison.csv")
-    column = next((c for c in columns if c in table and table[c].notna().any()), None)
-    if column is None:
-        raise NotMeasured(f"none of {', '.join(columns)} measured (empty or absent in features/comparison.csv)")
+@dataclass
+class _Pair:
+    """One OrtSAE of the grid against its reference (BatchTopK, same layer, width, k and seed)."""
+
+    group: str  # the OrtSAE's seed-0 id: the grid entry its seeds replicate
+    sae: str
+    reference: str
+    change: float  # (OrtSAE − reference) / |reference|
+    reference_value: float
+
+
+def _reference_pairs(table: pd.DataFrame, column: str, arch: str) -> list[_Pair]:
     by_path = table.set_index("sae_path")
-    changes, refs, skipped = [], [], set()
+    pairs, skipped = [], set()
     for _, row in table[table["architecture"] == arch].iterrows():
         ref_path = row.get("reference_sae_path")
         if not isinstance(ref_path, str) or ref_path not in by_path.index:
@@ -236,17 +243,106 @@ def ortsae_relative(ctx: Context, columns: list[str], better: str, arch: str = "
         elif ref[column] == 0:
             skipped.add(f"the reference's {column} is 0 (no relative change)")
         else:
-            changes.append((row[column] - ref[column]) / abs(ref[column]))
-            refs.append(str(ref["sae"]))
-    if not changes:
+            group = row["base_sae"] if isinstance(row.get("base_sae"), str) else row["sae"]
+            pairs.append(_Pair(group, str(row["sae"]), str(ref["sae"]),
+                               (row[column] - ref[column]) / abs(ref[column]), abs(float(ref[column]))))
+    if not pairs:
         raise NotMeasured(f"no {arch} SAE to compare: {'; '.join(sorted(skipped)) or f'no {arch} row'}")
-    mean = float(np.mean(changes))
-    spread = format_interval(min(changes), max(changes), "relative", label="range") if len(changes) > 1 else ""
-    text = f"{format_number(mean, 'relative')}{spread} ({column.replace('_', ' ')}, vs {', '.join(refs)})"
-    ok = mean > 0 if better == "higher" else mean < 0
-    direction = "higher than" if mean > 0 else "lower than" if mean < 0 else "equal to"
-    why = f"{direction} the reference; one SAE per architecture, no uncertainty estimate"
-    return Outcome(text, _verdict(ok), why, mean, min(changes), max(changes))
+    return pairs
+
+
+def _by_group(pairs: list[_Pair]) -> dict[str, list[_Pair]]:
+    groups: dict[str, list[_Pair]] = {}
+    for pair in pairs:
+        groups.setdefault(pair.group, []).append(pair)
+    return groups
+
+
+def seed_se(changes_by_group: list[list[float]]) -> float:
+    """SE of the mean over grid entries of each entry's mean over seeds: per entry sd / √n over its seeds, combined
+    as √Σ SE² / G. NaN unless every entry has two seeds or more."""
+    if not changes_by_group or min(len(c) for c in changes_by_group) < 2:
+        return math.nan
+    ses = [np.std(c, ddof=1) / math.sqrt(len(c)) for c in changes_by_group]
+    return float(math.sqrt(sum(se ** 2 for se in ses)) / len(ses))
+
+
+def letter_paired_se(letter_values: list[tuple[dict[str, float], dict[str, float]]]) -> tuple[float, int]:
+    """SE over letters of the per-letter difference (SAE − reference), each letter's difference averaged over the
+    seeds given as (SAE letters, reference letters) pairs, on the letters every pair has; and that letter count.
+    NaN with fewer than two shared letters."""
+    shared = set.intersection(*(set(a) & set(b) for a, b in letter_values)) if letter_values else set()
+    if len(shared) < 2:
+        return math.nan, len(shared)
+    diffs = np.array([np.mean([a[ch] - b[ch] for a, b in letter_values]) for ch in sorted(shared)])
+    return float(diffs.std(ddof=1) / math.sqrt(len(diffs))), len(diffs)
+
+
+def _letters(ctx: Context, sae: str, key: str) -> dict[str, float]:
+    """The per-letter values ``letter_<X>_<key>`` of one SAE's absorption result."""
+    data = read_json(first_match(ctx.results, f"features/{sae}/absorption.json"))
+    prefix, suffix = "letter_", f"_{key}"
+    return {k[len(prefix):-len(suffix)]: float(v) for k, v in data.items()
+            if k.startswith(prefix) and k.endswith(suffix) and not is_missing(v)}
+
+
+def _letter_se(ctx: Context, groups: dict[str, list[_Pair]], key: str) -> tuple[float, int]:
+    """The per-letter paired SE of the relative change, combined over grid entries as :func:`seed_se` does."""
+    ses, counts = [], []
+    for pairs in groups.values():
+        se, n = letter_paired_se([(_letters(ctx, p.sae, key), _letters(ctx, p.reference, key)) for p in pairs])
+        ses.append(se / np.mean([p.reference_value for p in pairs]))
+        counts.append(n)
+    return float(math.sqrt(sum(se ** 2 for se in ses)) / len(ses)), min(counts)
+
+
+def noise_verdict(difference: float, better: str, noises: dict[str, float]) -> tuple[str, str]:
+    """Verdict and reason for a difference (OrtSAE − reference) whose expected sign is ``better``: "within noise"
+    when it lies within NOISE_SE times the largest of the available uncertainties (``noises``: name → SE; NaN ones
+    are left out), else holds / does not hold by its sign; with no uncertainty at all, the direction alone."""
+    direction = "higher than" if difference > 0 else "lower than" if difference < 0 else "equal to"
+    ok = difference > 0 if better == "higher" else difference < 0
+    known = {name: se for name, se in noises.items() if not is_missing(se)}
+    if not known:
+        return _verdict(ok), f"{direction} the reference; one seed: no spread, the direction only"
+    name, se = max(known.items(), key=lambda item: item[1])
+    decided = f"{NOISE_SE:g} SE of the {name}" + (" (the larger uncertainty)" if len(known) > 1 else "")
+    if abs(difference) <= NOISE_SE * se:
+        return WITHIN_NOISE, f"{direction} the reference by less than {decided}: neither holds nor fails"
+    return _verdict(ok), f"{direction} the reference by more than {decided}"
+
+
+@measure
+def ortsae_relative(ctx: Context, columns: list[str], better: str, arch: str = "ortsae",
+                    per_letter: str | None = None) -> Outcome:
+    """Relative change of OrtSAE against the reference SAE its ``distinct`` metric used (BatchTopK at the same width
+    and seed), mean over seeds (and widths). Its uncertainty: the spread over seeds (SE of the mean of the per-seed
+    changes) and, for a per-letter metric (``per_letter``: the key of ``letter_<X>_<key>`` in absorption.json), the
+    paired SE over letters; a change within NOISE_SE of the larger is "within noise"."""
+    table = read_table(ctx.results, "features/comparison.csv")
+    column = next((c for c in columns if c in table and table[c].notna().any()), None)
+    if column is None:
+        raise NotMeasured(f"none of {', '.join(columns)} measured (empty or absent in features/comparison.csv)")
+    groups = _by_group(_reference_pairs(table, column, arch))
+    changes = [[p.change for p in pairs] for pairs in groups.values()]
+    mean = float(np.mean([np.mean(c) for c in changes]))
+    n_seeds = min(len(c) for c in changes)
+    noises = {f"seed spread ({n_seeds} seeds)": seed_se(changes)}
+    if per_letter is not None:
+        se, n_letters = _letter_se(ctx, groups, per_letter)
+        noises[f"per-letter paired difference ({n_letters} letters)"] = se
+    known = {name: se for name, se in noises.items() if not is_missing(se)}
+    uncertainty = "; ".join(f"± {format_number(se, 'relative').lstrip('+')} SE, {name}" for name, se in known.items())
+    refs = [pairs[0].reference for pairs in groups.values()]  # seed 0's: its id sorts first
+    seeds = f"mean over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    text = (f"{format_number(mean, 'relative')}" + (f" ({uncertainty})" if uncertainty else "")
+            + f" ({column.replace('_', ' ')}, {seeds}, vs {', '.join(refs)}{' and its seeds' * (n_seeds > 1)})")
+    verdict, why = noise_verdict(mean, better, noises)
+    flat = [c for group in changes for c in group]
+    if known:
+        se = max(known.values())
+        return Outcome(text, verdict, why, mean, mean - Z95 * se, mean + Z95 * se)
+    return Outcome(text, verdict, why, mean, min(flat), max(flat))
 
 
 # --- N:M activation pruning -----------------------------------------------------------------------------------
@@ -295,37 +391,54 @@ def _degradation(summary: dict, pattern: str) -> float:
     return _number(summary, f"act_magnitude_ppl_{pattern}") - _number(summary, "dense_perplexity")
 
 
+def _paired_verdict(z: Any, point_ok: bool, claim: str) -> tuple[str, str]:
+    """Verdict on ``claim`` from a paired z over perplexity windows (positive = the claim's direction): beyond
+    NOISE_SE it holds or fails, inside "within noise"; without z (no per-window NLLs) the point values decide."""
+    if is_missing(z):
+        return _verdict(point_ok), f"{claim}: {'yes' if point_ok else 'no'} by the point values (no per-window NLLs)"
+    z = float(z)
+    if abs(z) <= NOISE_SE:
+        return WITHIN_NOISE, f"{claim}? paired z {z:+.2f} over perplexity windows, within {NOISE_SE:g} SE"
+    answer = "yes" if z > 0 else "no"
+    return _verdict(z > 0), f"{claim}: {answer}, paired z {z:+.2f} over windows (beyond {NOISE_SE:g} SE)"
+
+
 @measure
 def pruning_near_unstructured(ctx: Context) -> Outcome:
-    """16:32 approaches unstructured 50 %: its PPL degradation from dense is closer to unstructured's than to 2:4's."""
+    """16:32 approaches unstructured 50 %: its PPL degradation from dense is closer to unstructured's than to 2:4's,
+    i.e. the margin (2:4 − 16:32) − (16:32 − u50) is above 0, held to NOISE_SE paired SEs over the windows."""
     summary = _pruning_summary(ctx)
     try:
         d16, du, d24 = (_degradation(summary, p) for p in ("16-32", "u50", "2-4"))
     except NotMeasured as reason:
         raise NotMeasured(f"needs 16:32, unstructured 50 % and 2:4 in pruning.patterns ({reason})") from None
     ratio = summary.get("degradation_ratio_2-4_over_16-32")
+    margin, se = (d24 - d16) - (d16 - du), summary.get("near_unstructured_margin_se")
     text = (f"ΔPPL from dense: u50 {format_number(du)}, 16:32 {format_number(d16)}, 2:4 {format_number(d24)}; "
-            f"2:4 / 16:32 degradation {format_number(ratio, 'ratio')}")
-    ok = (d16 - du) < (d24 - d16)
-    why = "16:32 closer to unstructured than to 2:4 (one run, no uncertainty)"
-    return Outcome(text, _verdict(ok), why if ok else "16:32 closer to 2:4 than to unstructured", ratio)
+            f"2:4 / 16:32 degradation {format_number(ratio, 'ratio')}; margin (2:4 − 16:32) − (16:32 − u50) "
+            f"{format_number(margin)}" + (f" ± {format_number(se)} SE" if not is_missing(se) else ""))
+    verdict, why = _paired_verdict(summary.get("near_unstructured_margin_z"), margin > 0,
+                                   "16:32 closer to unstructured than to 2:4")
+    return Outcome(text, verdict, why, ratio)
 
 
 @measure
 def pruning_8_16_practical(ctx: Context) -> Outcome:
-    """8:16 degrades less than 2:4: ratio of PPL degradations from dense above 1."""
+    """8:16 degrades less than 2:4 (ratio of PPL degradations from dense above 1), held to NOISE_SE paired SEs of
+    the window-NLL difference 2:4 − 8:16."""
     summary = _pruning_summary(ctx)
     try:
         d8, d2 = _degradation(summary, "8-16"), _degradation(summary, "2-4")
     except NotMeasured as reason:
         raise NotMeasured(f"needs 8:16 and 2:4 in pruning.patterns ({reason})") from None
+    z = summary.get("paired_z_2-4_over_8-16")
+    verdict, why = _paired_verdict(z, d2 > d8, "8:16 degrades less than 2:4")
     if d8 <= 0:
-        return Outcome(f"ΔPPL 8:16 {format_number(d8)}, 2:4 {format_number(d2)}", _verdict(d2 > d8),
-                       "8:16 does not degrade the model at all")
+        return Outcome(f"ΔPPL 8:16 {format_number(d8)}, 2:4 {format_number(d2)}", verdict,
+                       f"8:16 does not degrade the model at all; {why}")
     ratio = d2 / d8
-    text = f"2:4 / 8:16 degradation {format_number(ratio, 'ratio')} (ΔPPL {format_number(d2)} vs {format_number(d8)})"
-    return Outcome(text, _verdict(ratio > 1), "8:16 degrades less than 2:4 (one run, no uncertainty)"
-                   if ratio > 1 else "8:16 degrades as much as 2:4 or more", ratio)
+    return Outcome(f"2:4 / 8:16 degradation {format_number(ratio, 'ratio')} (ΔPPL {format_number(d2)} vs "
+                   f"{format_number(d8)})", verdict, why, ratio)
 
 
 def _chat_rows(ctx: Context) -> dict[str, dict]:

@@ -26,7 +26,7 @@ from lmscalpel.report.values import NotMeasured, format_number, source_value
 SECTIONS_FILE = Path(__file__).with_name("sections.yaml")
 RAW_COPY_MAX_BYTES = 5_000_000
 # verdict cell backgrounds, used nowhere else on the page (the screenshot test finds the claims table by them)
-VERDICT_COLOURS = {"holds": "#cfeccf", "fails": "#f5cccc", "unmeasured": "#e4e4ee"}
+VERDICT_COLOURS = {"holds": "#cfeccf", "fails": "#f5cccc", "noise": "#f6ecc2", "unmeasured": "#e4e4ee"}
 
 
 @dataclass
@@ -162,6 +162,9 @@ def saelens_line(manifest: dict) -> str:
 
 
 CLAIM_COLUMNS = ["paper", "claim", "paper's number", "this run", "verdict", "why"]
+WITHIN_NOISE_NOTE = ("“Within noise”: the difference lies inside its uncertainty (seed spread, paired SE over "
+                     "letters or perplexity windows), so it neither holds nor fails; the row names the uncertainty "
+                     "that decided.")
 
 
 def claim_cells(claim: dict) -> list[str]:
@@ -179,7 +182,7 @@ def claims_html(claims: list[dict], is_toy: bool) -> list[str]:
     note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
     return ['<section id="claims"><h2>Claims: the papers versus this run</h2>',
             f"<p><b>{verdict_counts(claims)}.</b> Verdicts are computed from the result files with the stages' "
-            "noise allowances (claims.yaml)."
+            f"noise allowances (claims.yaml). {WITHIN_NOISE_NOTE}"
             f"{note} <a href=\"claims.json\">claims.json</a></p>",
             "<table class='claims'><tr>" + "".join(f"<th>{c}</th>" for c in CLAIM_COLUMNS) + "</tr>"
             + "".join(rows) + "</table></section>"]
@@ -191,7 +194,7 @@ def claims_markdown(claims: list[dict], is_toy: bool) -> list[str]:
     note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
     return ["## Claims: the papers versus this run", "",
             f"**{verdict_counts(claims)}.** Verdicts computed from the result files with the stages' noise "
-            f"allowances.{note}", "",
+            f"allowances. {WITHIN_NOISE_NOTE}{note}", "",
             frame.to_markdown(index=False), ""]
 
 
@@ -257,6 +260,7 @@ def page(body: str, title: str = "lmscalpel report") -> str:
              "color:#555}.wide{overflow-x:auto}section{border-top:2px solid #eee;margin-top:2em}pre{background:#f8f8f8;"
              "padding:.5em}table.claims{font-size:.8em}table.claims td,table.claims th{text-align:left;vertical-align:top}"
              f".holds{{background:{VERDICT_COLOURS['holds']}}}.fails{{background:{VERDICT_COLOURS['fails']}}}"
+             f".noise{{background:{VERDICT_COLOURS['noise']}}}"
              f".unmeasured{{background:{VERDICT_COLOURS['unmeasured']};color:#555}}"
              "section#claims{border-top:none;margin-top:0}.note{font-size:.8em;color:#555;margin:-1em 0 1em}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

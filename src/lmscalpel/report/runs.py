@@ -12,7 +12,7 @@ from pathlib import Path
 from lmscalpel.io import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
-VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "not measured": "unmeasured"}
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails", "within noise": "noise", "not measured": "unmeasured"}
 
 
 def write_claims(path: Path, run_name: str, model_label: str, claims: list[dict]) -> None:
@@ -60,9 +60,11 @@ def runs_index_html(runs: list[dict]) -> str:
 
 
 def verdict_counts(claims: list[dict]) -> str:
-    """E.g. "9 hold, 3 do not hold, 7 not measured"."""
+    """E.g. "9 hold, 3 do not hold, 2 within noise, 7 not measured" (the within-noise count only when there are)."""
     counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICT_CLASS}
-    return f"{counts['holds']} hold, {counts['does not hold']} do not hold, {counts['not measured']} not measured"
+    noise = f", {counts['within noise']} within noise" if counts["within noise"] else ""
+    return (f"{counts['holds']} hold, {counts['does not hold']} do not hold{noise}, "
+            f"{counts['not measured']} not measured")
 
 
 def write_runs_index(reports: Path, page) -> Path:

@@ -2,9 +2,10 @@
 intervals where the stage has them and "—" plus the reason where a value is NaN.
 
 A table spec (in ``sections.yaml``) is ``{title, file, rows: [...]}`` for a JSON (each row ``{label, key, unit,
-ci: [low_key, high_key], nan: reason}``) or ``{title, file, columns: [...]}`` for a CSV (each column ``{key, label,
-unit, ci, nan}``; optional ``where`` selects rows). A string instead of a dict is a key shown under its own name;
-a spec without ``rows`` / ``columns`` shows every field.
+ci: [low_key, high_key], ci_label, nan: reason}``) or ``{title, file, columns: [...]}`` for a CSV (each column
+``{key, label, unit, ci, ci_label, nan}``; optional ``where`` selects rows). ``ci_label`` names an interval that is
+not a 95 % CI (e.g. the range over seeds; one whose ends are equal, a single seed, is left out). A string instead of
+a dict is a key shown under its own name; a spec without ``rows`` / ``columns`` shows every field.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def _cell(value, entry: dict, low=None, high=None) -> tuple[str, str | None]:
     """The formatted cell and, for "—", the reason."""
     if is_missing(value):
         return MISSING, entry.get("nan", DEFAULT_NAN_REASON)
-    return format_number(value, entry.get("unit")) + format_interval(low, high, entry.get("unit")), None
+    label = entry.get("ci_label")
+    if label and not is_missing(low) and low == high:
+        low = high = None
+    return format_number(value, entry.get("unit")) + format_interval(low, high, entry.get("unit"),
+                                                                     label or "95 % CI"), None
 
 
 def _label(entry: dict) -> str:

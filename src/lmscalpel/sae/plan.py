@@ -4,7 +4,10 @@ and the block an SAE id reads, which the features, steering and reasoning plans 
 Grid ids: ``layer{L}-{architecture}-w{width}`` and a tag per value the architecture sweeps, as its config class
 declares (``lmscalpel.sae.base.swept``, read from the registries' catalog without importing torch), e.g.
 ``layer{L}-relu-w{width}-l1c{l1}``, ``layer{L}-topk-w{width}-k{k}``, ``layer{L}-ortsae-w{width}-k{k}-g{gamma}``; an
-imported SAE keeps its ``sae.imports`` id.
+imported SAE keeps its ``sae.imports`` id. ``sae.seeds`` repeats the grid once per seed offset: offset 0 is the run's
+SAE (the id above, which steering and reasoning use), offset s > 0 adds ``-s{s}`` (trained by its own job from the
+same cache with seed + s, for the architectures of ``sae.seed_architectures``), so that feature metrics have a spread
+over seeds.
 """
 
 from __future__ import annotations
@@ -71,19 +74,63 @@ def grid_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def grid_suffixes(config: dict[str, Any]) -> list[str]:
-    return [entry["suffix"] for entry in grid(config)]
+def grid_suffixes(config: dict[str, Any], seed: int = 0) -> list[str]:
+    return [entry["suffix"] for entry in seed_grid(config, seed)]
 
 
-def layer_specs(config: dict[str, Any], layer: int) -> list[dict[str, Any]]:
-    """Grid entries of one layer with their sae_id: what the training job of that layer receives."""
-    return [{**{k: v for k, v in e.items() if k != "suffix"}, "sae_id": f"layer{layer}-{e['suffix']}"}
-            for e in grid(config)]
+def seeds(config: dict[str, Any]) -> list[int]:
+    """``sae.seeds`` ascending: 0 (the run's SAEs) first, so the first id of an architecture is always seed 0's."""
+    return sorted(config["sae"]["seeds"])
+
+
+def extra_seeds(config: dict[str, Any]) -> list[int]:
+    """The seed offsets trained besides the run's own (one training job per layer and offset)."""
+    return [seed for seed in seeds(config) if seed != 0]
+
+
+def seed_architectures(config: dict[str, Any]) -> list[str]:
+    """The architectures the extra seeds train: ``sae.seed_architectures`` (null: every one of the grid)."""
+    sae = config["sae"]
+    chosen = sae["seed_architectures"]
+    if chosen is None:
+        return list(sae["architectures"])
+    if unknown := [arch for arch in chosen if arch not in sae["architectures"]]:
+        raise ValueError(f"config key sae.seed_architectures: {unknown} not in sae.architectures "
+                         f"({sae['architectures']})")
+    return list(chosen)
+
+
+def seed_grid(config: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """The grid entries trained at a seed offset: all at 0, those of :func:`seed_architectures` at the others."""
+    if seed == 0:
+        return grid(config)
+    return [entry for entry in grid(config) if entry["architecture"] in seed_architectures(config)]
+
+
+def seed_suffix(seed: int) -> str:
+    return f"-s{seed}" if seed else ""
+
+
+def layer_specs(config: dict[str, Any], layer: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Grid entries of one layer with their sae_id: what the training job of that layer (and seed offset)
+    receives."""
+    return [{**{k: v for k, v in e.items() if k != "suffix"},
+             "sae_id": f"layer{layer}-{e['suffix']}{seed_suffix(seed)}"} for e in seed_grid(config, seed)]
 
 
 def grid_ids(config: dict[str, Any]) -> list[str]:
-    """Every SAE id of the trained grid."""
-    return [spec["sae_id"] for layer in trained_layers(config) for spec in layer_specs(config, layer)]
+    """Every SAE id of the trained grid: per layer, seed 0's grid, then each extra seed's."""
+    return [spec["sae_id"] for layer in trained_layers(config) for seed in seeds(config)
+            for spec in layer_specs(config, layer, seed)]
+
+
+def replicates(config: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """``{sae_id: (seed 0's id, seed offset)}`` of every SAE (an import is its own seed 0): which SAEs are the same
+    grid entry trained from different seeds."""
+    found = {spec["sae_id"]: (spec["sae_id"].removesuffix(seed_suffix(seed)), seed)
+             for layer in trained_layers(config) for seed in seeds(config)
+             for spec in layer_specs(config, layer, seed)}
+    return found | {sae_id: (sae_id, 0) for sae_id in imports(config)}
 
 
 def imports(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -111,9 +158,9 @@ def sae_ids(config: dict[str, Any]) -> list[str]:
 
 
 def arch_ids(config: dict[str, Any], arch: str) -> list[str]:
-    """The trained grid's ids of one architecture, in grid order."""
-    return [spec["sae_id"] for layer in trained_layers(config) for spec in layer_specs(config, layer)
-            if spec["architecture"] == arch]
+    """The trained grid's ids of one architecture, in grid order (at each layer seed 0's first)."""
+    return [spec["sae_id"] for layer in trained_layers(config) for seed in seeds(config)
+            for spec in layer_specs(config, layer, seed) if spec["architecture"] == arch]
 
 
 def sae_layer(config: dict[str, Any], sae_id: str) -> int:

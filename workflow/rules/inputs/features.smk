@@ -56,6 +56,12 @@ def get_features_sae_archs(wildcards):
     return {sae: features_plan.sae_arch(config, sae) for sae in features_plan.metric_sae_ids(config)}
 
 
+def get_features_replicates(wildcards):
+    """{sae: [seed 0's id, seed offset]}: which rows of the comparison are seeds of one grid entry."""
+    replicates = sae_plan.replicates(config)
+    return {sae: list(replicates[sae]) for sae in features_plan.metric_sae_ids(config)}
+
+
 def get_features_layer(wildcards):
     return sae_plan.sae_layer(config, wildcards.sae)
 
@@ -68,5 +74,5 @@ def get_features_compare_inputs(wildcards):
 
 
 def get_features_targets():
-    return [f"{RESULTS}/features/comparison.csv"] + [
+    return [f"{RESULTS}/features/comparison.csv", f"{RESULTS}/features/comparison_over_seeds.csv"] + [
         f"{RESULTS}/features/figures/{name}.png" for name in features_plan.FIGURES]
