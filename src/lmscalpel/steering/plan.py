@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 from lmscalpel.config import config_keys
-from lmscalpel.models.gguf import gguf_num_layers, locate_gguf
+from lmscalpel.models.gguf import gguf_num_layers, gguf_parts
 from lmscalpel.sae import plan as sae_plan
 
 # every job that generates steered replies reads these
@@ -27,8 +27,8 @@ def _hub_num_layers(model_id: str, revision: str | None, trust_remote_code: bool
 
 
 @functools.lru_cache(maxsize=None)
-def _gguf_num_layers(path: str) -> int:
-    return gguf_num_layers(path)
+def _gguf_num_layers(paths: tuple[str, ...]) -> int:
+    return gguf_num_layers(paths)
 
 
 def num_layers(config: dict[str, Any], key: str) -> int:
@@ -38,7 +38,7 @@ def num_layers(config: dict[str, Any], key: str) -> int:
     if model["source"] == "toy":
         return config["toy_model"]["num_hidden_layers"]
     if model["source"] == "gguf":
-        return _gguf_num_layers(str(locate_gguf(model["gguf"])))
+        return _gguf_num_layers(tuple(str(part.path) for part in gguf_parts(model["gguf"])))
     try:
         return _hub_num_layers(model["id"], model["revision"], model["trust_remote_code"])
     except OSError as err:
