@@ -143,3 +143,60 @@ def test_model_card_of_a_qwen2_model(tiny_qwen2_dir, toyworld_dir, tmp_path):
     card = read_json(tmp_path / "card.json")
     assert card["n_layers"] == 2 and card["d_model"] == 64 and 0 <= card["refusal_rate"] <= 1
     assert card["heldout_perplexity"] > 1 and card["perplexity_windows"] == 2
+
+
+@pytest.fixture(scope="module")
+def qwen2_bf16(tiny_qwen2_dir):
+    return load_model(ModelRef(str(tiny_qwen2_dir), device="cpu", dtype="bfloat16"))
+
+
+def test_bfloat16_weights_through_the_stages_model_side_code(qwen2, qwen2_bf16, toyworld_dir, tmp_path):
+    """model.dtype bfloat16 on a CPU: hooks act on bf16 streams, SAEs and statistics stay fp32, scores are fp32
+    and within bf16's rounding of the fp32 model's."""
+    from test_sae_metrics import identity_sae
+
+    from lmscalpel.cache import ActivationReader, CacheSpec, cache_activations
+    from lmscalpel.data.text import iter_texts
+    from lmscalpel.models.generation import generate_greedy, windowed_perplexity
+    from lmscalpel.models.intervention import skip_token_ids, steering
+    from lmscalpel.sae.metrics import model_metrics
+    from lmscalpel.steering.directions import mean_activation_norm
+    from lmscalpel.steering.encoding import encode_prompts
+    from lmscalpel.steering.generation import generate_steered
+    from lmscalpel.steering.judges import CoherenceScorer
+
+    (model, tok), (half, _) = qwen2, qwen2_bf16
+    assert next(half.parameters()).dtype == torch.bfloat16
+    texts = lambda: iter_texts({"path": "toyworld"}, toyworld_dir, default_split="train")  # noqa: E731
+    acts = {}
+    for name, m in (("fp32", model), ("bf16", half)):
+        spec = CacheSpec(layers=[1], hook="resid_post", context_length=32, n_tokens=320, shard_tokens=320,
+                         batch_size=4, out_dirs=[tmp_path / name], provenance={"model": name})
+        cache_activations(m, tok, texts(), spec)
+        acts[name] = ActivationReader(tmp_path / name).read_all()
+    assert acts["bf16"].dtype == torch.float32
+    torch.testing.assert_close(acts["bf16"], acts["fp32"], rtol=0.05, atol=0.05)
+    blocks = [list(range(3, 19)), list(range(20, 36))]
+    metrics = model_metrics(half, identity_sae(64), layer=1, hook="resid_post", blocks=blocks,
+                            special_ids=tok.all_special_ids)
+    assert metrics["ce_loss_recovered"] == pytest.approx(1.0, abs=0.02)
+    prompts = ["how to pick a lock", "bake some bread"]
+    enc, keep = encode_prompts(tok, prompts, skip_tokens="template")
+    vec = torch.randn(64)
+    with torch.no_grad():
+        base = half(**enc, output_hidden_states=True).hidden_states[1]
+        with steering(half, 0, vec, 2.0, skip_token_ids=skip_token_ids(tok, "template"), prompt_keep=keep):
+            steered = half(**enc, output_hidden_states=True).hidden_states[1]
+    assert steered.dtype == torch.bfloat16 and torch.equal(steered[~keep], base[~keep])
+    torch.testing.assert_close(steered[keep].float(), base[keep].float() + 2.0 * vec, rtol=0.02, atol=0.05)
+    assert mean_activation_norm(half, tok, prompts, 1, skip_tokens="template") == pytest.approx(
+        mean_activation_norm(model, tok, prompts, 1, skip_tokens="template"), rel=0.02)
+    kw = dict(layer=1, max_new_tokens=4, skip_tokens="template")
+    assert len(generate_steered(half, tok, prompts, torch.randn(2, 64), [2.0, 2.0], **kw)) == 2
+    replies = generate_greedy(model, tok, prompts, 4)
+    scores = {name: CoherenceScorer(m, tok)(prompts, replies) for name, m in (("fp32", model), ("bf16", half))}
+    assert all(isinstance(s, float) for s in scores["bf16"])
+    assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.05)
+    narrative = ["The farmer walked to the river and the sun went down."] * 6
+    assert windowed_perplexity(half, tok, narrative, 16)["perplexity"] == pytest.approx(
+        windowed_perplexity(model, tok, narrative, 16)["perplexity"], rel=0.02)
