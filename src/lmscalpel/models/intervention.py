@@ -29,8 +29,12 @@ from lmscalpel.models.chat import chat_prompt
 
 
 def special_token_ids(tokenizer) -> list[int]:
-    """Ids that steering skips: every special token of the tokenizer, padding included."""
+    """Ids that steering skips: every special token of the tokenizer, padding included: the named ones
+    (``all_special_ids``) and every added token marked special, such as ChatML's ``<|im_start|>``, which
+    transformers 5 leaves out of ``all_special_ids`` for Qwen2.5's tokenizer (only ``<|im_end|>`` and
+    ``<|endoftext|>`` are named there)."""
     ids = set(tokenizer.all_special_ids)
+    ids |= {i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
     if tokenizer.pad_token_id is not None:
         ids.add(tokenizer.pad_token_id)
     return sorted(ids)

@@ -77,11 +77,11 @@ def figure_caption(figure: Path, captions_dir: Path, stage: str, model_label: st
 
 
 def model_name(config: dict) -> str:
-    """The model's id (hub), its GGUF file (gguf), or "the toy model"."""
+    """The model's id (hub), its GGUF name or file (gguf), or "the toy model"."""
     model = config["model"]
     if model["source"] == "gguf":
         gguf = model.get("gguf") or {}
-        return str(gguf.get("path") or gguf.get("file") or "a GGUF model")
+        return str(gguf.get("name") or gguf.get("path") or gguf.get("file") or "a GGUF model")
     return str(model.get("id") or "the toy model")
 
 
