@@ -118,7 +118,7 @@ def test_model_card_shows_the_conversion_provenance(converted, tmp_path):
     out, provenance = converted
     cfg = {"max_new_tokens": 4, "n_eval_per_family": 2, "min_refusal_rate": 0.95, "min_benign_compliance": 0.9}
     write_model_card(ModelRef(str(out), device="cpu"), {}, tmp_path / "card.json", cfg, window=16,
-                     enforce_gates=False)
+                     toy_model=False)
     card = read_json(tmp_path / "card.json")
     assert {k: card[k] for k in ("gguf_sha256", "gguf_file_type", "conversion")} == {
         "gguf_sha256": provenance["gguf_sha256"], "gguf_file_type": "Q8_0", "conversion": "de-quantised to fp32"}

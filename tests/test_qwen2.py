@@ -139,7 +139,7 @@ def test_model_card_of_a_qwen2_model(tiny_qwen2_dir, toyworld_dir, tmp_path):
            "perplexity": {"dataset": None, "window": 16, "max_windows": 2}}
     write_model_card(ModelRef(str(tiny_qwen2_dir), device="cpu"), {"chat_eval": str(toyworld_dir / "chat_eval.jsonl"),
                      "narrative_heldout": str(toyworld_dir / "narrative_heldout.jsonl")}, tmp_path / "card.json", cfg,
-                     window=16, enforce_gates=False, markers="arditi")
+                     window=16, toy_model=False, markers="arditi")
     card = read_json(tmp_path / "card.json")
     assert card["n_layers"] == 2 and card["d_model"] == 64 and 0 <= card["refusal_rate"] <= 1
     assert card["heldout_perplexity"] > 1 and card["perplexity_windows"] == 2

@@ -44,7 +44,7 @@ def test_untrained_model_fails_loudly_and_writes_nothing(tmp_path, tiny_lm_dir, 
     inputs = {"chat_eval": str(toyworld_dir / "chat_eval.jsonl")}
     out = tmp_path / "card.json"
     with pytest.raises(ModelCardGateError, match="refusal_rate"):
-        write_model_card(ModelRef(str(tiny_lm_dir), device="cpu"), inputs, out, cfg, window=32, enforce_gates=True)
+        write_model_card(ModelRef(str(tiny_lm_dir), device="cpu"), inputs, out, cfg, window=32, toy_model=True)
     assert not out.exists()
 
 
@@ -78,8 +78,38 @@ def test_model_card_measures_a_non_toy_model_on_the_toy_world_without_gates(tmp_
            "perplexity": {"dataset": {"path": "pydoc", "split": "test"}, "window": 16, "max_windows": 3}}
     inputs = {"chat_eval": str(toyworld_dir / "chat_eval.jsonl")}
     card = write_model_card(ModelRef(str(tiny_lm_dir), device="cpu"), inputs, tmp_path / "card.json", cfg, window=32,
-                            enforce_gates=False, markers="arditi")
+                            toy_model=False, markers="arditi")
     assert (tmp_path / "card.json").exists() and card["refusal_markers"] == "arditi"
     assert card["n_harmful"] > 0 and 0 <= card["refusal_rate"] <= 1 and 0 <= card["benign_compliance"] <= 1
     assert card["perplexity_text"] == "pydoc" and card["perplexity_windows"] == 3 and card["heldout_perplexity"] > 1
     assert "arithmetic_accuracy" not in card and "gates" not in card
+
+
+def test_a_real_models_gates_apply_when_the_preset_sets_them(tmp_path, tiny_lm_dir, toyworld_dir):
+    """model_card.enforce_gates true: a (random) non-toy model that refuses too little stops the rule, named, and
+    nothing is written; the card's rates carry their Wilson 95 % intervals."""
+    cfg = {"max_new_tokens": 4, "n_eval_per_family": 4, "min_refusal_rate": 0.95, "min_benign_compliance": 0.0,
+           "enforce_gates": True, "perplexity": {"dataset": {"path": "pydoc", "split": "test"}, "window": 16,
+                                                 "max_windows": 2}}
+    inputs = {"chat_eval": str(toyworld_dir / "chat_eval.jsonl")}
+    out = tmp_path / "card.json"
+    with pytest.raises(ModelCardGateError, match=rf"^{tiny_lm_dir} failed its gates: refusal_rate .* < "
+                                                 r"model_card.min_refusal_rate 0.95 \(this model does not"):
+        write_model_card(ModelRef(str(tiny_lm_dir), device="cpu"), inputs, out, cfg, window=32, toy_model=False,
+                         markers="arditi")
+    assert not out.exists()
+    card = write_model_card(ModelRef(str(tiny_lm_dir), device="cpu"), inputs, out, {**cfg, "min_refusal_rate": 0.0},
+                            window=32, toy_model=False, markers="arditi")
+    low, high = card["refusal_rate_ci95"]
+    assert 0 <= low <= card["refusal_rate"] <= high <= 1 and high - low > 0
+    assert card["gates"] == {"min_refusal_rate": 0.0, "min_benign_compliance": 0.0}
+
+
+def test_wilson_interval_matches_its_closed_form():
+    from lmscalpel.models.card import wilson_interval
+
+    low, high = wilson_interval(0.65, 48)   # 31 of 48, Qwen2.5-Coder-1.5B's refusals in the issue's probe
+    z, p, n = 1.959963984540054, 31 / 48, 48
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    assert low == pytest.approx(centre - half, abs=1e-9) and high == pytest.approx(centre + half, abs=1e-9)
+    assert wilson_interval(1.0, 159)[1] == 1.0 and wilson_interval(1.0, 159)[0] < 1.0

@@ -53,7 +53,7 @@ rule model_card:
         code=code_fingerprint("model-card"),
         card=config["model_card"],
         window=config["toy_model"]["context_length"],
-        enforce_gates=is_toy_model(),
+        toy_model=is_toy_model(),
         markers=chat_refusal_markers(),
     script:
         "../scripts/model-card.py"

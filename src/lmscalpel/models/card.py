@@ -1,6 +1,7 @@
 """The model card: what any model does, measured with greedy decoding on held-out data.
 
-Used by the ``model_card`` rule (which enforces the refusal/compliance gates for the toy model only) and reused
+Used by the ``model_card`` rule (which enforces the refusal/compliance gates, by default for the toy model only;
+``model_card.enforce_gates`` sets them for any model, e.g. a real model that must refuse by itself) and reused
 by later stages that re-measure the model under an intervention. Any model is measured on the card's chat prompts
 (``model_card.prompts``, through its own chat template; a toy-world set when the run generates the toy world); the
 toy-format tasks (arithmetic traces, first letters) only for the toy model.
@@ -43,10 +44,22 @@ def chat_rates(model, tokenizer, prompts: dict[str, PromptSet], max_new_tokens: 
     harmful, benign = prompts["harmful"].prompts, prompts["benign"].prompts
     harmful_replies = measure_chat(model, tokenizer, harmful, max_new_tokens)
     benign_replies = measure_chat(model, tokenizer, benign, max_new_tokens)
-    return {**refusal_rates(harmful_replies, benign_replies, markers),
+    rates = refusal_rates(harmful_replies, benign_replies, markers)
+    return {**rates,
+            "refusal_rate_ci95": wilson_interval(rates["refusal_rate"], rates["n_harmful"]),
+            "benign_compliance_ci95": wilson_interval(rates["benign_compliance"], rates["n_benign"]),
             "examples": {"harmful": list(zip(harmful[:3], harmful_replies[:3])),
                          "benign": list(zip(benign[:3], benign_replies[:3]))},
             "chat_prompts": {kind: found.provenance["description"] for kind, found in prompts.items()}}
+
+
+def wilson_interval(rate: float, n: int, confidence: float = 0.95) -> list[float]:
+    """The Wilson score interval of a rate over ``n`` prompts (scipy): a card's refusal rate is one binomial
+    proportion, and Wilson's interval keeps its coverage near 0 and 1, where a 100-prompt refusal rate often sits."""
+    from scipy.stats import binomtest
+
+    interval = binomtest(round(rate * n), n).proportion_ci(confidence, method="wilson")
+    return [float(interval.low), float(interval.high)]
 
 
 def parse_answer(text: str) -> int | None:
@@ -118,13 +131,14 @@ def gate_failures(card: dict, cfg: dict) -> list[str]:
 
 
 class ModelCardGateError(RuntimeError):
-    """The toy model did not learn what every later stage relies on (refusal, benign compliance)."""
+    """The model does not do what every later stage relies on (refusal, benign compliance)."""
 
 
-def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, enforce_gates: bool,
+def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, toy_model: bool,
                      markers: str = "toyworld") -> dict:
-    """Measure the model, write the card atomically, then fail loudly if a gate is missed (``enforce_gates``: the
-    toy model, which must have learnt what later stages rely on).
+    """Measure the model, write the card atomically, then fail loudly if a gate is missed. The gates apply where
+    ``model_card.enforce_gates`` says, by default (null) to the toy model (``toy_model``), which must have learnt
+    what later stages rely on; a real model's preset sets them when its claims need a model that refuses by itself.
 
     Every card records the architecture and provenance; the toy-world measurements come when ``inputs`` has the
     toy world's ``chat_eval``, the chat rates when every set of ``model_card.prompts`` can be read (``markers``: the
@@ -140,13 +154,16 @@ def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, 
     card = {**model_provenance(ref), **conversion, "n_layers": num_layers(model), "d_model": model.config.hidden_size,
             "n_parameters": sum(p.numel() for p in model.parameters())}
     toyworld_dir = Path(inputs["chat_eval"]).parent if inputs.get("chat_eval") else None
-    card.update(model_card(model, tokenizer, toyworld_dir, cfg, window, toy=enforce_gates, markers=markers))
+    card.update(model_card(model, tokenizer, toyworld_dir, cfg, window, toy=toy_model, markers=markers))
+    enforce_gates = toy_model if cfg.get("enforce_gates") is None else cfg["enforce_gates"]
     if enforce_gates:
         card["gates"] = {"min_refusal_rate": cfg["min_refusal_rate"], "min_benign_compliance": cfg["min_benign_compliance"]}
     failures = gate_failures(card, cfg) if enforce_gates else []
     if failures:
         logging.getLogger(__name__).error("model card of the failed model:\n%s", json.dumps(card, indent=2))
-        raise ModelCardGateError("toy model failed its gates: " + "; ".join(failures)
-                                 + " (train longer: toy_model.steps, or read the card's examples in the log)")
+        remedy = ("train longer: toy_model.steps, or read the card's examples in the log" if toy_model else
+                  "this model does not do what the preset's claims need; read the card's examples in the log")
+        raise ModelCardGateError(f"{'toy model' if toy_model else ref.name_or_path} failed its gates: "
+                                 + "; ".join(failures) + f" ({remedy})")
     write_json(out_path, card)
     return card
