@@ -32,7 +32,7 @@ TRIM = {
     "safety_tune": {"enabled": False},
     "model_card": {"n_eval_per_family": 4, "max_new_tokens": 8, "perplexity": {"max_windows": 2}},
     "cache": {"context_length": 128, "n_tokens": 4096, "shard_tokens": 4096, "batch_size": 8},
-    "sae": {"architectures": ["batchtopk"], "widths": [1152], "train": {"epochs": 2, "batch_size": 256},
+    "sae": {"architectures": ["batchtopk"], "seeds": [0], "seed_architectures": None, "widths": [1152], "train": {"epochs": 2, "batch_size": 256},
             "batchtopk": {"threshold_start_step": 2}, "eval": {"context_length": 128, "max_sequences": 8}},
     "steering": {"coefficients": [0.1, 0.5], "max_new_tokens": 8, "prompts": {"max_prompts": 4},
                  "random": {"n_vectors": 2}, "sae": {"architectures": ["batchtopk"], "n_features": 1},
