@@ -50,14 +50,9 @@ def planned_jobs(workdir: Path, *configfiles: Path) -> dict[str, int]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def touched(tmp_path_factory) -> Path:
-    """A work directory where every output of the small config exists and is recorded as up to date."""
-    workdir = tmp_path_factory.mktemp("reruns")
-    shutil.copytree(REPO_ROOT / "src" / "lmscalpel", workdir / "src" / "lmscalpel",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
-    (workdir / "small.yaml").write_text(yaml.safe_dump(pipeline_config("itest")))
+def touch_every_output(workdir: Path) -> Path:
+    """Create every output the run in ``workdir`` plans and record it as up to date, so that a test's edit plans only
+    what the edit reruns."""
     summary = snakemake(workdir, "--summary")
     assert summary.returncode == 0, summary.stderr[-4000:]
     for line in summary.stdout.splitlines()[1:]:
@@ -71,6 +66,17 @@ def touched(tmp_path_factory) -> Path:
     assert touch.returncode == 0, touch.stderr[-4000:]
     assert planned_jobs(workdir) == {}
     return workdir
+
+
+@pytest.fixture(scope="module")
+def touched(tmp_path_factory) -> Path:
+    """A work directory where every output of the small config exists and is recorded as up to date."""
+    workdir = tmp_path_factory.mktemp("reruns")
+    shutil.copytree(REPO_ROOT / "src" / "lmscalpel", workdir / "src" / "lmscalpel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "config.yaml", workdir / "config.yaml")
+    (workdir / "small.yaml").write_text(yaml.safe_dump(pipeline_config("itest")))
+    return touch_every_output(workdir)
 
 
 def test_a_new_pattern_plans_only_its_cell_the_table_and_the_report(touched, tmp_path):
@@ -235,19 +241,7 @@ def touched_files(tmp_path_factory) -> Path:
                                     "columns": {"prompt": "goal"}, "max_prompts": 2}
     small["cache"]["dataset"] = {"path": "text", "data_files": [str(workdir / "notes.txt")]}
     (workdir / "small.yaml").write_text(yaml.safe_dump(small))
-    summary = snakemake(workdir, "--summary")
-    assert summary.returncode == 0, summary.stderr[-4000:]
-    for line in summary.stdout.splitlines()[1:]:
-        path = workdir / line.split("\t", 1)[0]
-        if path.suffix:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-    touch = snakemake(workdir, "--touch", "--forceall")
-    assert touch.returncode == 0, touch.stderr[-4000:]
-    assert planned_jobs(workdir) == {}
-    return workdir
+    return touch_every_output(workdir)
 
 
 @pytest.fixture
