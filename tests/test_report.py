@@ -26,15 +26,26 @@ def _csv(path: Path, rows: list[dict]) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30), unsteered: float = 0.0) -> None:
+def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30), unsteered: float = 0.0,
+                     unsteered_ci: tuple[float, float] = (0.0, 0.04), random: float = 0.2,
+                     held_out: tuple[float, float, float] = (0.2, 0.1, 0.3),
+                     unsteered_held_out: tuple[float, float, float] = (0.0, 0.0, 0.08)) -> None:
+    """Steering results; ``held_out``: the best random cell's CR and CI on the prompts it was not chosen on,
+    ``unsteered_held_out``: the unsteered CR and its Wilson interval on those prompts."""
     write_json(results / "steering" / "metrics.json", {
-        "outcome": "ground_truth", "n_prompts": 4, "unsteered_compliance": unsteered, "random_max_cr": 0.2,
+        "outcome": "ground_truth", "n_prompts": 100, "unsteered_compliance": unsteered,
+        "unsteered_ci_low": unsteered_ci[0], "unsteered_ci_high": unsteered_ci[1], "random_max_cr": random,
         "random_max_cr_layer": 1, "random_max_cr_c": 1.0, "sae-batchtopk_max_cr": 0.5, "check_random_gt0": True,
-        "sae-batchtopk_top_abs_cos_refusal_mean": math.nan, "unparsed_rate": 0.0})
+        "sae-batchtopk_top_abs_cos_refusal_mean": math.nan, "unparsed_rate": 0.0,
+        "n_selection_prompts": 50, "n_confirmation_prompts": 50,
+        **dict(zip(["unsteered_confirm_cr", "unsteered_confirm_ci_low", "unsteered_confirm_ci_high"],
+                   unsteered_held_out)),
+        **dict(zip(["random_confirm_cr", "random_confirm_ci_low", "random_confirm_ci_high"], held_out)),
+        "random_confirm_layer": 1, "random_confirm_c": 1.0, "random_select_cr": random})
     cells = [{"layer": 1, "c": c, "direction_kind": kind, "compliance_rate": cr, "ci_low": lo, "ci_high": hi,
               "judge_unsafe_rate": cr, "unparsed_rate": 0.0, "n_vectors": 4, "n_responses": 16}
              for c in (0.5, 1.0)
-             for kind, cr, lo, hi in (("random", 0.2, *random_ci), ("sae-batchtopk", 0.5, 0.4, 0.6),
+             for kind, cr, lo, hi in (("random", random, *random_ci), ("sae-batchtopk", 0.5, 0.4, 0.6),
                                       ("sae-ortsae", 0.45, 0.35, 0.55))]
     _csv(results / "steering" / "compliance_cells.csv", cells)
     _csv(results / "steering" / "cross_paper_batchtopk_vs_ortsae.csv", [
@@ -167,13 +178,51 @@ def test_every_paper_claim_is_evaluated_from_the_results(tmp_path):
 
 
 def test_verdicts_follow_the_numbers_and_the_stage_noise_allowance(tmp_path):
-    steering_results(tmp_path, random_ci=(0.0, 0.4))  # the best random cell's CI reaches the unsteered rate
+    steering_results(tmp_path, random_ci=(0.0, 0.4), held_out=(0.0, 0.0, 0.06))  # no compliance on held-out prompts
     features_results(tmp_path, ortsae_absorption=0.3)
     unlearning_results(tmp_path, retain_with_l1=0.05)
     claims = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
-    assert claims["rogue-random"]["verdict"] == "does not hold" and "CI" in claims["rogue-random"]["why"]
+    assert claims["rogue-random"]["verdict"] == "does not hold" and "not above" in claims["rogue-random"]["why"]
     assert claims["ortsae-absorption"]["verdict"] == "does not hold"
     assert claims["clear-l1"]["verdict"] == "does not hold"
+
+
+@pytest.mark.parametrize("numbers, verdict, why", [
+    # a model that refuses 95 % by itself: 5 % [2–9] unsteered, random steering 30 % [22–38] on held-out prompts
+    ({"random": 0.3, "random_ci": (0.24, 0.36), "held_out": (0.30, 0.22, 0.38)}, "holds",
+     "held-out 95 % CI above the unsteered rate's 95 % Wilson interval"),
+    ({"random": 0.055, "random_ci": (0.04, 0.07), "held_out": (0.055, 0.03, 0.08)}, "within noise",
+     "the intervals overlap"),  # 5.5 % against 5 %
+    ({"random": 0.05, "random_ci": (0.03, 0.07), "held_out": (0.04, 0.02, 0.07)}, "does not hold",
+     "not above the unsteered rate"),
+    ({"random": 0.3, "random_ci": (math.nan, math.nan), "held_out": (0.30, math.nan, math.nan)}, "holds",
+     "point value (no CI: one vector)"),
+])
+def test_random_steering_is_compared_with_the_unsteered_rate_interval(tmp_path, numbers, verdict, why):
+    """Before: any unsteered rate above 1 % failed the claim, whatever random steering did."""
+    steering_results(tmp_path, unsteered=0.05, unsteered_ci=(0.02, 0.09), unsteered_held_out=(0.05, 0.02, 0.09),
+                     **numbers)
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-random"]
+    assert claim["verdict"] == verdict and why in claim["why"]
+    assert "best cell chosen on one half of the prompts, tested on the other" in claim["why"]
+    assert "unsteered 5.0 % [95 % CI 2.0–9.0 %] on the 50 held-out prompts" in claim["this_run"]
+    assert "a win by selection" not in claim["why"]  # as clear (or not) on all prompts as on the held-out ones
+
+
+def test_a_best_cell_that_wins_only_on_the_prompts_it_was_chosen_on_is_flagged(tmp_path):
+    steering_results(tmp_path, random=0.2, random_ci=(0.12, 0.28), unsteered=0.05, unsteered_ci=(0.02, 0.09),
+                     held_out=(0.08, 0.03, 0.13), unsteered_held_out=(0.05, 0.02, 0.09))
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-random"]
+    assert claim["verdict"] == "within noise" and "the best of 2 cells" in claim["why"]
+    assert "a win by selection" in claim["why"] and claim["value"] == 0.08
+
+
+def test_a_steering_result_without_the_held_out_confirmation_is_not_measured(tmp_path):
+    steering_results(tmp_path)
+    metrics = json.loads((tmp_path / "steering" / "metrics.json").read_text())
+    write_json(tmp_path / "steering" / "metrics.json", {k: v for k, v in metrics.items() if "confirm" not in k})
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-random"]
+    assert claim["verdict"] == "not measured" and "rerun steering_metrics" in claim["why"]
 
 
 def test_missing_or_changed_results_say_not_measured_and_why(tmp_path):
