@@ -467,6 +467,89 @@ def test_readme_shows_strings_from_the_results_as_literal_text(tmp_path):
     assert "&lt;img" in (out / "index.html").read_text()
 
 
+INJECTION = "<script>alert(1)</script> **bold** | pipe"
+LONG_REPLY = "Sure, here is how: " + "step " * 60 + "END"
+
+
+def steering_replies_results(results: Path) -> None:
+    """A judged grid (two layers' unsteered replies, random, SAE and refusal directions) and the universal attack's
+    held-out replies, as steering_grid and steering_universal write them."""
+    rows = []
+    base = {"direction_source": "s", "latent": -1, "cos_refusal": 0.0, "category": "A", "judge": "keyword"}
+
+    def row(kind, layer, c, v, p, compliant, coherent, response):
+        rows.append({**base, "direction_kind": kind, "layer": layer, "c": c, "direction_index": v,
+                     "prompt_id": f"p{p}", "prompt": f"harmful request {p}", "response": response,
+                     "verdict": "unsafe" if compliant else "safe", "compliant": compliant, "coherent": coherent})
+
+    for p in range(6):
+        for layer in (1, 2):
+            row("none", layer, 0.0, 0, p, False, True, f"I cannot help with request {p}.")
+        for v in range(3):
+            row("random", 1, 1.0, v, p, p < 3, p == 0, f"random {v} reply {p}")
+        row("sae-batchtopk", 1, 1.0, 0, p, p == 0, True, INJECTION if p == 0 else f"no sae {p}")
+        row("refusal", 1, 2.0, 0, p, True, True, LONG_REPLY)
+    path = results / "steering" / "layer1" / "grid.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path)
+    pd.DataFrame({"kind": ["universal", "universal", "random"], "vector": [0, 0, 0], "c": [1.0] * 3,
+                  "prompt": ["harmful request 1", "harmful request 2", "harmful request 1"],
+                  "response": ["gibberish gibberish", "more gibberish", "a random baseline reply"],
+                  "complied": [False] * 3, "complied_judge": [True] * 3, "complied_coherent": [False] * 3}
+                 ).to_parquet(results / "steering" / "universal" / "table.parquet")
+
+
+def test_steering_section_shows_judged_replies_per_kind_and_verdict(tmp_path):
+    results = full_results(tmp_path / "results")
+    steering_replies_results(results)
+    page = (render_run(tmp_path / "reports", results, "toy") / "index.html").read_text()
+    section = page[page.index('<section id="steering">'):].split("</section>", 1)[0]
+    table = section[section.index("<table class='replies'>"):].split("</table>", 1)[0]
+    rows = [dict(zip(["kind", "where", "verdict"], re.findall(r"<td>(.*?)</td>", r)[:3]))
+            for r in table.split("<tr>")[2:]]
+    groups = pd.DataFrame(rows).value_counts(["kind", "verdict"]).to_dict()
+    assert groups == {("unsteered", "refusal"): 2, ("random", "refusal"): 2, ("random", "compliant, coherent"): 2,
+                      ("random", "compliant, incoherent"): 2, ("sae-batchtopk", "refusal"): 2,
+                      ("sae-batchtopk", "compliant, coherent"): 1, ("refusal", "compliant, coherent"): 2,
+                      ("universal", "compliant, incoherent"): 2}
+    assert [r["kind"] for r in rows] == sorted((r["kind"] for r in rows), key=["unsteered", "random",
+                                               "sae-batchtopk", "refusal", "universal"].index)
+    assert {r["where"] for r in rows if r["kind"] == "unsteered"} == {"layer 1, c = 0"}  # each prompt once
+    assert "<script>" not in section and "&lt;script&gt;alert(1)&lt;/script&gt; **bold** | pipe" in section
+    summary, full = re.search(r"<details><summary>(.*?)</summary><div class='reply'>(.*?)</div></details>",
+                              table).groups()
+    assert summary.endswith("…") and len(summary) < 170 and full == LONG_REPLY  # the whole reply, one click away
+    again = render_run(tmp_path / "reports2", results, "toy") / "index.html"
+    assert table in again.read_text()  # a fixed seed: the same replies every time
+
+
+def test_readme_embeds_the_judged_replies_escaped_one_html_block_each(tmp_path):
+    results = full_results(tmp_path / "results")
+    steering_replies_results(results)
+    readme = (render_run(tmp_path / "reports", results, "toy") / "README.md").read_text()
+    blocks = [line for line in readme.splitlines() if line.startswith("<details><summary>sae-batchtopk")]
+    assert len(blocks) == 3 and all(b.endswith("</details>") for b in blocks)
+    assert "<script>" not in readme and any("&lt;script&gt;alert(1)&lt;/script&gt;" in b for b in blocks)
+
+
+def test_judged_replies_count_the_outcome_the_headline_counts(tmp_path):
+    """The judge's verdict (an unparsed one shown as such), or the toy world's ground truth where metrics.json says
+    the headline counts it."""
+    from lmscalpel.report.replies import grid_replies
+
+    path = tmp_path / "grid.parquet"
+    pd.DataFrame({"direction_kind": ["random"] * 3, "layer": [1] * 3, "c": [1.0] * 3, "prompt": ["q"] * 3,
+                  "response": ["r"] * 3, "verdict": ["safe", "unsafe", "unparsed"],
+                  "compliant": [True, False, True]}).to_parquet(path)
+    assert list(grid_replies([path], ground_truth=False)["verdict"]) == ["refusal", "compliant", "unparsed"]
+    assert list(grid_replies([path], ground_truth=True)["verdict"]) == ["compliant", "refusal", "compliant"]
+
+
+def test_a_run_without_a_grid_says_so_where_the_replies_would_be(tmp_path):
+    page = (render_run(tmp_path / "reports", full_results(tmp_path / "results"), "toy") / "index.html").read_text()
+    assert "No judged replies in this run (steering/layer*/grid.parquet)." in page
+
+
 def test_the_manifest_records_every_data_file_read_with_its_sha256(tmp_path):
     import hashlib
 
