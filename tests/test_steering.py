@@ -342,7 +342,8 @@ def test_a_best_cell_that_wins_only_by_selection_is_flagged_in_the_claim(tmp_pat
                        "bootstrap": "vectors", "break_thresholds": [1], "top_k_cosine": 5}}
     names = {"cells": "compliance_cells", "categories": "categories", "vectors": "vectors", "cross": "cross",
              "per_vector": "per_vector", "cross_category": "cross_category"}
-    run_metrics_stage(grids=[str(tmp_path / "grid.parquet")], cfg=cfg, sae_kinds=[], output_json=str(out / "metrics.json"),
+    run_metrics_stage(grids=[str(tmp_path / "grid.parquet")], cfg=cfg, sae_kinds=[],
+                      output_json=str(out / "metrics.json"),
                       prompt_sets=dict.fromkeys(["steering.prompts", "steering.refusal.prompts",
                                                  "steering.prompts.benign"], "toyworld"),
                       **{f"output_{k}": str(out / f"{v}.csv") for k, v in names.items()})

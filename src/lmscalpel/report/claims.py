@@ -6,16 +6,15 @@ A claim is one entry of ``claims.yaml``: its words, the paper's number, the repo
 :class:`Outcome`; a missing file, key or row (another stage not configured, a result format that changed) yields
 "not measured in this run" with the reason, never an exception.
 
-Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors (and, for random steering
-against the unsteered model, its best cell re-measured on held-out prompts beside the unsteered rate's Wilson
-interval on them), the pruning stage's
-``NOISE_SE`` paired standard errors over perplexity windows (the ordering, 8:16 against 2:4, 16:32's closeness to
-unstructured) and its strict act-vs-weight check, the steering universal summary's ``universal_beats_random``, the
-reasoning stage's selected-minus-random length comparison; the OrtSAE claims the spread over ``sae.seeds`` and, for
-absorption, the paired SE over letters. A difference inside such an allowance is "within noise": neither holds
-nor does not hold. Where a stage has no uncertainty (one SAE seed for a metric without per-letter values, one
-unlearning run per cell), the verdict is the direction of the effect and the row says so. Accuracy deltas get a
-binomial standard error, held to the same ``NOISE_SE``.
+Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors (for random steering
+against the unsteered model: its best cell re-measured on held-out prompts, beside the unsteered rate's Wilson
+interval on them), the pruning stage's ``NOISE_SE`` paired standard errors over perplexity windows (the ordering,
+8:16 against 2:4, 16:32's closeness to unstructured) and its strict act-vs-weight check, the steering universal
+summary's ``universal_beats_random``, the reasoning stage's selected-minus-random length comparison; the OrtSAE
+claims the spread over ``sae.seeds`` and, for absorption, the paired SE over letters. A difference inside such an
+allowance is "within noise": neither holds nor does not hold. Where a stage has no uncertainty (one SAE seed for a
+metric without per-letter values, one unlearning run per cell), the verdict is the direction of the effect and the
+row says so. Accuracy deltas get a binomial standard error, held to the same ``NOISE_SE``.
 """
 
 from __future__ import annotations

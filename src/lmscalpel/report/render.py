@@ -1,6 +1,7 @@
 """Render ``reports/<run>/index.html`` and ``README.md``: the claims table first (every paper's headline claims with
 this run's verdicts, ``claims.yaml``), then one section per paper with curated tables, sampled judged replies
-(steering), figures, the config it ran with and the papers' secondary numbers next to ours; ``claims.json`` for the side-by-side ``reports/index.html``.
+(steering), figures, the config it ran with and the papers' secondary numbers next to ours; ``claims.json`` for
+the side-by-side ``reports/index.html``.
 
 Sections are declared in ``sections.yaml`` (paths relative to ``results/<run>/``), so a new stage adds a block
 there rather than code here.

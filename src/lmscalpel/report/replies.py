@@ -100,8 +100,8 @@ def reply_html(text: str, max_chars: int) -> str:
         return "<i>(empty reply)</i>"
     if len(" ".join(text.split())) <= max_chars:
         return html.escape(text)
-    return (f"<details><summary>{html.escape(shorten(text, max_chars))}</summary><div class='reply'>{html.escape(text)}</div>"
-            "</details>")
+    return (f"<details><summary>{html.escape(shorten(text, max_chars))}</summary>"
+            f"<div class='reply'>{html.escape(text)}</div></details>")
 
 
 def _where(row) -> str:
