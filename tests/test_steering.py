@@ -302,7 +302,8 @@ def _selection_grid(unsteered: set, cells: dict) -> pd.DataFrame:
 
 
 def test_wilson_interval_of_the_unsteered_rate():
-    assert M.wilson_interval(0, 30) == pytest.approx((0.0, 3.8415 / 33.8415), abs=1e-4)  # 0 of n: z² / (n + z²)
+    assert M.wilson_interval(0, 30)[0] == 0.0 and M.wilson_interval(30, 30)[1] == 1.0  # exactly, not 1e-17 off
+    assert M.wilson_interval(0, 30)[1] == pytest.approx(3.8415 / 33.8415, abs=1e-4)  # 0 of n: z² / (n + z²)
     low, high = M.wilson_interval(2, 40)
     assert low == pytest.approx(0.0138, abs=1e-3) and high == pytest.approx(0.1650, abs=1e-3)
     assert all(np.isnan(M.wilson_interval(0, 0)))

@@ -88,7 +88,7 @@ def wilson_interval(successes: float, n: int, level: float = 0.95) -> tuple[floa
     z = NormalDist().inv_cdf((1 + level) / 2)
     p, z2 = successes / n, z * z / n
     centre, half = (p + z2 / 2) / (1 + z2), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n)) / (1 + z2)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if successes <= 0 else max(0.0, centre - half)), (1.0 if successes >= n else min(1.0, centre + half))
 
 
 def outcome_matrix(group: pd.DataFrame, vector_keys: Sequence[str] = ("direction_source", "direction_index")
