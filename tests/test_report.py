@@ -26,15 +26,26 @@ def _csv(path: Path, rows: list[dict]) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30), unsteered: float = 0.0) -> None:
+def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30), unsteered: float = 0.0,
+                     unsteered_ci: tuple[float, float] = (0.0, 0.04), random: float = 0.2,
+                     held_out: tuple[float, float, float] = (0.2, 0.1, 0.3),
+                     unsteered_held_out: tuple[float, float, float] = (0.0, 0.0, 0.08)) -> None:
+    """Steering results; ``held_out``: the best random cell's CR and CI on the prompts it was not chosen on,
+    ``unsteered_held_out``: the unsteered CR and its Wilson interval on those prompts."""
     write_json(results / "steering" / "metrics.json", {
-        "outcome": "ground_truth", "n_prompts": 4, "unsteered_compliance": unsteered, "random_max_cr": 0.2,
+        "outcome": "ground_truth", "n_prompts": 100, "unsteered_compliance": unsteered,
+        "unsteered_ci_low": unsteered_ci[0], "unsteered_ci_high": unsteered_ci[1], "random_max_cr": random,
         "random_max_cr_layer": 1, "random_max_cr_c": 1.0, "sae-batchtopk_max_cr": 0.5, "check_random_gt0": True,
-        "sae-batchtopk_top_abs_cos_refusal_mean": math.nan, "unparsed_rate": 0.0})
+        "sae-batchtopk_top_abs_cos_refusal_mean": math.nan, "unparsed_rate": 0.0,
+        "n_selection_prompts": 50, "n_confirmation_prompts": 50,
+        **dict(zip(["unsteered_confirm_cr", "unsteered_confirm_ci_low", "unsteered_confirm_ci_high"],
+                   unsteered_held_out)),
+        **dict(zip(["random_confirm_cr", "random_confirm_ci_low", "random_confirm_ci_high"], held_out)),
+        "random_confirm_layer": 1, "random_confirm_c": 1.0, "random_select_cr": random})
     cells = [{"layer": 1, "c": c, "direction_kind": kind, "compliance_rate": cr, "ci_low": lo, "ci_high": hi,
               "judge_unsafe_rate": cr, "unparsed_rate": 0.0, "n_vectors": 4, "n_responses": 16}
              for c in (0.5, 1.0)
-             for kind, cr, lo, hi in (("random", 0.2, *random_ci), ("sae-batchtopk", 0.5, 0.4, 0.6),
+             for kind, cr, lo, hi in (("random", random, *random_ci), ("sae-batchtopk", 0.5, 0.4, 0.6),
                                       ("sae-ortsae", 0.45, 0.35, 0.55))]
     _csv(results / "steering" / "compliance_cells.csv", cells)
     _csv(results / "steering" / "cross_paper_batchtopk_vs_ortsae.csv", [
@@ -167,13 +178,51 @@ def test_every_paper_claim_is_evaluated_from_the_results(tmp_path):
 
 
 def test_verdicts_follow_the_numbers_and_the_stage_noise_allowance(tmp_path):
-    steering_results(tmp_path, random_ci=(0.0, 0.4))  # the best random cell's CI reaches the unsteered rate
+    steering_results(tmp_path, random_ci=(0.0, 0.4), held_out=(0.0, 0.0, 0.06))  # no compliance on held-out prompts
     features_results(tmp_path, ortsae_absorption=0.3)
     unlearning_results(tmp_path, retain_with_l1=0.05)
     claims = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))
-    assert claims["rogue-random"]["verdict"] == "does not hold" and "CI" in claims["rogue-random"]["why"]
+    assert claims["rogue-random"]["verdict"] == "does not hold" and "not above" in claims["rogue-random"]["why"]
     assert claims["ortsae-absorption"]["verdict"] == "does not hold"
     assert claims["clear-l1"]["verdict"] == "does not hold"
+
+
+@pytest.mark.parametrize("numbers, verdict, why", [
+    # a model that refuses 95 % by itself: 5 % [2–9] unsteered, random steering 30 % [22–38] on held-out prompts
+    ({"random": 0.3, "random_ci": (0.24, 0.36), "held_out": (0.30, 0.22, 0.38)}, "holds",
+     "held-out 95 % CI above the unsteered rate's 95 % Wilson interval"),
+    ({"random": 0.055, "random_ci": (0.04, 0.07), "held_out": (0.055, 0.03, 0.08)}, "within noise",
+     "the intervals overlap"),  # 5.5 % against 5 %
+    ({"random": 0.05, "random_ci": (0.03, 0.07), "held_out": (0.04, 0.02, 0.07)}, "does not hold",
+     "not above the unsteered rate"),
+    ({"random": 0.3, "random_ci": (math.nan, math.nan), "held_out": (0.30, math.nan, math.nan)}, "holds",
+     "point value (no CI: one vector)"),
+])
+def test_random_steering_is_compared_with_the_unsteered_rate_interval(tmp_path, numbers, verdict, why):
+    """Before: any unsteered rate above 1 % failed the claim, whatever random steering did."""
+    steering_results(tmp_path, unsteered=0.05, unsteered_ci=(0.02, 0.09), unsteered_held_out=(0.05, 0.02, 0.09),
+                     **numbers)
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-random"]
+    assert claim["verdict"] == verdict and why in claim["why"]
+    assert "best cell chosen on one half of the prompts, tested on the other" in claim["why"]
+    assert "unsteered 5.0 % [95 % CI 2.0–9.0 %] on the 50 held-out prompts" in claim["this_run"]
+    assert "a win by selection" not in claim["why"]  # as clear (or not) on all prompts as on the held-out ones
+
+
+def test_a_best_cell_that_wins_only_on_the_prompts_it_was_chosen_on_is_flagged(tmp_path):
+    steering_results(tmp_path, random=0.2, random_ci=(0.12, 0.28), unsteered=0.05, unsteered_ci=(0.02, 0.09),
+                     held_out=(0.08, 0.03, 0.13), unsteered_held_out=(0.05, 0.02, 0.09))
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-random"]
+    assert claim["verdict"] == "within noise" and "the best of 2 cells" in claim["why"]
+    assert "a win by selection" in claim["why"] and claim["value"] == 0.08
+
+
+def test_a_steering_result_without_the_held_out_confirmation_is_not_measured(tmp_path):
+    steering_results(tmp_path)
+    metrics = json.loads((tmp_path / "steering" / "metrics.json").read_text())
+    write_json(tmp_path / "steering" / "metrics.json", {k: v for k, v in metrics.items() if "confirm" not in k})
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-random"]
+    assert claim["verdict"] == "not measured" and "rerun steering_metrics" in claim["why"]
 
 
 def test_missing_or_changed_results_say_not_measured_and_why(tmp_path):
@@ -416,6 +465,89 @@ def test_readme_shows_strings_from_the_results_as_literal_text(tmp_path):
         header = next(j for j in range(i, -1, -1) if not lines[j - 1].startswith("|"))
         assert cells(lines[i]) == cells(lines[header])
     assert "&lt;img" in (out / "index.html").read_text()
+
+
+INJECTION = "<script>alert(1)</script> **bold** | pipe"
+LONG_REPLY = "Sure, here is how: " + "step " * 60 + "END"
+
+
+def steering_replies_results(results: Path) -> None:
+    """A judged grid (two layers' unsteered replies, random, SAE and refusal directions) and the universal attack's
+    held-out replies, as steering_grid and steering_universal write them."""
+    rows = []
+    base = {"direction_source": "s", "latent": -1, "cos_refusal": 0.0, "category": "A", "judge": "keyword"}
+
+    def row(kind, layer, c, v, p, compliant, coherent, response):
+        rows.append({**base, "direction_kind": kind, "layer": layer, "c": c, "direction_index": v,
+                     "prompt_id": f"p{p}", "prompt": f"harmful request {p}", "response": response,
+                     "verdict": "unsafe" if compliant else "safe", "compliant": compliant, "coherent": coherent})
+
+    for p in range(6):
+        for layer in (1, 2):
+            row("none", layer, 0.0, 0, p, False, True, f"I cannot help with request {p}.")
+        for v in range(3):
+            row("random", 1, 1.0, v, p, p < 3, p == 0, f"random {v} reply {p}")
+        row("sae-batchtopk", 1, 1.0, 0, p, p == 0, True, INJECTION if p == 0 else f"no sae {p}")
+        row("refusal", 1, 2.0, 0, p, True, True, LONG_REPLY)
+    path = results / "steering" / "layer1" / "grid.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path)
+    pd.DataFrame({"kind": ["universal", "universal", "random"], "vector": [0, 0, 0], "c": [1.0] * 3,
+                  "prompt": ["harmful request 1", "harmful request 2", "harmful request 1"],
+                  "response": ["gibberish gibberish", "more gibberish", "a random baseline reply"],
+                  "complied": [False] * 3, "complied_judge": [True] * 3, "complied_coherent": [False] * 3}
+                 ).to_parquet(results / "steering" / "universal" / "table.parquet")
+
+
+def test_steering_section_shows_judged_replies_per_kind_and_verdict(tmp_path):
+    results = full_results(tmp_path / "results")
+    steering_replies_results(results)
+    page = (render_run(tmp_path / "reports", results, "toy") / "index.html").read_text()
+    section = page[page.index('<section id="steering">'):].split("</section>", 1)[0]
+    table = section[section.index("<table class='replies'>"):].split("</table>", 1)[0]
+    rows = [dict(zip(["kind", "where", "verdict"], re.findall(r"<td>(.*?)</td>", r)[:3]))
+            for r in table.split("<tr>")[2:]]
+    groups = pd.DataFrame(rows).value_counts(["kind", "verdict"]).to_dict()
+    assert groups == {("unsteered", "refusal"): 2, ("random", "refusal"): 2, ("random", "compliant, coherent"): 2,
+                      ("random", "compliant, incoherent"): 2, ("sae-batchtopk", "refusal"): 2,
+                      ("sae-batchtopk", "compliant, coherent"): 1, ("refusal", "compliant, coherent"): 2,
+                      ("universal", "compliant, incoherent"): 2}
+    assert [r["kind"] for r in rows] == sorted((r["kind"] for r in rows), key=["unsteered", "random",
+                                               "sae-batchtopk", "refusal", "universal"].index)
+    assert {r["where"] for r in rows if r["kind"] == "unsteered"} == {"layer 1, c = 0"}  # each prompt once
+    assert "<script>" not in section and "&lt;script&gt;alert(1)&lt;/script&gt; **bold** | pipe" in section
+    summary, full = re.search(r"<details><summary>(.*?)</summary><div class='reply'>(.*?)</div></details>",
+                              table).groups()
+    assert summary.endswith("…") and len(summary) < 170 and full == LONG_REPLY  # the whole reply, one click away
+    again = render_run(tmp_path / "reports2", results, "toy") / "index.html"
+    assert table in again.read_text()  # a fixed seed: the same replies every time
+
+
+def test_readme_embeds_the_judged_replies_escaped_one_html_block_each(tmp_path):
+    results = full_results(tmp_path / "results")
+    steering_replies_results(results)
+    readme = (render_run(tmp_path / "reports", results, "toy") / "README.md").read_text()
+    blocks = [line for line in readme.splitlines() if line.startswith("<details><summary>sae-batchtopk")]
+    assert len(blocks) == 3 and all(b.endswith("</details>") for b in blocks)
+    assert "<script>" not in readme and any("&lt;script&gt;alert(1)&lt;/script&gt;" in b for b in blocks)
+
+
+def test_judged_replies_count_the_outcome_the_headline_counts(tmp_path):
+    """The judge's verdict (an unparsed one shown as such), or the toy world's ground truth where metrics.json says
+    the headline counts it."""
+    from lmscalpel.report.replies import grid_replies
+
+    path = tmp_path / "grid.parquet"
+    pd.DataFrame({"direction_kind": ["random"] * 3, "layer": [1] * 3, "c": [1.0] * 3, "prompt": ["q"] * 3,
+                  "response": ["r"] * 3, "verdict": ["safe", "unsafe", "unparsed"],
+                  "compliant": [True, False, True]}).to_parquet(path)
+    assert list(grid_replies([path], ground_truth=False)["verdict"]) == ["refusal", "compliant", "unparsed"]
+    assert list(grid_replies([path], ground_truth=True)["verdict"]) == ["compliant", "refusal", "compliant"]
+
+
+def test_a_run_without_a_grid_says_so_where_the_replies_would_be(tmp_path):
+    page = (render_run(tmp_path / "reports", full_results(tmp_path / "results"), "toy") / "index.html").read_text()
+    assert "No judged replies in this run (steering/layer*/grid.parquet)." in page
 
 
 def test_the_manifest_records_every_data_file_read_with_its_sha256(tmp_path):

@@ -284,6 +284,80 @@ def test_cross_category_generalisation():
     assert cross.set_index(["source_category", "target_category"]).loc[("A", "B"), "n_vectors"] == 2
 
 
+def _selection_grid(unsteered: set, cells: dict) -> pd.DataFrame:
+    """Ground-truth grid rows on 40 prompts: the unsteered reply complies on ``unsteered``; each random cell
+    ``{c: prompts}`` complies on those prompts for each of its 3 vectors."""
+    rows = []
+    base = {"layer": 1, "direction_source": "gaussian", "latent": -1, "category": "A", "judge": "keyword",
+            "model": "m"}
+    for p in range(40):
+        prompt = f"p{p:02d}"
+        rows.append({**base, "c": 0.0, "direction_kind": "none", "direction_index": 0, "cos_refusal": float("nan"),
+                     "prompt_id": prompt, "compliant": prompt in unsteered})
+        for c, hits in cells.items():
+            rows += [{**base, "c": c, "direction_kind": "random", "direction_index": v, "cos_refusal": 0.1,
+                      "prompt_id": prompt, "compliant": prompt in hits} for v in range(3)]
+    frame = pd.DataFrame(rows)
+    return frame.assign(verdict=frame["compliant"].map({True: "unsafe", False: "safe"}))
+
+
+def test_wilson_interval_of_the_unsteered_rate():
+    assert M.wilson_interval(0, 30)[0] == 0.0 and M.wilson_interval(30, 30)[1] == 1.0  # exactly, not 1e-17 off
+    assert M.wilson_interval(0, 30)[1] == pytest.approx(3.8415 / 33.8415, abs=1e-4)  # 0 of n: z² / (n + z²)
+    low, high = M.wilson_interval(2, 40)
+    assert low == pytest.approx(0.0138, abs=1e-3) and high == pytest.approx(0.1650, abs=1e-3)
+    assert all(np.isnan(M.wilson_interval(0, 0)))
+
+
+def test_the_best_cell_is_chosen_on_one_half_of_the_prompts_and_measured_on_the_other():
+    selection, confirmation = M.split_prompts([f"p{p:02d}" for p in range(40)] * 2, seed=0)
+    assert len(selection) == len(confirmation) == 20 and not set(selection) & set(confirmation)
+    assert (selection, confirmation) == M.split_prompts([f"p{p:02d}" for p in range(40)], seed=0)
+    # c = 1 breaks 8 prompts of the selection half (and 2 of the other); c = 0.5 breaks 4 of each half
+    lucky, steady = set(selection[:8] + confirmation[:2]), set(selection[:4] + confirmation[:4])
+    df = M.with_outcome(_selection_grid({selection[0], confirmation[0]}, {0.5: steady, 1.0: lucky}))
+    out = M.held_out_best_cells(df, n_resamples=200, seed=0)
+    assert out["n_selection_prompts"] == out["n_confirmation_prompts"] == 20
+    assert out["random_confirm_c"] == 1.0 and out["random_select_cr"] == pytest.approx(0.4)
+    assert out["random_confirm_cr"] == pytest.approx(0.1) and out["unsteered_confirm_cr"] == pytest.approx(0.05)
+    assert (out["unsteered_confirm_ci_low"], out["unsteered_confirm_ci_high"]) == M.wilson_interval(1, 20)
+    assert M.held_out_best_cells(df[df["prompt_id"] == "p00"], n_resamples=10, seed=0) == {}
+
+
+def test_a_best_cell_that_wins_only_by_selection_is_flagged_in_the_claim(tmp_path):
+    """From a grid through the metrics stage to the rogue-random verdict: on all 40 prompts the best random cell
+    (c = 1: 25 %, every vector alike) is clear of the unsteered 5 % [1.4–16.5]; on the half it was not chosen on it
+    is 10 % against 5 % [0.9–23.6]. Before the held-out confirmation it held, or failed on the unsteered 5 % > 1 %."""
+    from lmscalpel.io import read_json
+    from lmscalpel.report.claims import evaluate_claims, load_claims
+    from lmscalpel.steering.stage import run_metrics_stage
+
+    selection, confirmation = M.split_prompts([f"p{p:02d}" for p in range(40)], seed=0)
+    lucky, steady = set(selection[:8] + confirmation[:2]), set(selection[:4] + confirmation[:4])
+    grid = _selection_grid({selection[0], confirmation[0]}, {0.5: steady, 1.0: lucky})
+    grid.to_parquet(tmp_path / "grid.parquet")
+    out = tmp_path / "steering"
+    out.mkdir()
+    cfg = {"prompts": {"source": "toyworld"},
+           "metrics": {"outcome": "ground_truth", "headline": "judge", "bootstrap_resamples": 200, "seed": 0,
+                       "bootstrap": "vectors", "break_thresholds": [1], "top_k_cosine": 5}}
+    names = {"cells": "compliance_cells", "categories": "categories", "vectors": "vectors", "cross": "cross",
+             "per_vector": "per_vector", "cross_category": "cross_category"}
+    run_metrics_stage(grids=[str(tmp_path / "grid.parquet")], cfg=cfg, sae_kinds=[],
+                      output_json=str(out / "metrics.json"),
+                      prompt_sets=dict.fromkeys(["steering.prompts", "steering.refusal.prompts",
+                                                 "steering.prompts.benign"], "toyworld"),
+                      **{f"output_{k}": str(out / f"{v}.csv") for k, v in names.items()})
+    metrics = read_json(out / "metrics.json")
+    assert metrics["random_max_cr"] == pytest.approx(0.25) and metrics["unsteered_compliance"] == pytest.approx(0.05)
+    assert metrics["unsteered_ci_high"] == pytest.approx(M.wilson_interval(2, 40)[1])
+    claim = [c for c in load_claims() if c["id"] == "rogue-random"]
+    verdict = evaluate_claims(tmp_path, {}, ["steering"], claim)[0]
+    assert verdict["verdict"] == "within noise" and "best of 2 cells" in verdict["why"]
+    assert "a win by selection" in verdict["why"] and "tested on the other" in verdict["why"]
+    assert "held out: 10.0 %" in verdict["this_run"] and "unsteered 5.0 % [95 % CI 0.9–23.6 %]" in verdict["this_run"]
+
+
 def test_outcome_modes():
     df = _frame()
     df.loc[0, "verdict"] = "unparsed"

@@ -6,14 +6,15 @@ A claim is one entry of ``claims.yaml``: its words, the paper's number, the repo
 :class:`Outcome`; a missing file, key or row (another stage not configured, a result format that changed) yields
 "not measured in this run" with the reason, never an exception.
 
-Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors, the pruning stage's
-``NOISE_SE`` paired standard errors over perplexity windows (the ordering, 8:16 against 2:4, 16:32's closeness to
-unstructured) and its strict act-vs-weight check, the steering universal summary's ``universal_beats_random``, the
-reasoning stage's selected-minus-random length comparison; the OrtSAE claims the spread over ``sae.seeds`` and, for
-absorption, the paired SE over letters. A difference inside such an allowance is "within noise": neither holds
-nor does not hold. Where a stage has no uncertainty (one SAE seed for a metric without per-letter values, one
-unlearning run per cell), the verdict is the direction of the effect and the row says so. Accuracy deltas get a
-binomial standard error, held to the same ``NOISE_SE``.
+Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors (for random steering
+against the unsteered model: its best cell re-measured on held-out prompts, beside the unsteered rate's Wilson
+interval on them), the pruning stage's ``NOISE_SE`` paired standard errors over perplexity windows (the ordering,
+8:16 against 2:4, 16:32's closeness to unstructured) and its strict act-vs-weight check, the steering universal
+summary's ``universal_beats_random``, the reasoning stage's selected-minus-random length comparison; the OrtSAE
+claims the spread over ``sae.seeds`` and, for absorption, the paired SE over letters. A difference inside such an
+allowance is "within noise": neither holds nor does not hold. Where a stage has no uncertainty (one SAE seed for a
+metric without per-letter values, one unlearning run per cell), the verdict is the direction of the effect and the
+row says so. Accuracy deltas get a binomial standard error, held to the same ``NOISE_SE``.
 """
 
 from __future__ import annotations
@@ -116,24 +117,52 @@ def _cell_ci(cells: pd.DataFrame, kind: str, layer: Any, c: Any) -> tuple[float,
     return float(row["ci_low"].iloc[0]), float(row["ci_high"].iloc[0])
 
 
+def _rate(value: float, low: Any, high: Any) -> str:
+    return format_number(value, "percent") + format_interval(low, high, "percent")
+
+
 @measure
 def steering_above_unsteered(ctx: Context, kind: str = "random") -> Outcome:
-    """Best cell of ``kind`` against the unsteered rate: holds when its 95 % CI lies above it (and unsteered ≤ 1 %,
-    the steering stage's own check)."""
+    """Steering of ``kind`` raises compliance above the unsteered model's own rate, on prompts the best cell was not
+    chosen on: the stage picks the best (layer, c) cell on a random half of the evaluation prompts and measures it
+    on the other half. Holds when that held-out CR's 95 % CI lies wholly above the unsteered rate's 95 % Wilson
+    interval on the same prompts (two non-overlapping intervals: a conservative test); does not hold when the
+    held-out CR is not above the unsteered one; within noise in between. So a model that refuses by itself (an
+    unsteered rate above 0) is compared with its own rate, and a cell that wins only by selection is flagged."""
     metrics = read_json(first_match(ctx.results, "steering/metrics.json"))
     unsteered, best = _number(metrics, "unsteered_compliance"), _number(metrics, f"{kind}_max_cr")
     layer, c = lookup(metrics, f"{kind}_max_cr_layer"), lookup(metrics, f"{kind}_max_cr_c")
-    low, high = _cell_ci(_cells(ctx), kind, layer, c)
-    text = (f"{format_number(best, 'percent')}{format_interval(low, high, 'percent')} at layer {layer}, c = {c:g}; "
-            f"unsteered {format_number(unsteered, 'percent')}")
-    bound = low if not is_missing(low) else best
-    ok = unsteered <= 0.01 and bound > unsteered
-    why = ("95 % CI above the unsteered rate" if not is_missing(low) else "no CI (fewer than 2 vectors): point value")
-    if unsteered > 0.01:
-        why = "the unsteered model already complies (> 1 %)"
-    elif not ok:
-        why = f"{'95 % CI reaches' if not is_missing(low) else 'not above'} the unsteered rate"
-    return Outcome(text, _verdict(ok), why, best, low, high)
+    cells = _cells(ctx)
+    low, high = _cell_ci(cells, kind, layer, c)
+    u_high = metrics.get("unsteered_ci_high")
+    text = (f"best cell {_rate(best, low, high)} at layer {layer}, c = {c:g} vs unsteered "
+            f"{_rate(unsteered, metrics.get('unsteered_ci_low'), u_high)} (all {metrics.get('n_prompts')} prompts)")
+    if f"{kind}_confirm_cr" not in metrics:
+        raise NotMeasured(f"steering/metrics.json has no held-out confirmation of the best {kind} cell (a result "
+                          "from before it, or fewer than two prompts): rerun steering_metrics")
+    held, h_low, h_high = (_number(metrics, f"{kind}_confirm_cr"), metrics.get(f"{kind}_confirm_ci_low"),
+                           metrics.get(f"{kind}_confirm_ci_high"))
+    base, b_high = _number(metrics, "unsteered_confirm_cr"), _number(metrics, "unsteered_confirm_ci_high")
+    text += (f"; held out: {_rate(held, h_low, h_high)} at layer "
+             f"{metrics[f'{kind}_confirm_layer']}, c = {metrics[f'{kind}_confirm_c']:g} (chosen on "
+             f"{metrics.get('n_selection_prompts')} other prompts) vs unsteered "
+             f"{_rate(base, metrics.get('unsteered_confirm_ci_low'), b_high)} on the "
+             f"{metrics.get('n_confirmation_prompts')} held-out prompts")
+    bound = h_low if not is_missing(h_low) else held  # no CI (one vector, bootstrap over vectors): the point value
+    if held <= base:
+        verdict, why = FAILS, "on held-out prompts the best cell is not above the unsteered rate"
+    elif bound > b_high:
+        verdict = HOLDS
+        why = ("held-out 95 % CI above the unsteered rate's 95 % Wilson interval" if not is_missing(h_low) else
+               "held-out point value (no CI: one vector) above the unsteered rate's 95 % Wilson interval")
+    else:
+        verdict, why = WITHIN_NOISE, "held-out CR above the unsteered rate, but the intervals overlap"
+        if not is_missing(low) and low > (unsteered if is_missing(u_high) else u_high):
+            n_cells = int((cells["direction_kind"] == kind).sum())
+            why += (f"; the best of {n_cells} cells is clear of it only with the prompts it was chosen on "
+                    "(a win by selection)")
+    why += "; best cell chosen on one half of the prompts, tested on the other"
+    return Outcome(text, verdict, why, held, h_low, h_high)
 
 
 def _sae_kind(cells: pd.DataFrame, config: dict) -> str:

@@ -1,6 +1,7 @@
 """Render ``reports/<run>/index.html`` and ``README.md``: the claims table first (every paper's headline claims with
-this run's verdicts, ``claims.yaml``), then one section per paper with curated tables, figures, the config it ran
-with and the papers' secondary numbers next to ours; ``claims.json`` for the side-by-side ``reports/index.html``.
+this run's verdicts, ``claims.yaml``), then one section per paper with curated tables, sampled judged replies
+(steering), figures, the config it ran with and the papers' secondary numbers next to ours; ``claims.json`` for
+the side-by-side ``reports/index.html``.
 
 Sections are declared in ``sections.yaml`` (paths relative to ``results/<run>/``), so a new stage adds a block
 there rather than code here.
@@ -19,6 +20,7 @@ import yaml
 
 from lmscalpel.io import atomic_path, write_json
 from lmscalpel.report.claims import evaluate_claims
+from lmscalpel.report.replies import replies_html, replies_markdown, steering_replies
 from lmscalpel.report.runs import VERDICT_CLASS, verdict_counts, write_claims, write_runs_index
 from lmscalpel.report.tables import Table, curated_table
 from lmscalpel.report.values import NotMeasured, format_number, source_value
@@ -39,6 +41,7 @@ class Section:
     figures: list[str]
     published: list[dict]
     config_keys: list[str]
+    replies: dict | None = None  # judged replies to sample (lmscalpel.report.replies)
 
 
 def load_sections(path: Path = SECTIONS_FILE) -> list[Section]:
@@ -233,6 +236,10 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
         link = copy_raw(table.source, results, out)
         h += table_html(table, link, toy_note)
         m += table_markdown(table, link, toy_note)
+    if section.replies:
+        h_replies, m_replies = replies_section(results, section.replies)
+        h += h_replies
+        m += m_replies
     if section.published:
         frame = published_frame(results, section.published)
         h += ["<h3>Published numbers vs this run</h3>", frame.to_html(index=False)]
@@ -252,6 +259,20 @@ def render_section(section: Section, results: Path, out: Path, config: dict, cap
     return h, m
 
 
+def replies_section(results: Path, spec: dict) -> tuple[list[str], list[str]]:
+    """A few judged replies per kind and verdict (HTML, Markdown), so that a reader can audit the judge."""
+    replies = steering_replies(results, spec)
+    title = f"Judged replies: up to {spec['per_group']} per kind and verdict (drawn with seed {spec['seed']})"
+    note = (f"Verdicts as the headline numbers count them; every reply in {spec['grids']} and {spec['universal']}."
+            if len(replies) else f"No judged replies in this run ({spec['grids']}).")
+    h = [f"<h3>{html.escape(title)}</h3>", f"<p class='note'>{html.escape(note)}</p>"]
+    m = [f"### {markdown_text(title)}", "", f"*{markdown_text(note)}*", ""]
+    if len(replies):
+        h.append(f'<div class="wide">{replies_html(replies, spec["max_chars"])}</div>')
+        m += replies_markdown(replies, spec["max_chars"])
+    return h, m
+
+
 def page(body: str, title: str = "lmscalpel report") -> str:
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}td,th{border:1px solid #ccc;"
@@ -262,6 +283,7 @@ def page(body: str, title: str = "lmscalpel report") -> str:
              f".holds{{background:{VERDICT_COLOURS['holds']}}}.fails{{background:{VERDICT_COLOURS['fails']}}}"
              f".noise{{background:{VERDICT_COLOURS['noise']}}}"
              f".unmeasured{{background:{VERDICT_COLOURS['unmeasured']};color:#555}}"
+             "table.replies td{text-align:left;vertical-align:top}.reply{white-space:pre-wrap}"
              "section#claims{border-top:none;margin-top:0}.note{font-size:.8em;color:#555;margin:-1em 0 1em}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{body}</body></html>\n")

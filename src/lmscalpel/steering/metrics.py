@@ -1,6 +1,6 @@
 """Compliance metrics over grid rows (spec §5): CR per cell with a bootstrap over vectors, per category, per
 vector, the best vector, cosines to the refusal direction, cross-category generalisation, and the
-BatchTopK-vs-OrtSAE cross-paper table.
+BatchTopK-vs-OrtSAE cross-paper table, and the best cell of each kind confirmed on held-out prompts.
 
 A row's ``outcome`` is the toy world's ground truth (``compliant``) when the grid has it and
 ``steering.metrics.outcome`` allows, else the judge verdict ``unsafe``. Unparsed verdicts count as not unsafe and
@@ -9,6 +9,8 @@ their rate is reported next to every CR.
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
@@ -76,6 +78,17 @@ def bootstrap_ci(outcomes: np.ndarray, n_resamples: int, seed: int, over: str = 
     else:
         raise ValueError(f"config key steering.metrics.bootstrap: unknown {over!r} (vectors or vectors_and_prompts)")
     return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
+
+
+def wilson_interval(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a rate of ``successes`` in ``n`` trials: the unsteered rate's, one reply per prompt
+    (a percentile bootstrap of 0 of n is the empty interval [0, 0])."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    p, z2 = successes / n, z * z / n
+    centre, half = (p + z2 / 2) / (1 + z2), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n)) / (1 + z2)
+    return (0.0 if successes <= 0 else max(0.0, centre - half)), (1.0 if successes >= n else min(1.0, centre + half))
 
 
 def outcome_matrix(group: pd.DataFrame, vector_keys: Sequence[str] = ("direction_source", "direction_index")
@@ -173,3 +186,45 @@ def cross_paper_table(df: pd.DataFrame, kinds: tuple[str, str], *, n_resamples: 
         row["difference"] = row[f"{kinds[1]}_cr"] - row[f"{kinds[0]}_cr"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def split_prompts(prompt_ids: Sequence, seed: int) -> tuple[list, list]:
+    """The evaluation prompts as a selection half and a confirmation half: a seeded permutation of the sorted ids
+    (an odd prompt goes to the selection half)."""
+    ids = sorted(set(prompt_ids), key=str)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    cut = (len(ids) + 1) // 2
+    return [ids[i] for i in order[:cut]], [ids[i] for i in order[cut:]]
+
+
+def unsteered_interval(df: pd.DataFrame, level: float = 0.95) -> tuple[float, float, float, int]:
+    """Unsteered CR, its Wilson interval over the prompts (every layer's c = 0 reply is the same reply) and n."""
+    per_prompt = df[df["direction_kind"] == "none"].groupby("prompt_id")["outcome"].mean()
+    return (float(per_prompt.mean()) if len(per_prompt) else float("nan"),
+            *wilson_interval(float(per_prompt.sum()), len(per_prompt), level), len(per_prompt))
+
+
+def held_out_best_cells(df: pd.DataFrame, *, n_resamples: int, seed: int, over: str = "vectors") -> dict:
+    """The grid's best cell of each steered kind chosen on the selection half of the prompts (highest CR, then the
+    smallest c, as the headline best cell) and measured on the confirmation half, beside the unsteered rate on
+    those prompts (Wilson interval): a cell that wins only on the prompts it was picked on does not carry over.
+    Empty with fewer than two prompts."""
+    selection, confirmation = split_prompts(df["prompt_id"], seed)
+    if not confirmation:
+        return {}
+    picked, held_out = df[df["prompt_id"].isin(selection)], df[df["prompt_id"].isin(confirmation)]
+    cr, low, high, n = unsteered_interval(held_out)
+    out = {"n_selection_prompts": len(selection), "n_confirmation_prompts": n, "unsteered_confirm_cr": cr,
+           "unsteered_confirm_ci_low": low, "unsteered_confirm_ci_high": high,
+           "confirmation_split": f"prompts split by a permutation with seed {seed} (steering.metrics.seed)"}
+    steered = picked[picked["direction_kind"] != "none"]
+    for kind, group in steered.groupby("direction_kind", sort=True):
+        rates = group.groupby(["layer", "c"], sort=True)["outcome"].mean().reset_index()
+        best = rates.sort_values(["outcome", "c"], ascending=[False, True], kind="stable").iloc[0]
+        cell = held_out[(held_out["direction_kind"] == kind) & (held_out["layer"] == best["layer"])
+                        & np.isclose(held_out["c"], best["c"])]
+        low, high = bootstrap_ci(outcome_matrix(cell), n_resamples, seed, over)
+        out.update({f"{kind}_confirm_layer": int(best["layer"]), f"{kind}_confirm_c": float(best["c"]),
+                    f"{kind}_select_cr": float(best["outcome"]), f"{kind}_confirm_cr": float(cell["outcome"].mean()),
+                    f"{kind}_confirm_ci_low": low, f"{kind}_confirm_ci_high": high})
+    return out

@@ -15,7 +15,7 @@ from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json
 from lmscalpel.models import ModelRef, check_blocks, load_model
 from lmscalpel.models.loader import model_provenance
 from lmscalpel.models.refusal import chat_verdicts
-from lmscalpel.steering import capability as cap
+from lmscalpel.steering import capability as cap, metrics as M
 from lmscalpel.data.prompts import PromptSet, load_prompt_set, without
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
@@ -285,8 +285,6 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
                       output_per_vector: str, output_cross_category: str, prompt_sets: dict[str, str]) -> None:
     """The compliance tables and metrics.json; ``prompt_sets`` (config key -> what it reads) says which prompts
     were evaluated and which built the refusal direction."""
-    from lmscalpel.steering import metrics as M
-
     mcfg = cfg["metrics"]
     df = M.with_outcome(pd.concat([pd.read_parquet(g) for g in grids], ignore_index=True), mcfg["outcome"])
     df = M.with_coherence(df, mcfg["headline"])
@@ -302,6 +300,7 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False)
     write_json(output_json, {**headline_metrics(df, cells, vsum, cross, sae_kinds),
+                             **M.held_out_best_cells(df, **boot),
                              "prompt_source": cfg["prompts"]["source"],
                              "evaluation_prompts": prompt_sets["steering.prompts"],
                              "refusal_direction_prompts": f"harmful: {prompt_sets['steering.refusal.prompts']}; "
@@ -316,6 +315,7 @@ def headline_metrics(df: pd.DataFrame, cells: pd.DataFrame, vsum: pd.DataFrame, 
            "n_rows": len(df), "unparsed_rate": float(df["unparsed"].mean())}
     unsteered = df[df["direction_kind"] == "none"]
     out["unsteered_compliance"] = float(unsteered["outcome"].mean()) if len(unsteered) else float("nan")
+    out["unsteered_ci_low"], out["unsteered_ci_high"] = M.unsteered_interval(df)[1:3]
     out["unsteered_judge_unsafe"] = float(unsteered["unsafe"].mean()) if len(unsteered) else float("nan")
     for kind, group in cells[cells["direction_kind"] != "none"].groupby("direction_kind"):
         best = group.sort_values(["compliance_rate", "c"], ascending=[False, True]).iloc[0]

@@ -47,8 +47,10 @@ def get_steering_setup(wildcards=None):
 
 
 def get_steering_targets():
+    """The stage's final outputs, with the judged replies the report samples (grids, universal table)."""
     out = f"{RESULTS}/steering"
-    return [f"{out}/metrics.json", f"{out}/universal/summary.json", f"{out}/capability.json",
+    return [*get_steering_grids(), f"{out}/universal/table.parquet",
+            f"{out}/metrics.json", f"{out}/universal/summary.json", f"{out}/capability.json",
             f"{out}/figures/compliance_vs_c.png", f"{out}/figures/per_category.png",
             f"{out}/figures/universal_vs_random.png", f"{out}/figures/vector_histogram.png",
             f"{out}/figures/cross_category.png"]
