@@ -9,7 +9,7 @@ from lmscalpel.checkpoint import open_checkpoint
 from lmscalpel.models import ModelRef, load_model
 from lmscalpel.models.generation import shared_prefix
 from lmscalpel.models.intervention import skip_token_ids, steering
-from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS
+from lmscalpel.models.refusal import ARDITI_REFUSAL_MARKERS, wilson_interval
 from lmscalpel.steering import directions as D, encoding, judges as J
 from lmscalpel.steering import metrics as M
 from lmscalpel.steering.capability import parse_answer, sweet_spot
@@ -302,11 +302,11 @@ def _selection_grid(unsteered: set, cells: dict) -> pd.DataFrame:
 
 
 def test_wilson_interval_of_the_unsteered_rate():
-    assert M.wilson_interval(0, 30)[0] == 0.0 and M.wilson_interval(30, 30)[1] == 1.0  # exactly, not 1e-17 off
-    assert M.wilson_interval(0, 30)[1] == pytest.approx(3.8415 / 33.8415, abs=1e-4)  # 0 of n: z² / (n + z²)
-    low, high = M.wilson_interval(2, 40)
+    assert wilson_interval(0, 30)[0] == 0.0 and wilson_interval(30, 30)[1] == 1.0  # exactly, not 1e-17 off
+    assert wilson_interval(0, 30)[1] == pytest.approx(3.8415 / 33.8415, abs=1e-4)  # 0 of n: z² / (n + z²)
+    low, high = wilson_interval(2, 40)
     assert low == pytest.approx(0.0138, abs=1e-3) and high == pytest.approx(0.1650, abs=1e-3)
-    assert all(np.isnan(M.wilson_interval(0, 0)))
+    assert all(np.isnan(wilson_interval(0, 0)))
 
 
 def test_the_best_cell_is_chosen_on_one_half_of_the_prompts_and_measured_on_the_other():
@@ -320,7 +320,7 @@ def test_the_best_cell_is_chosen_on_one_half_of_the_prompts_and_measured_on_the_
     assert out["n_selection_prompts"] == out["n_confirmation_prompts"] == 20
     assert out["random_confirm_c"] == 1.0 and out["random_select_cr"] == pytest.approx(0.4)
     assert out["random_confirm_cr"] == pytest.approx(0.1) and out["unsteered_confirm_cr"] == pytest.approx(0.05)
-    assert (out["unsteered_confirm_ci_low"], out["unsteered_confirm_ci_high"]) == M.wilson_interval(1, 20)
+    assert (out["unsteered_confirm_ci_low"], out["unsteered_confirm_ci_high"]) == wilson_interval(1, 20)
     assert M.held_out_best_cells(df[df["prompt_id"] == "p00"], n_resamples=10, seed=0) == {}
 
 
@@ -350,7 +350,7 @@ def test_a_best_cell_that_wins_only_by_selection_is_flagged_in_the_claim(tmp_pat
                       **{f"output_{k}": str(out / f"{v}.csv") for k, v in names.items()})
     metrics = read_json(out / "metrics.json")
     assert metrics["random_max_cr"] == pytest.approx(0.25) and metrics["unsteered_compliance"] == pytest.approx(0.05)
-    assert metrics["unsteered_ci_high"] == pytest.approx(M.wilson_interval(2, 40)[1])
+    assert metrics["unsteered_ci_high"] == pytest.approx(wilson_interval(2, 40)[1])
     claim = [c for c in load_claims() if c["id"] == "rogue-random"]
     verdict = evaluate_claims(tmp_path, {}, ["steering"], claim)[0]
     assert verdict["verdict"] == "within noise" and "best of 2 cells" in verdict["why"]

@@ -106,10 +106,10 @@ def test_a_real_models_gates_apply_when_the_preset_sets_them(tmp_path, tiny_lm_d
 
 
 def test_wilson_interval_matches_its_closed_form():
-    from lmscalpel.models.card import wilson_interval
+    from lmscalpel.models.refusal import wilson_interval
 
-    low, high = wilson_interval(0.65, 48)   # 31 of 48, Qwen2.5-Coder-1.5B's refusals in the probe
+    low, high = wilson_interval(31, 48)   # 31 of 48, Qwen2.5-Coder-1.5B's refusals in the probe
     z, p, n = 1.959963984540054, 31 / 48, 48
     centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
     assert low == pytest.approx(centre - half, abs=1e-9) and high == pytest.approx(centre + half, abs=1e-9)
-    assert wilson_interval(1.0, 159)[1] == 1.0 and wilson_interval(1.0, 159)[0] < 1.0
+    assert wilson_interval(159, 159)[1] == 1.0 and wilson_interval(159, 159)[0] < 1.0

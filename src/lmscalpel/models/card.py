@@ -17,7 +17,7 @@ from pathlib import Path
 from lmscalpel.data.prompts import KINDS, PromptSet, load_prompt_set, reads_toyworld
 from lmscalpel.io import read_jsonl
 from lmscalpel.models.generation import generate_greedy, windowed_perplexity
-from lmscalpel.models.refusal import refusal_rates
+from lmscalpel.models.refusal import refusal_rates, wilson_interval
 
 ANSWER_RE = re.compile(r"Answer:\s*(-?\d+)")
 
@@ -46,20 +46,12 @@ def chat_rates(model, tokenizer, prompts: dict[str, PromptSet], max_new_tokens: 
     benign_replies = measure_chat(model, tokenizer, benign, max_new_tokens)
     rates = refusal_rates(harmful_replies, benign_replies, markers)
     return {**rates,
-            "refusal_rate_ci95": wilson_interval(rates["refusal_rate"], rates["n_harmful"]),
-            "benign_compliance_ci95": wilson_interval(rates["benign_compliance"], rates["n_benign"]),
+            "refusal_rate_ci95": list(wilson_interval(rates["refusal_rate"] * rates["n_harmful"], rates["n_harmful"])),
+            "benign_compliance_ci95": list(wilson_interval(rates["benign_compliance"] * rates["n_benign"],
+                                                           rates["n_benign"])),
             "examples": {"harmful": list(zip(harmful[:3], harmful_replies[:3])),
                          "benign": list(zip(benign[:3], benign_replies[:3]))},
             "chat_prompts": {kind: found.provenance["description"] for kind, found in prompts.items()}}
-
-
-def wilson_interval(rate: float, n: int, confidence: float = 0.95) -> list[float]:
-    """The Wilson score interval of a rate over ``n`` prompts (scipy): a card's refusal rate is one binomial
-    proportion, and Wilson's interval keeps its coverage near 0 and 1, where a 100-prompt refusal rate often sits."""
-    from scipy.stats import binomtest
-
-    interval = binomtest(round(rate * n), n).proportion_ci(confidence, method="wilson")
-    return [float(interval.low), float(interval.high)]
 
 
 def parse_answer(text: str) -> int | None:

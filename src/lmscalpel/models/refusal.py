@@ -54,3 +54,16 @@ def refusal_rates(harmful_replies: Sequence[str], benign_replies: Sequence[str],
             "benign_compliance": sum(map(complies, benign_replies)) / benign,
             "benign_refusal_rate": sum(map(refuses, benign_replies)) / benign,
             "n_harmful": harmful, "n_benign": benign, "refusal_markers": markers}
+
+
+def wilson_interval(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of ``successes`` in ``n`` (scipy): the interval of one rate over prompts (a card's
+    refusal, the unsteered compliance), which keeps its coverage near 0 and 1 where a percentile bootstrap of 0 of n
+    is the empty interval [0, 0]; exactly 0 (1) at 0 (n) of n, NaN for n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    k = round(successes)
+    interval = binomtest(k, n).proportion_ci(level, method="wilson")
+    return (0.0 if k <= 0 else float(interval.low)), (1.0 if k >= n else float(interval.high))

@@ -9,12 +9,12 @@ their rate is reported next to every CR.
 
 from __future__ import annotations
 
-import math
-from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from lmscalpel.models.refusal import wilson_interval
 
 CELL = ["layer", "c", "direction_kind"]
 VECTOR = CELL + ["direction_source", "direction_index"]
@@ -78,17 +78,6 @@ def bootstrap_ci(outcomes: np.ndarray, n_resamples: int, seed: int, over: str = 
     else:
         raise ValueError(f"config key steering.metrics.bootstrap: unknown {over!r} (vectors or vectors_and_prompts)")
     return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
-
-
-def wilson_interval(successes: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a rate of ``successes`` in ``n`` trials: the unsteered rate's, one reply per prompt
-    (a percentile bootstrap of 0 of n is the empty interval [0, 0])."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    z = NormalDist().inv_cdf((1 + level) / 2)
-    p, z2 = successes / n, z * z / n
-    centre, half = (p + z2 / 2) / (1 + z2), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n)) / (1 + z2)
-    return (0.0 if successes <= 0 else max(0.0, centre - half)), (1.0 if successes >= n else min(1.0, centre + half))
 
 
 def outcome_matrix(group: pd.DataFrame, vector_keys: Sequence[str] = ("direction_source", "direction_index")
