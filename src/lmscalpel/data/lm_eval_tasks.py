@@ -29,6 +29,10 @@ from lmscalpel.data.benchmarks import BENCHMARKS, Item, load_benchmark, seeded_r
 from lmscalpel.data.packaged import PackagedFile
 from lmscalpel.io import write_jsonl, write_text
 
+# lm-eval computes no stderr at all with bootstrap_iters 0; for mean metrics (acc, acc_norm) any positive value
+# gives the closed-form standard error (sample standard deviation / sqrt(n)) and runs no bootstrap
+STDERR_BOOTSTRAP_ITERS = 1000
+
 _YAML = """task: {task}
 dataset_path: json
 dataset_kwargs:
@@ -107,13 +111,22 @@ class BenchmarkTask:
     benchmark: str  # a registered benchmark
     doc: Callable[[Item], dict]
     metrics: tuple[str, ...]
+    headline: str  # the metric papers quote (HellaSwag: acc_norm)
 
 
+# the tasks by name (the registry catalog's "lm_eval_tasks": the schema's enum of steering.capability.benchmark_tasks)
 BENCHMARK_TASKS = {
-    "mmlu_packaged": BenchmarkTask("mmlu", mmlu_doc, ("acc",)),
-    "hellaswag_packaged": BenchmarkTask("hellaswag", hellaswag_doc, ("acc", "acc_norm")),
-    "truthfulqa_mc1_packaged": BenchmarkTask("truthfulqa_mc1", truthfulqa_doc, ("acc",)),
+    "mmlu_packaged": BenchmarkTask("mmlu", mmlu_doc, ("acc",), "acc"),
+    "hellaswag_packaged": BenchmarkTask("hellaswag", hellaswag_doc, ("acc", "acc_norm"), "acc_norm"),
+    "truthfulqa_mc1_packaged": BenchmarkTask("truthfulqa_mc1", truthfulqa_doc, ("acc",), "acc"),
 }
+
+
+def offline_hub() -> None:
+    """Local tasks need no download: lm-eval, datasets and transformers stay offline (they read these flags when
+    first imported, so call this before)."""
+    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(flag, "1")
 
 
 def benchmark_tasks(tasks: Iterable[str]) -> list[str]:

@@ -34,7 +34,7 @@ PROMPT_SETS = {
 PARENTS = {"steering.prompts.benign": "steering.prompts"}
 # the config keys that list lm-eval tasks, some built from packaged benchmarks (data.lm_eval_tasks): their package
 # files are rule inputs and in the run manifest
-TASK_LISTS = ("pruning.zero_shot.tasks",)
+TASK_LISTS = ("pruning.zero_shot.tasks", "steering.capability.benchmark_tasks")
 # the text sources a config names (data.text): their local files are rule inputs too
 TEXT_DATASETS = ("cache.dataset", "reasoning.corpus", "pruning.perplexity.dataset", "pruning.calibration.dataset",
                  "model_card.perplexity.dataset", "safety_tune.perplexity.dataset")
@@ -80,7 +80,10 @@ def active_prompt_sets(config: Mapping[str, Any]) -> list[str]:
 
 def active_task_lists(config: Mapping[str, Any]) -> list[str]:
     """The task lists (:data:`TASK_LISTS`) some job of this run evaluates."""
-    read = {"pruning.zero_shot.tasks": "pruning" in config["stages"] and config["pruning"]["zero_shot"]["enabled"]}
+    stages = config["stages"]
+    read = {"pruning.zero_shot.tasks": "pruning" in stages and config["pruning"]["zero_shot"]["enabled"],
+            "steering.capability.benchmark_tasks": ("steering" in stages
+                                                    and config["steering"]["capability"]["task"] == "benchmarks")}
     return [key for key in TASK_LISTS if read[key]]
 
 

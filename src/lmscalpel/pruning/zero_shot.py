@@ -24,7 +24,7 @@ from typing import Iterable
 
 import torch
 
-from lmscalpel.data.lm_eval_tasks import BENCHMARK_TASKS, task_yaml
+from lmscalpel.data.lm_eval_tasks import BENCHMARK_TASKS, STDERR_BOOTSTRAP_ITERS, offline_hub, task_yaml
 from lmscalpel.io import read_jsonl, write_jsonl, write_text
 
 TOY_TASKS = ("toy_arithmetic", "toy_first_letter")
@@ -109,11 +109,6 @@ def make_hflm(model, tokenizer, *, batch_size: int, add_bos_token: bool | None):
     return PaddingAwareHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
 
 
-# lm-eval computes no stderr at all with bootstrap_iters 0; for mean metrics (acc, acc_norm) any positive value
-# gives the closed-form standard error, and no bootstrap is run
-STDERR_BOOTSTRAP_ITERS = 1000
-
-
 def local_tasks(tasks: Iterable[str]) -> list[str]:
     """The tasks of ``tasks`` defined by local YAML files (toy world, packaged benchmarks): they run offline."""
     return [task for task in tasks if task in TOY_TASKS or task in BENCHMARK_TASKS]
@@ -132,8 +127,7 @@ def run_zero_shot(model, tokenizer, tasks: Iterable[str], *, include_path=None, 
     tasks = list(tasks)
     hub_tasks = [task for task in tasks if task not in local_tasks(tasks)]
     if not hub_tasks:
-        for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-            os.environ.setdefault(flag, "1")
+        offline_hub()
     import lm_eval
     from lm_eval.tasks import TaskManager
 
