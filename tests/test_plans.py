@@ -240,6 +240,29 @@ def test_a_pruning_cell_reads_its_target_set_and_pattern_options():
     assert "calibration" not in pruning_plan.weight_config(cfg, target, "magnitude")
 
 
+def test_zero_shot_runs_in_the_cells_pruning_zero_shot_selects():
+    every = planned()
+    target = every["pruning"]["grid_targets"][0]
+    assert pruning_plan.activation_config(every, target, "8-16", "clact", "var")["zero_shot"] == \
+        every["pruning"]["zero_shot"]
+    cfg = planned({"pruning": {"zero_shot": {"cells": "magnitude", "patterns": ["2:4"]}}})
+    cells = {("dense", None, None, "none"): True, ("act", "2-4", "magnitude", "none"): True,
+             ("act", "2-4", "magnitude", "var"): False, ("act", "2-4", "clact", "none"): False,
+             ("act", "8-16", "magnitude", "none"): False, ("weight", "2-4", "wanda", "none"): True,
+             ("weight", "8-16", "magnitude", "none"): False}
+    assert {cell: pruning_plan.zero_shot_cell(cfg, *cell) for cell in cells} == cells
+    assert pruning_plan.activation_config(cfg, target, "2-4", "clact")["zero_shot"] == {"enabled": False}
+    assert pruning_plan.weight_config(cfg, target, "magnitude", "2-4")["zero_shot"]["cells"] == "magnitude"
+    assert pruning_plan.dense_config(cfg)["zero_shot"] == cfg["pruning"]["zero_shot"]
+    off = planned({"pruning": {"zero_shot": {"enabled": False}}})
+    assert not pruning_plan.zero_shot_cell(off, "dense")
+    from lmscalpel.config import ConfigError
+    from lmscalpel.pruning.patterns import check_pruning_values
+
+    with pytest.raises(ConfigError, match="pruning.zero_shot.patterns"):
+        check_pruning_values(planned({"pruning": {"zero_shot": {"patterns": ["3:2"]}}})["pruning"])
+
+
 def test_unlearning_runs_sweep_the_l1_lambdas():
     cfg = planned({"unlearning": {"grid": [{"methods": ["ga", "npo"], "splits": ["forget10"], "modalities": ["both"],
                                             "l1": [False, True]}], "unlearn": {"l1": {"lambdas": [0.001, 0.01]}}}})
