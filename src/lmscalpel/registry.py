@@ -1,6 +1,6 @@
-"""Registries by name (SAE architectures, pruning criteria and mitigations, unlearning methods, benchmarks, their lm-eval tasks): one
-place that refuses a duplicate name and, on a miss, lists what is registered; and their catalog, what the config
-schema and the plans take from them without importing them.
+"""Registries by name (SAE architectures, pruning criteria and mitigations, unlearning methods, benchmarks and
+their lm-eval tasks): one place that refuses a duplicate name and, on a miss, lists what is registered; and their
+catalog, what the config schema and the plans take from them without importing them.
 
 The catalog lists every registry of :data:`REGISTRIES` with what is registered (for the SAE architectures also their
 settings and grid axes, ``lmscalpel.sae.architectures.catalog``). The config schema takes its enums from it and the

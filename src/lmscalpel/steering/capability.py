@@ -3,9 +3,10 @@ spot" = the largest c whose accuracy drop from c = 0 stays below ``max_drop`` (a
 
 Toy world: benign chat compliance (held-out benign prompts, ground truth ``is_compliant``) and arithmetic accuracy
 (held-out reasoning problems, the number after "Answer:"). Presets: lm-eval MMLU (``mmlu``, from the HF hub) or the
-packaged benchmarks' tasks (``benchmarks``: MMLU, HellaSwag, TruthfulQA-MC1 offline, :mod:`lmscalpel.data.lm_eval_tasks`),
-0-shot loglikelihood, with the steering hook active for the whole evaluation. lm-eval's standard error of each run
-(over items) comes with the accuracy; with several random vectors at one c, its mean over the vectors and their range.
+packaged benchmarks' tasks (``benchmarks``: MMLU, HellaSwag, TruthfulQA-MC1 offline,
+:mod:`lmscalpel.data.lm_eval_tasks`), 0-shot loglikelihood, with the steering hook active for the whole evaluation.
+lm-eval's standard error of each run (over items) comes with the accuracy; with several random vectors at one c,
+its mean over the vectors and their range.
 """
 
 from __future__ import annotations
