@@ -94,9 +94,8 @@ def evaluate_model(model, tokenizer, windows: torch.Tensor, cfg: Mapping, tasks_
 def zero_shot_metrics(model, tokenizer, zero_shot: Mapping, tasks_dir, seed: int) -> dict:
     """lm-eval on ``zero_shot.tasks``: the toy tasks from ``tasks_dir``, the packaged benchmarks' tasks written
     here (a seeded subset of ``limit`` items, by the run seed) with their provenance, lm-eval's settings."""
+    import importlib.metadata
     import tempfile
-
-    import lm_eval
 
     from lmscalpel.data.lm_eval_tasks import build_benchmark_tasks, flat_provenance
     from lmscalpel.pruning.zero_shot import run_zero_shot
@@ -110,7 +109,7 @@ def zero_shot_metrics(model, tokenizer, zero_shot: Mapping, tasks_dir, seed: int
                                 batch_size=zero_shot["batch_size"], limit=limit, num_fewshot=zero_shot["num_fewshot"],
                                 seed=seed, add_bos_token=zero_shot["add_bos_token"])
     return metrics | flat_provenance(provenance) | {
-        "lm_eval": lm_eval.__version__, "lm_eval_batch_size": zero_shot["batch_size"], "lm_eval_limit": limit,
+        "lm_eval": importlib.metadata.version("lm_eval"), "lm_eval_batch_size": zero_shot["batch_size"], "lm_eval_limit": limit,
         "lm_eval_add_bos_token": zero_shot["add_bos_token"]}
 
 
