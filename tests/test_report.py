@@ -356,6 +356,19 @@ def test_a_range_over_seeds_is_labelled_and_left_out_for_one_seed(tmp_path):
     assert curated_table(tmp_path, spec).frame["fve"].tolist() == ["0.45 [range over seeds 0.4–0.5]", "0.5"]
 
 
+def test_a_standard_error_is_shown_beside_its_value(tmp_path):
+    from lmscalpel.report.tables import curated_table
+
+    _csv(tmp_path / "pruning" / "table.csv", [
+        {"family": "dense", "mmlu_packaged/acc": 0.41, "mmlu_packaged/acc_stderr": 0.049},
+        {"family": "weight", "mmlu_packaged/acc": 0.3, "mmlu_packaged/acc_stderr": float("nan")},
+        {"family": "act", "mmlu_packaged/acc": float("nan"), "mmlu_packaged/acc_stderr": float("nan")}])
+    spec = {"title": "t", "file": "pruning/table.csv", "columns": [
+        {"key": "mmlu_packaged/acc", "label": "MMLU", "unit": "percent", "se": "mmlu_packaged/acc_stderr",
+         "nan": "not run"}]}
+    assert curated_table(tmp_path, spec).frame["MMLU"].tolist() == ["41.0 ± 4.9 %", "30.0 %", "—"]
+
+
 def test_runs_index_puts_every_run_side_by_side(tmp_path):
     reports = tmp_path / "reports"
     render_run(reports, full_results(tmp_path / "toy-results"), "toy")

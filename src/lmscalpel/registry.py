@@ -1,6 +1,6 @@
-"""Registries by name (SAE architectures, pruning criteria and mitigations, unlearning methods, benchmarks): one
-place that refuses a duplicate name and, on a miss, lists what is registered; and their catalog, what the config
-schema and the plans take from them without importing them.
+"""Registries by name (SAE architectures, pruning criteria and mitigations, unlearning methods, benchmarks and
+their lm-eval tasks): one place that refuses a duplicate name and, on a miss, lists what is registered; and their
+catalog, what the config schema and the plans take from them without importing them.
 
 The catalog lists every registry of :data:`REGISTRIES` with what is registered (for the SAE architectures also their
 settings and grid axes, ``lmscalpel.sae.architectures.catalog``). The config schema takes its enums from it and the
@@ -32,6 +32,7 @@ REGISTRIES = {
     "pruning_weight_methods": "lmscalpel.pruning.weight:WEIGHT_METHODS",
     "unlearning_methods": "lmscalpel.unlearning.losses:METHODS",
     "benchmarks": "lmscalpel.data.benchmarks:BENCHMARKS",
+    "lm_eval_tasks": "lmscalpel.data.lm_eval_tasks:BENCHMARK_TASKS",
 }
 
 

@@ -135,7 +135,7 @@ rule pruning_cell_activation:
     params:
         code=code_fingerprint("pruning-cell"),
         cfg=lambda wildcards: pruning_plan.activation_config(config, wildcards.targets, wildcards.pattern,
-                                                       wildcards.criterion),
+                                                       wildcards.criterion, wildcards.mitigation),
         family="act",
     script:
         "../scripts/pruning-cell.py"
@@ -163,7 +163,8 @@ rule pruning_cell_weight:
         gpu=gpu_jobs(),
     params:
         code=code_fingerprint("pruning-cell"),
-        cfg=lambda wildcards: pruning_plan.weight_config(config, wildcards.targets, wildcards.method),
+        cfg=lambda wildcards: pruning_plan.weight_config(config, wildcards.targets, wildcards.method,
+                                                   wildcards.pattern),
         family="weight",
     script:
         "../scripts/pruning-cell.py"

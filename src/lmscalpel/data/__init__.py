@@ -1,7 +1,8 @@
 """Where texts, prompts and benchmarks come from: ``text`` (corpora and perplexity texts: the toy world, pydoc,
 local files, hub datasets), ``prompts`` (prompt sets: the toy world's, HarmBench, AdvBench, a file, a hub dataset,
-a benchmark's questions), ``benchmarks`` (GSM8K, MMLU, ... read from installed packages), ``packaged`` (files inside
-installed distributions), ``files`` (local files read with one-line errors) and ``plan`` (what the DAG needs of them).
+a benchmark's questions), ``benchmarks`` (GSM8K, MMLU, ... read from installed packages), ``lm_eval_tasks``
+(local lm-eval tasks over them: mmlu_packaged, ...), ``packaged`` (files inside installed distributions), ``files``
+(local files read with one-line errors) and ``plan`` (what the DAG needs of them).
 
 Re-exports are lazy (``lmscalpel.lazy``), as in every package ``__init__``.
 """
@@ -14,6 +15,7 @@ _EXPORTS = {
     "PromptSet": "prompts", "load_prompt_set": "prompts",
     "BENCHMARKS": "benchmarks", "Item": "benchmarks", "load_benchmark": "benchmarks",
     "register_benchmark": "benchmarks",
+    "BENCHMARK_TASKS": "lm_eval_tasks", "build_benchmark_tasks": "lm_eval_tasks",
     "PINNED": "packaged", "PackagedFile": "packaged", "install_command": "packaged",
     "DataFileError": "files",
 }

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from lmscalpel.config import ConfigError
-from lmscalpel.data import prompts
+from lmscalpel.data import lm_eval_tasks, prompts
 from lmscalpel.data.files import check_file
+from lmscalpel.data.packaged import installed_version
 from lmscalpel.data.text import local_files
 
 # every prompt set of the config: key -> (kind, the roles it is read for)
@@ -31,6 +32,9 @@ PROMPT_SETS = {
 }
 # a set whose legacy source 'auto' follows another one
 PARENTS = {"steering.prompts.benign": "steering.prompts"}
+# the config keys that list lm-eval tasks, some built from packaged benchmarks (data.lm_eval_tasks): their package
+# files are rule inputs and in the run manifest
+TASK_LISTS = ("pruning.zero_shot.tasks", "steering.capability.benchmark_tasks")
 # the text sources a config names (data.text): their local files are rule inputs too
 TEXT_DATASETS = ("cache.dataset", "reasoning.corpus", "pruning.perplexity.dataset", "pruning.calibration.dataset",
                  "model_card.perplexity.dataset", "safety_tune.perplexity.dataset")
@@ -72,6 +76,21 @@ def active_prompt_sets(config: Mapping[str, Any]) -> list[str]:
     if "pruning" in stages and config["pruning"]["chat"]["enabled"]:
         active += ["pruning.chat.prompts.harmful", "pruning.chat.prompts.benign"]
     return active
+
+
+def active_task_lists(config: Mapping[str, Any]) -> list[str]:
+    """The task lists (:data:`TASK_LISTS`) some job of this run evaluates."""
+    stages = config["stages"]
+    read = {"pruning.zero_shot.tasks": "pruning" in stages and config["pruning"]["zero_shot"]["enabled"],
+            "steering.capability.benchmark_tasks": ("steering" in stages
+                                                    and config["steering"]["capability"]["task"] == "benchmarks")}
+    return [key for key in TASK_LISTS if read[key]]
+
+
+def task_files(config: Mapping[str, Any], key: str) -> list[str]:
+    """The installed package files the benchmark tasks of the task list ``key`` read (a package that is not
+    installed fails the plan with its pip command)."""
+    return [str(f.path(key)) for f in lm_eval_tasks.benchmark_task_files(section(config, key))]
 
 
 def reads_toyworld(config: Mapping[str, Any], key: str) -> bool:
@@ -130,6 +149,10 @@ def data_sources(config: Mapping[str, Any]) -> list[dict[str, Any]]:
                       prompts.file_sources(section(config, key), role=role, key=key, parent=parent(config, key))]
     for key in active_datasets(config):
         found += [{"key": key, "path": path} for path in dataset_files(config, key)]
+    for key in active_task_lists(config):
+        found += [{"key": key, "distribution": f.distribution, "version": installed_version(f.distribution),
+                   "file": f.file, "path": str(f.path(key))}
+                  for f in lm_eval_tasks.benchmark_task_files(section(config, key))]
     if "reasoning" in config["stages"]:
         found += [{"key": "reasoning.eval.data_files", "path": path}
                   for path in data_file_map(config["reasoning"]["eval"]["data_files"], "reasoning.eval.data_files")]
@@ -144,6 +167,8 @@ def check_data(config: Mapping[str, Any]) -> None:
     try:
         for key in active_datasets(config):
             dataset_files(config, key)
+        for key in active_task_lists(config):
+            task_files(config, key)
         if "reasoning" in config["stages"]:
             data_file_map(config["reasoning"]["eval"]["data_files"], "reasoning.eval.data_files")
         for key in active_prompt_sets(config):

@@ -104,7 +104,8 @@ def check_patterns(patterns: Mapping[str, str | list[str] | None]) -> None:
 def check_pruning_values(cfg: Mapping) -> None:
     """Raise :class:`ConfigError` naming the key when a pattern is impossible (:func:`pattern_problems`) or a grid
     target names no set of ``target_sets``."""
-    problems = pattern_problems({f"pruning.{key}": cfg.get(key) for key in PATTERN_KEYS})
+    problems = pattern_problems({f"pruning.{key}": cfg.get(key) for key in PATTERN_KEYS}
+                                | {"pruning.zero_shot.patterns": cfg.get("zero_shot", {}).get("patterns")})
     unknown = [name for name in cfg.get("grid_targets", []) if name not in cfg.get("target_sets", {})]
     if unknown:
         problems.append(f"config key pruning.grid_targets: {unknown} are not keys of pruning.target_sets "

@@ -44,14 +44,37 @@ def dense_config(config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def activation_config(config: dict[str, Any], targets: str, pattern: str, criterion: str) -> dict[str, Any]:
-    return job_config(config, "perplexity", "zero_shot", targets=targets, pattern=pattern, criterion=criterion)
+def activation_config(config: dict[str, Any], targets: str, pattern: str, criterion: str,
+                      mitigation: str = "none") -> dict[str, Any]:
+    cfg = job_config(config, "perplexity", "zero_shot", targets=targets, pattern=pattern, criterion=criterion)
+    return cfg | {"zero_shot": zero_shot_config(config, "act", pattern, criterion, mitigation)}
 
 
-def weight_config(config: dict[str, Any], targets: str, method: str) -> dict[str, Any]:
+def weight_config(config: dict[str, Any], targets: str, method: str, pattern: str | None = None) -> dict[str, Any]:
     """Weight baselines: the unstructured options are activation-side; Wanda reads the calibration set."""
     keys = ("perplexity", "zero_shot", "calibration") if method == "wanda" else ("perplexity", "zero_shot")
-    return job_config(config, *keys, targets=targets)
+    return job_config(config, *keys, targets=targets) | {"zero_shot": zero_shot_config(config, "weight", pattern)}
+
+
+def zero_shot_cell(config: dict[str, Any], family: str, pattern: str | None = None, criterion: str | None = None,
+                   mitigation: str = "none") -> bool:
+    """Whether a grid cell (``pattern`` as a file-name slug) runs the zero-shot tasks: the dense one always, the
+    others by ``pruning.zero_shot.cells`` (``magnitude``: activation pruning by magnitude without mitigation and
+    the weight baselines, the paper's activation-vs-weight comparison) and ``.patterns`` (null: every pattern).
+    A real task costs a CPU about as much as the cell's perplexity, so a CPU preset scores the cells it compares."""
+    zero_shot = config["pruning"]["zero_shot"]
+    if not (zero_shot["enabled"] and zero_shot["tasks"]):
+        return False
+    if family == "dense":
+        return True
+    if zero_shot["patterns"] is not None and pattern not in {slug(p) for p in zero_shot["patterns"]}:
+        return False
+    return zero_shot["cells"] == "all" or family == "weight" or (criterion, mitigation) == ("magnitude", "none")
+
+
+def zero_shot_config(config: dict[str, Any], *cell) -> dict[str, Any]:
+    """The zero-shot keys a cell's job reads: all of them where it runs the tasks (:func:`zero_shot_cell`)."""
+    return config["pruning"]["zero_shot"] if zero_shot_cell(config, *cell) else {"enabled": False}
 
 
 def learnable_config(config: dict[str, Any], targets: str, pattern: str, criterion: str) -> dict[str, Any]:

@@ -85,16 +85,32 @@ def evaluate_model(model, tokenizer, windows: torch.Tensor, cfg: Mapping, tasks_
                "perplexity_seconds": time.perf_counter() - started}
     zero_shot = cfg["zero_shot"]
     if zero_shot["enabled"] and zero_shot["tasks"]:
-        from lmscalpel.pruning.zero_shot import run_zero_shot
-        import lm_eval
-
-        metrics |= run_zero_shot(model, tokenizer, zero_shot["tasks"], include_path=tasks_dir,
-                                 batch_size=zero_shot["batch_size"], limit=zero_shot.get("limit"),
-                                 num_fewshot=zero_shot["num_fewshot"], seed=seed,
-                                 add_bos_token=zero_shot["add_bos_token"])
-        metrics |= {"lm_eval": lm_eval.__version__, "lm_eval_batch_size": zero_shot["batch_size"],
-                    "lm_eval_limit": zero_shot.get("limit"), "lm_eval_add_bos_token": zero_shot["add_bos_token"]}
+        started = time.perf_counter()
+        metrics |= zero_shot_metrics(model, tokenizer, zero_shot, tasks_dir, seed)
+        metrics["zero_shot_seconds"] = time.perf_counter() - started
     return metrics
+
+
+def zero_shot_metrics(model, tokenizer, zero_shot: Mapping, tasks_dir, seed: int) -> dict:
+    """lm-eval on ``zero_shot.tasks``: the toy tasks from ``tasks_dir``, the packaged benchmarks' tasks written
+    here (a seeded subset of ``limit`` items, by the run seed) with their provenance, lm-eval's settings."""
+    import importlib.metadata
+    import tempfile
+
+    from lmscalpel.data.lm_eval_tasks import build_benchmark_tasks, flat_provenance
+    from lmscalpel.pruning.zero_shot import run_zero_shot
+
+    limit = zero_shot.get("limit")
+    with tempfile.TemporaryDirectory(prefix="lmscalpel-tasks-") as benchmark_dir:
+        provenance = build_benchmark_tasks(zero_shot["tasks"], benchmark_dir, seed=seed, max_items=limit,
+                                           key="pruning.zero_shot.tasks")
+        metrics = run_zero_shot(model, tokenizer, zero_shot["tasks"],
+                                include_path=[p for p in (tasks_dir, benchmark_dir if provenance else None) if p],
+                                batch_size=zero_shot["batch_size"], limit=limit, num_fewshot=zero_shot["num_fewshot"],
+                                seed=seed, add_bos_token=zero_shot["add_bos_token"])
+    return metrics | flat_provenance(provenance) | {
+        "lm_eval": importlib.metadata.version("lm_eval"), "lm_eval_batch_size": zero_shot["batch_size"], "lm_eval_limit": limit,
+        "lm_eval_add_bos_token": zero_shot["add_bos_token"]}
 
 
 def per_kind_diagnostic(model, windows: torch.Tensor, cfg: Mapping) -> dict:

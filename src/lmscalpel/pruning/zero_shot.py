@@ -7,8 +7,11 @@ model's BOS token (the toy model's training documents do; lm-eval adds none):
   reasoning, a language-modelling skill that pruning can break, not arithmetic from scratch).
 - ``toy_first_letter``: spelling test split; context "<word> has the first letter:", choices the letter and
   ``n_choices - 1`` other letters.
-Presets use lm-eval's built-in tasks (arc_challenge, arc_easy, boolq, piqa, winogrande, hellaswag) from a warm HF
-cache. The hooks installed on the model stay active for every scored token.
+Real benchmarks offline: ``mmlu_packaged``, ``hellaswag_packaged``, ``truthfulqa_mc1_packaged``
+(:mod:`lmscalpel.data.lm_eval_tasks`, from installed data packages, built by the cell job itself). The paper presets
+use lm-eval's built-in tasks (arc_challenge, arc_easy, boolq, piqa, winogrande, hellaswag) from a warm HF cache.
+The hooks installed on the model stay active for every scored token. Every accuracy comes with lm-eval's standard
+error (``task/acc_stderr``: the closed form, sample standard deviation / sqrt(n), for these mean metrics).
 """
 
 from __future__ import annotations
@@ -21,31 +24,10 @@ from typing import Iterable
 
 import torch
 
+from lmscalpel.data.lm_eval_tasks import BENCHMARK_TASKS, STDERR_BOOTSTRAP_ITERS, offline_hub, task_yaml
 from lmscalpel.io import read_jsonl, write_jsonl, write_text
 
 TOY_TASKS = ("toy_arithmetic", "toy_first_letter")
-
-_YAML = """task: {task}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: context
-doc_to_choice: choices
-doc_to_target: gold
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
-
 
 def _mc_doc(context: str, correct: str, distractors: list[str], rng: random.Random) -> dict:
     choices = [correct, *distractors]
@@ -98,7 +80,7 @@ def build_toy_tasks(toyworld_dir: str | os.PathLike, out_dir: str | os.PathLike,
         if not rows:
             raise ValueError(f"{task}: no evaluation rows in {toyworld}")
         write_jsonl(out / f"{task}.jsonl", rows)
-        write_text(out / f"{task}.yaml", _YAML.format(task=task, data=final / f"{task}.jsonl"))
+        write_text(out / f"{task}.yaml", task_yaml(task, final / f"{task}.jsonl"))
     return list(docs)
 
 
@@ -127,31 +109,41 @@ def make_hflm(model, tokenizer, *, batch_size: int, add_bos_token: bool | None):
     return PaddingAwareHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
 
 
-def run_zero_shot(model, tokenizer, tasks: Iterable[str], *, include_path: str | os.PathLike | None = None,
-                  batch_size: int = 8, limit: int | None = None, num_fewshot: int = 0, seed: int = 0,
-                  add_bos_token: bool | None = False) -> dict[str, float]:
-    """Evaluate ``tasks`` with lm-eval on the model as it is (hooks included); flat ``task/metric`` keys.
+def local_tasks(tasks: Iterable[str]) -> list[str]:
+    """The tasks of ``tasks`` defined by local YAML files (toy world, packaged benchmarks): they run offline."""
+    return [task for task in tasks if task in TOY_TASKS or task in BENCHMARK_TASKS]
 
-    Local tasks (``include_path``) run offline; hub tasks (ARC, BoolQ, ... on presets) may download their data.
-    ``add_bos_token`` (config ``pruning.zero_shot.add_bos_token``): False, as lm-eval 0.4.9 that the paper ran.
+
+def run_zero_shot(model, tokenizer, tasks: Iterable[str], *, include_path=None, batch_size: int = 8,
+                  limit: int | None = None, num_fewshot: int = 0, seed: int = 0,
+                  add_bos_token: bool | None = False) -> dict[str, float]:
+    """Evaluate ``tasks`` with lm-eval on the model as it is (hooks included); flat ``task/metric`` keys, with
+    ``task/metric_stderr``.
+
+    ``include_path``: the directories (one or a list) of the local tasks, which run offline; lm-eval's own tasks
+    (ARC, BoolQ, ... on presets) may download their data. ``add_bos_token`` (config
+    ``pruning.zero_shot.add_bos_token``): False, as lm-eval 0.4.9 that the paper ran.
     """
-    if include_path:
-        for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-            os.environ.setdefault(flag, "1")
+    tasks = list(tasks)
+    hub_tasks = [task for task in tasks if task not in local_tasks(tasks)]
+    if not hub_tasks:
+        offline_hub()
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    manager = (TaskManager(include_path=str(include_path), include_defaults=False) if include_path
-               else TaskManager())
+    paths = [str(p) for p in ([include_path] if isinstance(include_path, (str, os.PathLike)) else include_path or [])]
+    manager = TaskManager(include_path=paths or None, include_defaults=bool(hub_tasks))
     lm = make_hflm(model, tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
-    results = lm_eval.simple_evaluate(model=lm, tasks=list(tasks), task_manager=manager, num_fewshot=num_fewshot,
-                                      limit=limit, bootstrap_iters=0, log_samples=False, random_seed=seed,
-                                      numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+    results = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, num_fewshot=num_fewshot,
+                                      limit=limit, bootstrap_iters=STDERR_BOOTSTRAP_ITERS, log_samples=False,
+                                      random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                                      fewshot_random_seed=seed)
     return flatten_results(results["results"])
 
 
 def flatten_results(results: dict) -> dict[str, float]:
-    """``{task: {"acc,none": x, ...}}`` -> ``{"task/acc": x}`` (numeric metrics only, no stderr).
+    """``{task: {"acc,none": x, "acc_stderr,none": s, ...}}`` -> ``{"task/acc": x, "task/acc_stderr": s}``
+    (numeric values only: lm-eval writes "N/A" for a stderr it cannot compute).
 
     lm-eval's ``sample_len`` (documents scored) becomes ``task/n_docs``.
     """
@@ -159,6 +151,6 @@ def flatten_results(results: dict) -> dict[str, float]:
     for task, metrics in results.items():
         for key, value in metrics.items():
             metric = key.split(",", 1)[0].replace("sample_len", "n_docs")
-            if isinstance(value, (int, float)) and not metric.endswith("_stderr"):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 flat[f"{task}/{metric}"] = float(value)
     return flat

@@ -3,9 +3,10 @@ intervals where the stage has them and "—" plus the reason where a value is Na
 
 A table spec (in ``sections.yaml``) is ``{title, file, rows: [...]}`` for a JSON (each row ``{label, key, unit,
 ci: [low_key, high_key], ci_label, nan: reason}``) or ``{title, file, columns: [...]}`` for a CSV (each column
-``{key, label, unit, ci, ci_label, nan}``; optional ``where`` selects rows). ``ci_label`` names an interval that is
-not a 95 % CI (e.g. the range over seeds; one whose ends are equal, a single seed, is left out). A string instead of
-a dict is a key shown under its own name; a spec without ``rows`` / ``columns`` shows every field.
+``{key, label, unit, ci, ci_label, se, nan}``; optional ``where`` selects rows). ``ci_label`` names an interval that
+is not a 95 % CI (e.g. the range over seeds; one whose ends are equal, a single seed, is left out); ``se`` names the
+key of a standard error, shown as "value ± SE" (lm-eval's accuracies). A string instead of a dict is a key shown
+under its own name; a spec without ``rows`` / ``columns`` shows every field.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ def _scalar_keys(data: dict) -> list[str]:
     return [k for k, v in data.items() if isinstance(v, (int, float, str, bool)) or v is None]
 
 
-def _cell(value, entry: dict, low=None, high=None) -> tuple[str, str | None]:
+def _cell(value, entry: dict, low=None, high=None, se=None) -> tuple[str, str | None]:
     """The formatted cell and, for "—", the reason."""
     if is_missing(value):
         return MISSING, entry.get("nan", DEFAULT_NAN_REASON)
+    if not is_missing(se):
+        unit = entry.get("unit")
+        return f"{format_number(value, unit).removesuffix(' %')} ± {format_number(se, unit)}", None
     label = entry.get("ci_label")
     if label and not is_missing(low) and low == high:
         low = high = None
@@ -65,7 +69,7 @@ def json_table(path: Path, spec: dict) -> Table:
         except NotMeasured:  # a key this run's configuration does not produce
             continue
         ci = [data.get(k) for k in entry.get("ci", [])] or [None, None]
-        text, reason = _cell(value, entry, *ci)
+        text, reason = _cell(value, entry, *ci, se=data.get(entry["se"]) if "se" in entry else None)
         if reason:
             text = f"{MISSING} ({reason})"
         labels.append(_label(entry))
@@ -83,7 +87,8 @@ def csv_table(path: Path, spec: dict) -> Table:
         for _, row in raw.head(MAX_ROWS).iterrows():
             low = row.get(low_key) if low_key else None
             high = row.get(high_key) if high_key else None
-            text, reason = _cell(row[entry["key"]], entry, low, high)
+            se = row.get(entry["se"]) if "se" in entry else None
+            text, reason = _cell(row[entry["key"]], entry, low, high, se)
             if reason:
                 reasons[entry.get("label", entry["key"])] = reason
             cells.append(text)

@@ -2,17 +2,24 @@
 spot" = the largest c whose accuracy drop from c = 0 stays below ``max_drop`` (absolute) on every task.
 
 Toy world: benign chat compliance (held-out benign prompts, ground truth ``is_compliant``) and arithmetic accuracy
-(held-out reasoning problems, the number after "Answer:"). Presets: lm-eval MMLU, 0-shot loglikelihood, with the
-steering hook active for the whole evaluation.
+(held-out reasoning problems, the number after "Answer:"). Presets: lm-eval MMLU (``mmlu``, from the HF hub) or the
+packaged benchmarks' tasks (``benchmarks``: MMLU, HellaSwag, TruthfulQA-MC1 offline,
+:mod:`lmscalpel.data.lm_eval_tasks`), 0-shot loglikelihood, with the steering hook active for the whole evaluation.
+lm-eval's standard error of each run (over items) comes with the accuracy; with several random vectors at one c,
+its mean over the vectors and their range.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Callable, Sequence
+import tempfile
+from typing import Callable, Mapping, Sequence
 
 import torch
 
+from lmscalpel.data.lm_eval_tasks import (BENCHMARK_TASKS, STDERR_BOOTSTRAP_ITERS, build_benchmark_tasks,
+                                          flat_provenance, offline_hub)
 from lmscalpel.models.intervention import skip_token_ids, steering
 from lmscalpel.steering.directions import random_directions
 from lmscalpel.steering.generation import generate_steered
@@ -66,10 +73,11 @@ def toy_capability(model, tokenizer, *, benign: Sequence[str], problems: Sequenc
     return results
 
 
-def mmlu_capability(model, tokenizer, *, coefficients: Sequence[float], mu: float, layer: int, n_vectors: int,
-                    seed: int, limit: int | None, batch_size: int, tasks: Sequence[str] = ("mmlu",),
-                    skip_tokens: str = "special") -> dict:
-    """{"mmlu": {c: accuracy}} with lm-eval; each c averages ``n_vectors`` random vectors (c = 0 once)."""
+def steered_lm_eval(model, tokenizer, *, tasks: Mapping[str, str], coefficients: Sequence[float], mu: float,
+                    layer: int, n_vectors: int, seed: int, limit: int | None, batch_size: int, task_manager=None,
+                    skip_tokens: str = "special") -> dict[str, dict[float, list[tuple[float, float]]]]:
+    """{task: {c: [(metric, lm-eval's SE of it) per random vector]}} for ``tasks`` (task -> the metric read), 0-shot
+    with the steering hook on; c = 0 is run once (every vector is the same at α = 0)."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
@@ -77,16 +85,57 @@ def mmlu_capability(model, tokenizer, *, coefficients: Sequence[float], mu: floa
     d_model = int(model.get_input_embeddings().weight.shape[1])
     vectors = random_directions(d_model, range(n_vectors), seed)
     skip = skip_token_ids(tokenizer, skip_tokens)
-    scores: dict[float, float] = {}
+    runs: dict[str, dict[float, list[tuple[float, float]]]] = {task: {} for task in tasks}
     for c in [0.0, *coefficients]:
-        accs = []
         for v in vectors[:1] if c == 0 else vectors:
             with steering(model, layer, v, c * mu, skip_token_ids=skip):
-                out = simple_evaluate(model=lm, tasks=list(tasks), num_fewshot=0, limit=limit, bootstrap_iters=0,
-                                      log_samples=False)
-            accs.append(float(out["results"][tasks[0]]["acc,none"]))
-        scores[c] = sum(accs) / len(accs)
-    return {tasks[0]: scores}
+                out = simple_evaluate(model=lm, tasks=list(tasks), task_manager=task_manager, num_fewshot=0,
+                                      limit=limit, bootstrap_iters=STDERR_BOOTSTRAP_ITERS, log_samples=False)
+            for task, metric in tasks.items():
+                scores = out["results"][task]
+                se = scores.get(f"{metric}_stderr,none")
+                runs[task].setdefault(c, []).append(
+                    (float(scores[f"{metric},none"]), float(se) if isinstance(se, (int, float)) else math.nan))
+    return runs
+
+
+def mean_accuracy(runs: Mapping[str, Mapping[float, list[tuple[float, float]]]]) -> dict[str, dict[float, float]]:
+    return {task: {c: sum(a for a, _ in values) / len(values) for c, values in by_c.items()}
+            for task, by_c in runs.items()}
+
+
+def run_uncertainty(runs: Mapping[str, Mapping[float, list[tuple[float, float]]]]) -> dict[str, float]:
+    """Flat ``<task>_c<c>_stderr`` (lm-eval's SE over items, averaged over the vectors) and ``_min`` / ``_max``
+    (the range over vectors)."""
+    flat = {}
+    for task, by_c in runs.items():
+        for c, values in by_c.items():
+            flat |= {f"{task}_c{c:g}_stderr": sum(se for _, se in values) / len(values),
+                     f"{task}_c{c:g}_min": min(a for a, _ in values), f"{task}_c{c:g}_max": max(a for a, _ in values)}
+    return flat
+
+
+def mmlu_capability(model, tokenizer, *, limit: int | None, batch_size: int, tasks: Sequence[str] = ("mmlu",),
+                    **grid) -> dict:
+    """{"mmlu": {c: [(acc, SE) per vector]}} with lm-eval's own MMLU (HF hub)."""
+    return {tasks[0]: steered_lm_eval(model, tokenizer, tasks={tasks[0]: "acc"}, limit=limit, batch_size=batch_size,
+                                      **grid)[tasks[0]]}
+
+
+def benchmark_capability(model, tokenizer, *, tasks: Sequence[str], limit: int | None, item_seed: int,
+                         batch_size: int, **grid) -> tuple[dict, dict]:
+    """The packaged benchmarks' tasks (a seeded subset of ``limit`` items each, by ``item_seed``), each scored on
+    its headline metric (HellaSwag: acc_norm): ({task: {c: [(metric, SE) per vector]}}, flat provenance)."""
+    offline_hub()
+    from lm_eval.tasks import TaskManager
+
+    with tempfile.TemporaryDirectory(prefix="lmscalpel-tasks-") as directory:
+        provenance = build_benchmark_tasks(tasks, directory, seed=item_seed, max_items=limit,
+                                           key="steering.capability.benchmark_tasks")
+        runs = steered_lm_eval(model, tokenizer, tasks={t: BENCHMARK_TASKS[t].headline for t in tasks},
+                               task_manager=TaskManager(include_path=directory, include_defaults=False),
+                               limit=limit, batch_size=batch_size, **grid)
+    return runs, flat_provenance(provenance) | {f"{t}_metric": BENCHMARK_TASKS[t].headline for t in tasks}
 
 
 def sweet_spot(results: dict[str, dict[float, float]], max_drop: float) -> float:

@@ -259,6 +259,7 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
     mu = float(read_json(setup_json)["mu"])
     common = dict(coefficients=cfg["coefficients"], mu=mu, layer=layer, n_vectors=ccfg["n_vectors"],
                   seed=cfg["random"]["seed"], skip_tokens=cfg["skip_tokens"])
+    extra = {}  # lm-eval's SEs, the range over vectors, the benchmarks' provenance
     if ccfg["task"] == "toy":
         if toyworld_dir is None:
             raise ValueError("steering.capability.task 'toy' needs the toy world's files as inputs")
@@ -270,10 +271,17 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
                                      arithmetic_tokens=ccfg["arithmetic_max_new_tokens"],
                                      batch_size=cfg["batch_size"], complies=chat_verdicts(markers)[1], **common)
     else:
-        results = cap.mmlu_capability(model, tokenizer, limit=ccfg["mmlu_limit"], batch_size=ccfg["mmlu_batch_size"],
-                                      **common)
+        if ccfg["task"] == "benchmarks":
+            runs, extra = cap.benchmark_capability(model, tokenizer, tasks=ccfg["benchmark_tasks"],
+                                                   limit=ccfg["benchmark_limit"], item_seed=seed,
+                                                   batch_size=ccfg["mmlu_batch_size"], **common)
+        else:
+            runs = cap.mmlu_capability(model, tokenizer, limit=ccfg["mmlu_limit"], batch_size=ccfg["mmlu_batch_size"],
+                                       **common)
+        results = cap.mean_accuracy(runs)
+        extra |= cap.run_uncertainty(runs)
     flat = {f"{task}_c{c:g}": acc for task, values in results.items() for c, acc in values.items()}
-    write_json(output, {**flat, "layer": layer, "mu": mu, "task": ccfg["task"], "n_vectors": ccfg["n_vectors"],
+    write_json(output, {**flat, **extra, "layer": layer, "mu": mu, "task": ccfg["task"], "n_vectors": ccfg["n_vectors"],
                         "n_prompts": ccfg["n_prompts"], "skip_tokens": cfg["skip_tokens"], "max_drop": ccfg["max_drop"],
                         "sweet_spot_c": cap.sweet_spot(results, ccfg["max_drop"]), "seed": seed,
                         **model_provenance(ref)})

@@ -18,13 +18,19 @@ def get_pruning_chat_files(wildcards=None):
 
 
 def get_pruning_eval_inputs(wildcards):
-    """Evaluation text (the toy world's, or pruning.perplexity.dataset's local files) and local lm-eval tasks when
-    they come from the toy world."""
+    """Evaluation text (the toy world's, or pruning.perplexity.dataset's local files) and, in a cell that runs the
+    zero-shot tasks, the local lm-eval tasks built from the toy world and the benchmark tasks' package files."""
     inputs = data_files("pruning.perplexity.dataset")
     if pruning_plan.reads_toyworld_perplexity(config):
         inputs["narrative"] = f"{RESULTS}/toyworld/narrative_heldout.jsonl"
-    if pruning_plan.runs_toy_tasks(config):
-        inputs["tasks"] = f"{RESULTS}/pruning/tasks"
+    family = "weight" if "method" in wildcards.keys() else "act" if "criterion" in wildcards.keys() else "dense"
+    if pruning_plan.zero_shot_cell(config, family, wildcards.get("pattern"),
+                                   wildcards.get("criterion") or wildcards.get("method"),
+                                   wildcards.get("mitigation", "none")):
+        if pruning_plan.runs_toy_tasks(config):
+            inputs["tasks"] = f"{RESULTS}/pruning/tasks"
+        if files := data_plan.task_files(config, "pruning.zero_shot.tasks"):
+            inputs["benchmark_files"] = files
     return inputs
 
 

@@ -20,7 +20,11 @@ def get_steering_sae_inputs(wildcards):
 
 
 def get_steering_capability_inputs(wildcards=None):
-    if config["steering"]["capability"]["task"] != "toy":
+    """The toy world's files (task toy) or the packaged files of the benchmark tasks (task benchmarks)."""
+    task = config["steering"]["capability"]["task"]
+    if task == "benchmarks":
+        return {"benchmark_files": data_plan.task_files(config, "steering.capability.benchmark_tasks")}
+    if task != "toy":
         return {}
     return {"chat_eval": f"{RESULTS}/toyworld/chat_eval.jsonl", "reasoning": f"{RESULTS}/toyworld/reasoning.jsonl"}
 
