@@ -41,7 +41,8 @@ TRIM = {
                  "coherence": {"n_prompts": 6}},
     "pruning": {"patterns": ["2:4", "8:16"], "criteria": ["magnitude"], "criteria_patterns": ["2:4"],
                 "mitigation_patterns": [], "weight_methods": ["magnitude"], "weight_patterns": ["2:4"],
-                "per_kind_pattern": None, "perplexity": {"max_windows": 4}},
+                "per_kind_pattern": None, "perplexity": {"max_windows": 4},
+                "zero_shot": {"limit": 4}},   # the packaged HellaSwag / MMLU tasks on a trimmed subset
 }
 
 
@@ -103,3 +104,15 @@ def test_sae_of_the_real_model_opens_in_saelens(run_dir):
         got = theirs.decode(theirs.encode(x))
     assert want.abs().mean() > 0
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_zero_shot_benchmarks_score_the_dense_and_the_pruned_real_model(run_dir):
+    """The preset's packaged HellaSwag and MMLU tasks (trimmed to 4 items) in the dense and 2:4 cells, with SEs."""
+    cells = results(run_dir) / "pruning" / "cells"
+    dense = json.loads((cells / "dense.json").read_text())
+    scored = [json.loads((cells / cell).read_text()) for cell in ("act/all/2-4/magnitude/none.json",
+                                                                    "weight/all/2-4/magnitude.json")]
+    for row in [dense, *scored]:
+        for task in ("hellaswag_packaged", "mmlu_packaged"):
+            assert 0 <= row[f"{task}/acc"] <= 1 and row[f"{task}/acc_stderr"] >= 0, (task, row.get("family"))
+    assert [row["family"] for row in scored] == ["act", "weight"]
