@@ -55,7 +55,8 @@ def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30
     write_json(results / "steering" / "universal" / "summary.json", {
         "layer": 1, "c_star": 1.0, "n_heldout_prompts": 3, "universal_n_vectors": 1, "universal_cr_mean": 0.6,
         "universal_cr_min": 0.6, "universal_cr_max": 0.6, "random_cr_mean": 0.2, "random_cr_min": 0.0,
-        "random_cr_max": 0.4, "universal_over_random": 3.0, "universal_beats_random": True})
+        "random_cr_max": 0.4, "universal_over_random": 3.0, "universal_beats_random": True,
+        "universal_minus_random": 0.4, "universal_minus_random_se": 0.1})
 
 
 BATCHTOPK_LETTERS = {"A": 0.18, "B": 0.22, "C": 0.2, "D": 0.2}  # mean 0.2
@@ -207,6 +208,23 @@ def test_random_steering_is_compared_with_the_unsteered_rate_interval(tmp_path, 
     assert "best cell chosen on one half of the prompts, tested on the other" in claim["why"]
     assert "unsteered 5.0 % [95 % CI 2.0–9.0 %] on the 50 held-out prompts" in claim["this_run"]
     assert "a win by selection" not in claim["why"]  # as clear (or not) on all prompts as on the held-out ones
+
+
+@pytest.mark.parametrize("difference, se, verdict, why", [
+    (0.4, 0.1, "holds", "above 0 by more than 2 SE"),
+    (0.1, 0.1, "within noise", "within 2 SE of 0"),   # the point means alone (0.6 > 0.2) would say "holds"
+    (-0.3, 0.1, "does not hold", "below 0 by more than 2 SE"),
+])
+def test_the_universal_attack_is_held_to_its_paired_se_over_held_out_prompts(tmp_path, difference, se, verdict,
+                                                                               why):
+    """Before: the universal vector held whenever its mean CR was above the random vectors', noise or not."""
+    full_results(tmp_path)
+    path = tmp_path / "steering" / "universal" / "summary.json"
+    write_json(path, {**json.loads(path.read_text()), "universal_minus_random": difference,
+                      "universal_minus_random_se": se})
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-universal"]
+    assert claim["verdict"] == verdict and why in claim["why"]
+    assert f"± {100 * se:.1f} (SE over 3 held-out prompts)" in claim["this_run"]
 
 
 def test_a_best_cell_that_wins_only_on_the_prompts_it_was_chosen_on_is_flagged(tmp_path):

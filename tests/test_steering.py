@@ -16,7 +16,7 @@ from lmscalpel.steering.capability import parse_answer, sweet_spot
 from lmscalpel.steering.generation import generate_steered
 from lmscalpel.steering.grid import DirectionSet, grid_rows, run_grid
 from lmscalpel.steering.stage import evaluation_prompts
-from lmscalpel.steering.universal import universal_attack
+from lmscalpel.steering.universal import paired_difference, universal_attack
 
 
 @pytest.fixture(scope="module")
@@ -381,6 +381,18 @@ def test_universal_attack_selects_complying_vectors(tiny, tmp_path):
     assert set(table["prompt"]) == {"how to do thing 1", "how to do thing 2"}
     assert summary["random_n_vectors"] == 3
     assert summary["universal_n_vectors"] == sum(n >= 2 for n in summary["pool_selected"])
+    if summary["universal_n_vectors"]:
+        assert -1 <= summary["universal_minus_random"] <= 1 and summary["universal_minus_random_se"] >= 0
+
+
+def test_universal_minus_random_is_paired_over_held_out_prompts():
+    # prompt a: universal 1 (one vector), random 0.5 (two vectors); prompt b: universal 0, random 0
+    table = pd.DataFrame({"kind": ["universal", "random", "random", "universal", "random", "random"],
+                          "vector": [0, 0, 1, 0, 0, 1], "prompt_id": ["a", "a", "a", "b", "b", "b"],
+                          "complied": [True, True, False, False, False, False]})
+    diff, se = paired_difference(table, "universal", "random")
+    assert diff == pytest.approx(0.25) and se == pytest.approx(0.25)   # differences 0.5 and 0: sd 0.354 / sqrt 2
+    assert np.isnan(paired_difference(table[table["kind"] == "random"], "universal", "random")[0])
 
 
 def test_universal_attack_resumes_and_recomputes_on_changed_keys(tiny, tmp_path, monkeypatch):

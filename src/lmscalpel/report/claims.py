@@ -9,8 +9,8 @@ A claim is one entry of ``claims.yaml``: its words, the paper's number, the repo
 Noise allowances are the stages' own: the steering stage's 95 % bootstrap CIs over vectors (for random steering
 against the unsteered model: its best cell re-measured on held-out prompts, beside the unsteered rate's Wilson
 interval on them), the pruning stage's ``NOISE_SE`` paired standard errors over perplexity windows (the ordering,
-8:16 against 2:4, 16:32's closeness to unstructured) and its strict act-vs-weight check, the steering universal
-summary's ``universal_beats_random``, the reasoning stage's selected-minus-random length comparison; the OrtSAE
+8:16 against 2:4, 16:32's closeness to unstructured) and its strict act-vs-weight check, the universal attack's
+paired SE over held-out prompts, the reasoning stage's selected-minus-random length comparison; the OrtSAE
 claims the spread over ``sae.seeds`` and, for absorption, the paired SE over letters. A difference inside such an
 allowance is "within noise": neither holds nor does not hold. Where a stage has no uncertainty (one SAE seed for a
 metric without per-letter values, one unlearning run per cell), the verdict is the direction of the effect and the
@@ -228,7 +228,10 @@ def steering_cross_paper(ctx: Context, kinds: tuple[str, str] = ("sae-batchtopk"
 
 @measure
 def universal_over_random(ctx: Context) -> Outcome:
-    """Held-out CR of the universal vectors over random ones; holds as the stage's ``universal_beats_random``."""
+    """Held-out CR of the universal vectors over random ones. The verdict is the paired difference over held-out
+    prompts (universal − random, each prompt's CR averaged over its vectors): holds above ``NOISE_SE`` standard
+    errors, does not hold below −``NOISE_SE``, within noise between (a summary without the paired SE: the sign of
+    the stage's ``universal_beats_random``, one run)."""
     summary = read_json(first_match(ctx.results, "steering/universal/summary.json"))
     if summary.get("universal_n_vectors") == 0:
         raise NotMeasured("no universal vector: no random vector complied on the training prompt within "
@@ -240,9 +243,18 @@ def universal_over_random(ctx: Context) -> Outcome:
     spread = format_interval(low, high, "percent", label=f"range over {n} vectors") if n > 1 else " (1 vector)"
     text = (f"{format_number(ratio, 'ratio')}: universal {format_number(universal, 'percent')}{spread} vs random "
             f"{format_number(random, 'percent')}")
-    ok = bool(lookup(summary, "universal_beats_random"))
-    why = "universal mean above random mean (one run; range over vectors shown)"
-    return Outcome(text, _verdict(ok), why if ok else "universal mean not above random", ratio, low, high)
+    diff, se = summary.get("universal_minus_random"), summary.get("universal_minus_random_se")
+    if is_missing(diff) or is_missing(se):
+        ok = bool(lookup(summary, "universal_beats_random"))
+        why = "universal mean above random mean" if ok else "universal mean not above random"
+        return Outcome(text, _verdict(ok), f"{why} (one run, no paired SE)", ratio, low, high)
+    prompts = summary.get("n_heldout_prompts")
+    text += f"; paired difference {100 * diff:+.1f} pt ± {100 * se:.1f} (SE over {prompts} held-out prompts)"
+    if abs(diff) <= NOISE_SE * se:
+        return Outcome(text, WITHIN_NOISE, f"the paired difference is within {NOISE_SE:g} SE of 0", ratio, low, high)
+    ok = diff > 0
+    why = f"the paired difference is {'above' if ok else 'below'} 0 by more than {NOISE_SE:g} SE"
+    return Outcome(text, _verdict(ok), why, ratio, low, high)
 
 
 # --- OrtSAE ---------------------------------------------------------------------------------------------------

@@ -136,6 +136,19 @@ def _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, n_hel
     out["universal_over_random"] = (out["universal_cr_mean"] / out["random_cr_mean"]
                                     if out["random_cr_mean"] > 0 else float("nan"))
     out["universal_beats_random"] = bool(out["universal_cr_mean"] > out["random_cr_mean"])
+    out["universal_minus_random"], out["universal_minus_random_se"] = paired_difference(table, "universal", "random")
     out["pool_trials"] = [p["trials"] for p in universal_info]
     out["pool_selected"] = [p["n_selected"] for p in universal_info]
     return out
+
+
+def paired_difference(table: pd.DataFrame, kind: str, reference: str) -> tuple[float, float]:
+    """Mean over held-out prompts of (``kind``'s CR − ``reference``'s CR on that prompt, each averaged over its
+    vectors) and its standard error over prompts: both kinds answer the same prompts, so the prompt-to-prompt
+    variation cancels (NaN where a kind has no vector or fewer than two prompts give no SE)."""
+    per_prompt = table.groupby(["kind", "prompt_id"])["complied"].mean().unstack("kind")
+    if kind not in per_prompt or reference not in per_prompt:
+        return float("nan"), float("nan")
+    diff = (per_prompt[kind] - per_prompt[reference]).dropna()
+    se = float(diff.sem()) if len(diff) > 1 else float("nan")
+    return float(diff.mean()) if len(diff) else float("nan"), se
