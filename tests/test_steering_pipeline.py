@@ -75,7 +75,8 @@ def test_stage_functions_end_to_end(tiny_lm_dir, toyworld_dir, tmp_path, cfg):
     assert len(xcat) == 2 * 2 * n_cat ** 2 and xcat["p_break"].dropna().between(0, 1).all()
     metrics = read_json(out / "m.json")
     assert metrics["outcome"] == "ground_truth" and "random_max_cr" in metrics and "refusal_max_cr" in metrics
-    assert metrics["n_prompts"] == 4 and metrics["check_unsteered_le_1pct"] in (True, False)
+    assert metrics["n_prompts"] == 4 and "check_unsteered_le_1pct" not in metrics   # the unsteered rate's interval instead
+    assert 0 <= metrics["unsteered_ci_low"] <= metrics["unsteered_compliance"] <= metrics["unsteered_ci_high"] <= 1
     assert metrics["evaluation_prompts"] == "toyworld heldout, max 4"
     assert metrics["refusal_direction_prompts"] == "harmful: toyworld train; harmless: toyworld train"
     assert summary["evaluation_prompts"] == "toyworld heldout, max 4" and summary["train_prompt"] in {

@@ -317,7 +317,8 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
 
 def headline_metrics(df: pd.DataFrame, cells: pd.DataFrame, vsum: pd.DataFrame, cross: pd.DataFrame,
                      sae_kinds: Sequence[str]) -> dict:
-    """The flat summary: unsteered CR, best CR per kind (with its layer and c), vector shares, the checks."""
+    """The flat summary: unsteered CR with its interval, best CR per kind (with its layer and c), vector shares. No
+    fixed ceiling on the unsteered rate: a model that refuses by itself complies a few per cent (issue 22.7)."""
     out = {"outcome": df.attrs.get("outcome"), "judge": str(df["judge"].iloc[0]), "model": str(df["model"].iloc[0]),
            "layers": sorted(int(x) for x in df["layer"].unique()), "n_prompts": int(df["prompt_id"].nunique()),
            "n_rows": len(df), "unparsed_rate": float(df["unparsed"].mean())}
@@ -334,7 +335,6 @@ def headline_metrics(df: pd.DataFrame, cells: pd.DataFrame, vsum: pd.DataFrame, 
         out[f"{kind}_max_frac_break_ge1"] = float(vs["frac_break_ge1"].max())
         out[f"{kind}_top_abs_cos_refusal_mean"] = float(vs["top_abs_cos_refusal_mean"].mean())
     out.update(side_by_side_metrics(df, cells))
-    out["check_unsteered_le_1pct"] = bool(out["unsteered_compliance"] <= 0.01)
     out["check_random_gt0"] = bool(out.get("random_max_cr", 0.0) > 0)
     if len(cross):
         out["cross_paper_mean_difference"] = float(cross["difference"].mean())
