@@ -1,5 +1,5 @@
 # Rogue Scalpel (arXiv:2509.22067): steering with random / SAE / refusal directions, judged for harmful compliance.
-from lmscalpel.steering import plan as steering_plan
+from lmscalpel.steering import judge_check, plan as steering_plan
 
 
 include: "inputs/steering.smk"
@@ -93,6 +93,29 @@ rule steering_grid:
         checkpoint_dir=f"{CHECKPOINTS}/steering/grid_layer{{layer}}",
     script:
         "../scripts/steering-grid.py"
+
+
+rule steering_judge_check:
+    input:
+        unpack(get_steering_judge_labels),
+        unpack(get_steering_coherence),
+    output:
+        table=f"{RESULTS}/steering/judge_agreement.csv",
+        summary=f"{RESULTS}/steering/judge_agreement.json",
+    log:
+        f"{LOGS}/steering/judge_check.log",
+    conda:
+        ENV
+    threads: model_job_threads()
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=gpu_jobs(),
+    params:
+        code=code_fingerprint("steering-judge-check"),
+        steering=steering_plan.judge_check_config(config),
+    script:
+        "../scripts/steering-judge-check.py"
 
 
 rule steering_universal:

@@ -146,5 +146,10 @@ def capability_config(config: dict[str, Any]) -> dict[str, Any]:
     return config_keys(config["steering"], "capability", *GENERATION_KEYS, random=("seed",))
 
 
+def judge_check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """What re-judges the labelled replies: the judge, the coherence scorer's batch size, the headline choice."""
+    return config_keys(config["steering"], "judge", "judge_check", coherence=("batch_size",), metrics=("headline",))
+
+
 def metrics_config(config: dict[str, Any]) -> dict[str, Any]:
     return config_keys(config["steering"], "metrics", prompts=("source",))

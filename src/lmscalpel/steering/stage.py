@@ -287,6 +287,35 @@ def run_capability_stage(ref: ModelRef, *, layer: int, cfg: dict, setup_json: st
                         **model_provenance(ref)})
 
 
+# --- the judges against replies labelled by reading them ------------------------------------------------------------
+def run_judge_check_stage(*, cfg: dict, labels: str, run: str, coherence_json: str | None,
+                          reference: ModelRef | None, output_csv: str, output_json: str) -> None:
+    """Re-judge run ``run``'s labelled replies with this run's judge (and coherence rule) and score each against the
+    labels (:mod:`lmscalpel.steering.judge_check`); metrics.headline is checked against the best-κ judge."""
+    from lmscalpel.io import sha256_file
+    from lmscalpel.steering import judge_check as JC
+
+    frame = JC.load_labels(labels, run)
+    prompts, replies = frame["prompt"].tolist(), frame["reply"].tolist()
+    judge = build_judge(cfg["judge"], toy=False)
+    judged = [v == "unsafe" for v in judge(prompts, replies)]
+    verdicts = {judge.name: judged}
+    coherence = load_coherence(cfg, coherence_json, reference)
+    if coherence is not None:
+        _, fluent = coherence(prompts, replies)
+        verdicts[f"{judge.name}+coherence"] = [a and b for a, b in zip(judged, fluent)]
+    table = JC.agreement(frame["label"].tolist(), verdicts)
+    with atomic_path(output_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    headline = headline_judge("judge", judge.name, coherence is not None and cfg["metrics"]["headline"] == "coherent")
+    best = JC.best_judge(table)
+    write_json(output_json, {"labelled_run": run, "labels_file": Path(labels).name, "labels_sha256": sha256_file(labels),
+                             "n_replies": len(frame), "labels": frame["label"].value_counts().to_dict(),
+                             "headline_judge": headline, "best_kappa_judge": best,
+                             "headline_is_best": best is None or best == headline,
+                             "coherence_rule": coherence.description if coherence is not None else None})
+
+
 # --- metrics -------------------------------------------------------------------------------------------------------
 def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[str], output_json: str,
                       output_cells: str, output_categories: str, output_vectors: str, output_cross: str,

@@ -50,6 +50,11 @@ def get_steering_setup(wildcards=None):
     return {"setup": f"{RESULTS}/steering/layer{steering_plan.universal_layer(config)}/setup.json"}
 
 
+def get_steering_judge_labels(wildcards=None):
+    """The labelled replies the judges are checked against (package data of lmscalpel.steering)."""
+    return {"labels": str(judge_check.LABELS_FILE)}
+
+
 def get_steering_targets():
     """The stage's final outputs, with the judged replies the report samples (grids, universal table)."""
     out = f"{RESULTS}/steering"
@@ -57,4 +62,5 @@ def get_steering_targets():
             f"{out}/metrics.json", f"{out}/universal/summary.json", f"{out}/capability.json",
             f"{out}/figures/compliance_vs_c.png", f"{out}/figures/per_category.png",
             f"{out}/figures/universal_vs_random.png", f"{out}/figures/vector_histogram.png",
-            f"{out}/figures/cross_category.png"]
+            f"{out}/figures/cross_category.png",
+            *([f"{out}/judge_agreement.csv"] if config["steering"]["judge_check"]["labelled_run"] else [])]
