@@ -170,7 +170,7 @@ def test_every_paper_claim_is_evaluated_from_the_results(tmp_path):
                 "ortsae-distinct": "holds", "ortsae-absorption": "holds", "ortsae-composition": "holds",
                 "ortsae-scr": "holds", "nm-act-vs-weight": "holds", "nm-ordering": "holds", "nm-16-32": "holds",
                 "nm-8-16": "holds", "reasoning-found": "holds", "reasoning-length": "holds",
-                "reasoning-accuracy": "does not hold", "clear-l1": "holds", "cross-ortsae-steering": "holds",
+                "reasoning-accuracy": "within noise", "clear-l1": "holds", "cross-ortsae-steering": "holds",
                 "cross-unlearning-steering": "holds", "cross-unlearning-pruning": "does not hold"}
     assert {k: claims[k]["verdict"] for k in expected} == expected
     assert "95 % CI" in claims["rogue-random"]["this_run"] and "20.0 %" in claims["rogue-random"]["this_run"]
@@ -225,6 +225,16 @@ def test_the_universal_attack_is_held_to_its_paired_se_over_held_out_prompts(tmp
     claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-universal"]
     assert claim["verdict"] == verdict and why in claim["why"]
     assert f"± {100 * se:.1f} (SE over 3 held-out prompts)" in claim["this_run"]
+
+
+@pytest.mark.parametrize("delta, verdict", [(30.0, "holds"), (2.5, "within noise"), (-30.0, "does not hold")])
+def test_reasoning_accuracy_inside_its_binomial_se_is_within_noise(tmp_path, delta, verdict):
+    """Before: a gain inside 2 SE (40 problems at 50 %: SE 11 pt) was "does not hold", as if a loss were shown."""
+    full_results(tmp_path)
+    path = tmp_path / "reasoning" / "topk-w128" / "toyworld" / "steering.json"
+    write_json(path, {**json.loads(path.read_text()), "add_selected_accuracy_delta_points": delta})
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["reasoning-accuracy"]
+    assert claim["verdict"] == verdict and "SE 11.2 pt" in claim["this_run"]
 
 
 def test_a_best_cell_that_wins_only_on_the_prompts_it_was_chosen_on_is_flagged(tmp_path):
@@ -357,9 +367,9 @@ def test_within_noise_verdicts_render_distinctly(tmp_path):
     page = (out / "index.html").read_text()
     row = page[page.index('<tr id="claim-ortsae-distinct">'):].split("</tr>", 1)[0]
     assert '<td class="noise"><b>within noise</b>' in row and "seed spread" in row
-    assert "1 within noise" in page and ".noise{background:" in page
+    assert "2 within noise" in page and ".noise{background:" in page   # and reasoning-accuracy
     index = (tmp_path / "reports" / "index.html").read_text()
-    assert '<td class="noise"><b>within noise</b>' in index and "1 within noise" in index
+    assert '<td class="noise"><b>within noise</b>' in index and "2 within noise" in index
 
 
 def test_a_range_over_seeds_is_labelled_and_left_out_for_one_seed(tmp_path):

@@ -548,9 +548,18 @@ def reasoning_steering_length(ctx: Context, mode: str = "add") -> Outcome:
             + (f" ± {se:.1f} SE" if not is_missing(se) else "") + f", γ = {data.get('gamma')}")
     if is_missing(se):
         return Outcome(text, _verdict(diff > 0), "no per-problem SE: the stage's strict comparison", _pct(sel))
-    ok = diff > NOISE_SE * se
-    return Outcome(text, _verdict(ok), f"difference {'beyond' if ok else 'within'} {NOISE_SE:g} SE", _pct(sel),
-                   diff - Z95 * se, diff + Z95 * se)
+    verdict, why = _against_noise(diff, se, "difference")
+    return Outcome(text, verdict, why, _pct(sel), diff - Z95 * se, diff + Z95 * se)
+
+
+def _against_noise(difference: float, se: float, what: str) -> tuple[str, str]:
+    """Holds beyond +NOISE_SE standard errors, does not hold beyond −NOISE_SE, within noise between (the same rule
+    as the OrtSAE and pruning claims: a small sample says neither)."""
+    if difference > NOISE_SE * se:
+        return HOLDS, f"{what} above 0 by more than {NOISE_SE:g} SE"
+    if difference < -NOISE_SE * se:
+        return FAILS, f"{what} below 0 by more than {NOISE_SE:g} SE"
+    return WITHIN_NOISE, f"{what} within {NOISE_SE:g} SE of 0: neither holds nor fails"
 
 
 def _difference_se(rows: list[dict]) -> float:
@@ -574,9 +583,8 @@ def reasoning_steering_accuracy(ctx: Context, mode: str = "add") -> Outcome:
     se = 100 * _binomial_se(base, n) * math.sqrt(2)
     text = (f"{format_number(delta, 'points')} (baseline {format_number(base, 'percent')}, {n} problems, "
             f"SE {se:.1f} pt)")
-    ok = delta > NOISE_SE * se
-    return Outcome(text, _verdict(ok), f"gain {'beyond' if ok else 'within'} {NOISE_SE:g} SE", delta,
-                   delta - Z95 * se, delta + Z95 * se)
+    verdict, why = _against_noise(delta, se, "gain")
+    return Outcome(text, verdict, why, delta, delta - Z95 * se, delta + Z95 * se)
 
 
 def _pct(value: Any) -> float | None:
