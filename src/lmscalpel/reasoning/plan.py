@@ -11,7 +11,9 @@ from lmscalpel.sae import plan as sae_plan
 
 # the ReasonScore job's keys: corpus, vocabulary, windows and selection
 SCORE_KEYS = ("corpus", "batch_size", "vocabulary", "window", "alpha", "quantile", "top_k_contexts", "logit_lens_k")
-# the reasoning.eval keys that shape a chain-of-thought corpus answer besides the corpus's own: its prompt and marker
+# the chain-of-thought corpus job's keys: the corpus's generation keys, and the reasoning.eval keys it shares with
+# the evaluation (the prompt and its marker)
+COT_CORPUS_KEYS = ("benchmark", "max_new_tokens", "generation_batch_size")
 COT_EVAL_KEYS = ("chat_template", "add_bos", "thinking_end", "stop_strings")
 
 
@@ -67,8 +69,9 @@ def score_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def cot_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The chain-of-thought corpus job: the corpus keys and the prompt settings it shares with the evaluation."""
-    return {"corpus": config["reasoning"]["corpus"], "eval": config_keys(config["reasoning"]["eval"], *COT_EVAL_KEYS)}
+    """The chain-of-thought corpus job: what it generates, the prompt settings it shares with the evaluation, and
+    the vocabulary whose words it counts (not the packing keys, which only ReasonScore reads)."""
+    return config_keys(config["reasoning"], "vocabulary", corpus=COT_CORPUS_KEYS, eval=COT_EVAL_KEYS)
 
 
 def eval_config(config: dict[str, Any], benchmark: str) -> dict[str, Any]:
