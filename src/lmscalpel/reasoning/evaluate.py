@@ -10,7 +10,7 @@ reply's last number; integers and other numbers compare numerically; GPQA letter
 thinking span. Several samples per problem give pass@1 (mean) and maj@n (majority vote, ties to the first answer
 seen), the latter with its Wilson 95 % interval over problems.
 
-Packaged benchmarks (:data:`lmscalpel.data.plan.PACKAGED_REASONING_BENCHMARKS`) are read offline as seeded windows
+Packaged benchmarks (``lmscalpel.data.plan.PACKAGED_REASONING_BENCHMARKS``) are read offline as seeded windows
 (:mod:`lmscalpel.data.benchmarks`); GPQA's questions may not be republished, so its replies are scored and their
 text is never kept.
 """
@@ -34,7 +34,6 @@ from tqdm import tqdm
 from lmscalpel.checkpoint import open_checkpoint
 from lmscalpel.data.benchmarks import load_benchmark
 from lmscalpel.data.files import read_json_records
-from lmscalpel.data.plan import PACKAGED_REASONING_BENCHMARKS
 from lmscalpel.io import read_jsonl
 from lmscalpel.models.chat import chat_prompt
 from lmscalpel.models.refusal import wilson_interval
@@ -60,16 +59,12 @@ HUB_BENCHMARKS = {
 # --- problems -------------------------------------------------------------------------------------------------
 
 def load_problems(benchmark: str, *, toyworld_dir: str | Path | None = None, data_file: str | None = None,
-                  limit: int | None = None, seed: int = 0, subset: dict | None = None) -> list[dict]:
-    """Problems as ``{"id", "prompt", "answer", "kind", "public_text"}``; ``kind`` ∈ integer | number | math |
-    choice.
+                  limit: int | None = None, seed: int = 0) -> list[dict]:
+    """Problems of the toy world or a hub benchmark as ``{"id", "prompt", "answer", "kind"}`` (GPQA's also
+    ``public_text`` False); ``kind`` ∈ integer | math | choice (packaged benchmarks: :func:`packaged_problems`).
 
-    ``data_file`` (JSON/JSONL with the hub columns) replaces the hub download, for tests and offline runs; a
-    packaged benchmark reads the ``load_benchmark`` config ``subset`` (default: its first ``limit`` items).
+    ``data_file`` (JSON/JSONL with the hub columns) replaces the hub download, for tests and offline runs.
     """
-    if benchmark in PACKAGED_REASONING_BENCHMARKS:
-        subset = subset or {"name": PACKAGED_REASONING_BENCHMARKS[benchmark], "max_items": limit}
-        return packaged_problems(subset, f"reasoning.eval.subsets.{benchmark}")[0]
     if benchmark == "toyworld":
         if toyworld_dir is None:
             raise ValueError("benchmark 'toyworld' needs the toy world directory")
@@ -82,15 +77,15 @@ def load_problems(benchmark: str, *, toyworld_dir: str | Path | None = None, dat
                     {"id": str(r.get("unique_id", r.get("id", i))), "prompt": MATH_PROMPT.format(problem=r["problem"]),
                      "answer": str(r["answer"]), "kind": "math"} for i, r in enumerate(rows)]
     else:
-        raise ValueError(f"config key reasoning.eval.benchmarks: unknown benchmark {benchmark!r}; expected toyworld "
-                         f"or one of {sorted(HUB_BENCHMARKS) + sorted(PACKAGED_REASONING_BENCHMARKS)}")
+        raise ValueError(f"config key reasoning.eval.benchmarks: unknown benchmark {benchmark!r}; "
+                         f"expected toyworld or one of {sorted(HUB_BENCHMARKS)}")
     return problems[:limit] if limit else problems
 
 
 def packaged_problems(subset: dict, key: str) -> tuple[list[dict], dict]:
     """The problems of a packaged benchmark subset (``load_benchmark`` config; ``key`` named in errors) and its
-    provenance: numeric ones with :data:`NUMBER_PROMPT`, multiple choice with the GPQA template over the stored
-    choice order."""
+    provenance: numeric ones (kind ``number``) with :data:`NUMBER_PROMPT`, multiple choice with the GPQA template
+    over the stored choice order; ``public_text`` False where the questions may not be written (GPQA)."""
     chosen = load_benchmark(subset, key=key)
     public = chosen.benchmark.public_text
     if chosen.benchmark.format == "multiple_choice":
@@ -122,13 +117,14 @@ def gpqa_preprocess(text: str | None) -> str:
 
 def _gpqa_problem(row: dict, index: int, seed: int) -> dict:
     """simple-evals template over the preprocessed choices, the question as stored (as the released code); choices
-    shuffled with a per-question seed (the released code's shuffle is unseeded)."""
+    shuffled with a per-question seed (the released code's shuffle is unseeded). Scored only: its authors ask that
+    the questions are not republished, so the replies' text is not kept."""
     choices = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
     order = list(range(4))
     random.Random(seed * 1_000_003 + index).shuffle(order)
     letters = dict(zip("ABCD", (gpqa_preprocess(choices[k]) for k in order)))
     return {"id": str(row.get("Record ID", index)), "prompt": GPQA_PROMPT.format(question=row["Question"], **letters),
-            "answer": "ABCD"[order.index(0)], "kind": "choice"}
+            "answer": "ABCD"[order.index(0)], "kind": "choice", "public_text": False}
 
 
 # --- answers --------------------------------------------------------------------------------------------------

@@ -185,8 +185,8 @@ def _eval_cfg(cfg: dict, seed: int) -> dict:
 def run_cot_corpus(*, model_ref: ModelRef, cfg: dict, seed: int, checkpoint_dir: str, out_corpus: str,
                    out_summary: str) -> dict:
     """The ReasonScore corpus ``model_cot``: the model's greedy step-by-step answers to the subset
-    ``reasoning.corpus.benchmark``, prompted as the evaluation prompts that benchmark. Each record holds the prompt as
-    rendered for the model, the reply, and ``text`` = both, the document ReasonScore reads, so that the corpus is
+    ``reasoning.corpus.benchmark``, with the prompt the evaluation gives that benchmark. Each record holds the prompt
+    as rendered for the model, the reply, and ``text`` = both, the document ReasonScore reads, so that the corpus is
     what the model saw and wrote (the reference's corpus is also problem + trace + solution); its verdict and
     thinking length come along, and the summary gives the corpus's accuracy."""
     model, tokenizer = load_model(model_ref)
