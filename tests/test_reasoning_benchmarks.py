@@ -70,6 +70,23 @@ def test_reflection_words_are_whole_words_in_their_capitalisations():
     assert count_words(text, []) == 0
 
 
+def test_a_gpqa_reply_is_scored_but_its_text_never_kept(tiny_lm_dir, tmp_path):
+    from lmscalpel.reasoning.evaluate import load_problems, score_generation
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    ids = tokenizer.encode("so wait Answer: 7", add_special_tokens=False)
+    problem = {"id": "q", "answer": "7", "kind": "number"}
+    shown = score_generation(tokenizer, problem, ids, "Answer:", vocabulary=parse_vocabulary(None))
+    hidden = score_generation(tokenizer, {**problem, "public_text": False}, ids, "Answer:",
+                              vocabulary=parse_vocabulary(None))
+    assert shown["text"] and hidden["text"] == "" and {**hidden, "text": shown["text"]} == shown
+    row = {"Question": "Q?", "Correct Answer": "right", "Incorrect Answer 1": "w1", "Incorrect Answer 2": "w2",
+           "Incorrect Answer 3": "w3", "Record ID": "r0"}
+    (tmp_path / "gpqa.jsonl").write_text(json.dumps(row) + "\n")
+    (hub,) = load_problems("gpqa_diamond", data_file=str(tmp_path / "gpqa.jsonl"))
+    assert hub["public_text"] is False  # the hub's GPQA too
+
+
 def test_summary_gives_the_accuracy_interval_over_problems_and_reflection_words():
     records = [{"id": f"p{i}", "sample": 0, "prediction": str(i), "correct": i < 3, "length": 10 + i,
                 "marker_found": True, "reflection_words": i % 2} for i in range(8)]
@@ -130,7 +147,9 @@ def test_each_job_reads_its_own_window_and_the_corpus_job_the_prompt_settings():
     assert reasoning_plan.benchmark_subsets(cfg, "toyworld") == {}
     assert list(reasoning_plan.benchmark_subsets(cfg)) == ["reasoning.corpus.benchmark"]
     assert reasoning_plan.writes_cot_corpus(cfg) and not reasoning_plan.reads_toyworld(cfg)
-    assert set(reasoning_plan.cot_config(cfg)["eval"]) == {"chat_template", "add_bos", "thinking_end", "stop_strings"}
+    cot = reasoning_plan.cot_config(cfg)  # packing keys (context_length, max_tokens) do not regenerate the corpus
+    assert set(cot["corpus"]) == {"benchmark", "max_new_tokens", "generation_batch_size"} and "vocabulary" in cot
+    assert set(cot["eval"]) == {"chat_template", "add_bos", "thinking_end", "stop_strings"}
 
 
 def test_the_smollm2_preset_reasons_on_disjoint_gsm8k_windows():
@@ -196,7 +215,7 @@ def test_unsteered_baseline_on_a_trimmed_packaged_benchmark(benchmark, tiny_lm_d
     assert all(isinstance(g["reflection_words"], int) and g["length"] <= 4 for g in generations)
     if not BENCHMARKS[data_plan.PACKAGED_REASONING_BENCHMARKS[benchmark]].public_text:
         written = (tmp_path / "g.jsonl").read_text() + (tmp_path / "m.json").read_text()
-        written += "".join(p.read_text() for p in (tmp_path / "ckpt").rglob("*.jsonl"))
+        written += "".join(p.read_text() for p in (tmp_path / "ckpt").rglob("*") if p.is_file())
         assert all(g["text"] == "" for g in generations)
         for item in items:  # neither the question nor a choice is written anywhere
             assert all(part[:30] not in written for part in (item.question, *item.choices) if len(part) >= 12)
@@ -225,7 +244,7 @@ def test_steering_metrics_carry_accuracy_intervals_and_reflection_words(tiny_lm_
                            scores_path=str(tmp_path / "scores.parquet"), selected_path=str(tmp_path / "selected.json"),
                            baseline_path=str(tmp_path / "baseline.jsonl"), checkpoint_dir=str(tmp_path / "ckpt/steer"),
                            out_metrics=str(tmp_path / "steering.json"))
-    assert metrics == read_json(tmp_path / "steering.json")
+    assert set(metrics) == set(read_json(tmp_path / "steering.json"))
     for prefix in ("baseline", "add_selected", "add_random"):
         low, value, high = (metrics[f"{prefix}_maj_accuracy{s}"] for s in ("_ci_low", "", "_ci_high"))
         assert 0 <= low <= value <= high <= 1, prefix
