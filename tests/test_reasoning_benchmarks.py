@@ -252,3 +252,27 @@ def test_steering_metrics_carry_accuracy_intervals_and_reflection_words(tiny_lm_
     assert metrics["random_latents"] and metrics["random_latents"] != metrics["selected_latents"]
     assert metrics["benchmark_n_items"] == 2 and metrics["n_problems"] == 2
     assert not any(key.startswith("clamp_") for key in metrics)  # a mode not run has no rows in the report
+
+
+def test_the_reasoning_table_shows_accuracy_intervals_lengths_and_reflection_words(tmp_path):
+    from lmscalpel.io import write_json
+    from lmscalpel.report.render import load_sections
+    from lmscalpel.report.tables import curated_table
+
+    (spec,) = next(s for s in load_sections() if s.stage == "reasoning").tables
+    write_json(tmp_path / "reasoning" / "s" / "gsm8k" / "steering.json", {
+        "sae_id": "s", "benchmark": "gsm8k", "benchmark_subset": "all subjects; ordered by sha256(seed 0, id); skip 64, "
+        "keep 32", "n_problems": 32, "gamma": 2.0, "baseline_maj_accuracy": 0.25, "baseline_maj_accuracy_ci_low": 0.13,
+        "baseline_maj_accuracy_ci_high": 0.42, "baseline_mean_length": 80.0, "baseline_length_se": 2.5,
+        "baseline_mean_reflection_words": 0.5, "add_selected_maj_accuracy": 0.0, "add_selected_maj_accuracy_ci_low": 0.0,
+        "add_selected_maj_accuracy_ci_high": 0.107, "add_selected_mean_length": 100.0,
+        "add_selected_mean_reflection_words": 2.0, "add_random_maj_accuracy": float("nan"),
+        "add_random_maj_accuracy_ci_low": float("nan"), "add_random_maj_accuracy_ci_high": float("nan")})
+    table = dict(curated_table(tmp_path, spec).frame.values.tolist())
+    assert table["unsteered accuracy (majority vote)"] == "25.0 % [95 % Wilson interval 13.0–42.0 %]"
+    assert table["additive, selected latents: accuracy"] == "0.0 % [95 % Wilson interval 0.0–10.7 %]"
+    assert table["additive, random latents: accuracy"] == "— (no random latent)"
+    assert table["unsteered thinking length (tokens)"] == "80 ± 2.5"
+    assert table["additive, selected latents: reflection words per reply"] == "2"
+    assert "skip 64, keep 32" in table["benchmark items (disjoint from the corpus)"]
+    assert not [label for label in table if label.startswith("clamp")]  # a mode not run has no rows
