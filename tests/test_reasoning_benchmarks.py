@@ -5,6 +5,7 @@ conftest generates on trimmed subsets; a test skips, naming the pip command, whe
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -39,7 +40,7 @@ def needs(name: str) -> None:
 def config_with(reasoning: dict) -> dict:
     """config.yaml with its reasoning section replaced and every default filled, as the Snakefile validates it."""
     cfg = yaml.safe_load((REPO_ROOT / "config.yaml").read_text())
-    cfg["reasoning"] = reasoning
+    cfg["reasoning"] = copy.deepcopy(reasoning)
     return validated(cfg)
 
 
