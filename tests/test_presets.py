@@ -127,6 +127,8 @@ def test_preset_plans_offline(preset: Path, dry_runs):
     toy_rules = {"toyworld_train_model"} if preset.stem in CPU_PRESETS else TOY_RULES
     unexpected = toy_rules.union(*(rules for s, rules in STAGE_RULES.items() if s not in stages)) & jobs.keys()
     assert not unexpected, f"{preset.name}: plans rules outside its stages or of the toy world: {sorted(unexpected)}"
+    if "reasoning" in stages and (load(preset)["reasoning"].get("corpus") or {}).get("path") == "model_cot":
+        assert jobs.get("reasoning_cot_corpus") == 1, f"{preset.name}: its own chain-of-thought corpus is not planned"
     imports = (load(preset).get("sae") or {}).get("imports", [])
     assert jobs.get("sae_import", 0) == len(imports), f"{preset.name}: sae.imports {imports} not all planned"
     written = [p for p in (workdir / "results").rglob("*") if p.is_file()]

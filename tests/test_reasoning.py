@@ -437,7 +437,7 @@ def test_generations_are_keyed_by_the_content_of_the_model_files(tiny_lm_dir, to
     weights = tmp_path / "model" / "model.safetensors"
     cfg = {"eval": {"data_files": {}, "max_problems": 2, "max_new_tokens": 3, "n_samples": 1, "temperature": 0.0,
                     "top_p": 1.0, "batch_size": 2, "chat_template": False, "add_bos": True, "thinking_end": "Answer:",
-                    "stop_strings": []}}
+                    "stop_strings": []}, "vocabulary": None}
 
     def base():
         return lambda: run_baseline(model_ref=ModelRef(str(tmp_path / "model"), device="cpu"), benchmark="toyworld",

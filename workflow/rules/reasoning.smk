@@ -1,5 +1,6 @@
-# Reasoning features (SAE-Reasoning, arXiv:2503.18878 v2): ReasonScore + selection + interpretation per SAE, an
-# unsteered baseline per benchmark, steering selected vs random latents (add / clamp), the vocabulary ban, figures.
+# Reasoning features (SAE-Reasoning, arXiv:2503.18878 v2): the model's own chain-of-thought corpus
+# (reasoning.corpus.path model_cot), ReasonScore + selection + interpretation per SAE, an unsteered baseline per
+# benchmark, steering selected vs random latents (add / clamp), the vocabulary ban, figures.
 # All selected features are steered inside one rule (capped by reasoning.steering.max_features), so no checkpoint
 # rule is needed. Their resumable batches (CHECKPOINTS/reasoning/...) carry a fingerprint of everything that changes
 # their numbers (model files, SAE files, gamma, f_max, positions, banned sequences, generation settings, problems);
@@ -14,10 +15,36 @@ STAGE_TARGETS["reasoning"] = get_reasoning_targets
 TOYWORLD_READERS["reasoning"] = reasoning_plan.toyworld_keys
 
 
+rule reasoning_cot_corpus:
+    input:
+        unpack(get_model_dir),
+        unpack(get_reasoning_cot_benchmark),
+    output:
+        corpus=f"{RESULTS}/reasoning/corpus/cot.jsonl",
+        summary=f"{RESULTS}/reasoning/corpus/cot.json",
+    log:
+        f"{LOGS}/reasoning/corpus/reasoning_cot_corpus.log",
+    conda:
+        ENV
+    threads: model_job_threads()
+    resources:
+        mem_mb=4000 if is_toy_model() else 64000,
+        runtime=30 if is_toy_model() else 1440,
+        gpu=gpu_jobs(),
+    params:
+        code=code_fingerprint("reasoning-cot-corpus"),
+        reasoning=reasoning_plan.cot_config(config),
+        seed=config["seed"],
+        checkpoint_dir=f"{CHECKPOINTS}/reasoning/corpus/cot",
+    script:
+        "../scripts/reasoning-cot-corpus.py"
+
+
 rule reasoning_score:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
+        unpack(get_reasoning_cot_corpus),
         unpack(get_reasoning_sae),
     output:
         scores=f"{RESULTS}/reasoning/{{sae}}/reasonscore.parquet",
@@ -156,6 +183,7 @@ rule reasoning_ban_vocabulary:
     input:
         unpack(get_model_dir),
         unpack(get_reasoning_corpus),
+        unpack(get_reasoning_cot_corpus),
         baseline=f"{RESULTS}/reasoning/{{benchmark}}/baseline.jsonl",
     output:
         metrics=f"{RESULTS}/reasoning/{{benchmark}}/banned_vocab.json",

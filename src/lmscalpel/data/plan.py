@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from lmscalpel.config import ConfigError
 from lmscalpel.data import lm_eval_tasks, prompts
+from lmscalpel.data.benchmarks import BENCHMARKS, check_disjoint, load_benchmark
 from lmscalpel.data.files import check_file
 from lmscalpel.data.packaged import installed_version
 from lmscalpel.data.text import local_files
@@ -38,6 +39,9 @@ TASK_LISTS = ("pruning.zero_shot.tasks", "steering.capability.benchmark_tasks")
 # the text sources a config names (data.text): their local files are rule inputs too
 TEXT_DATASETS = ("cache.dataset", "reasoning.corpus", "pruning.perplexity.dataset", "pruning.calibration.dataset",
                  "model_card.perplexity.dataset", "safety_tune.perplexity.dataset")
+# the reasoning benchmarks read from installed data packages: name in reasoning.eval.benchmarks -> registered benchmark
+# (GPQA's packaged copy keeps a name of its own beside the hub's gpqa_diamond, whose choices follow the released code)
+PACKAGED_REASONING_BENCHMARKS = {"gsm8k": "gsm8k", "aime2025": "aime2025", "gpqa_diamond_packaged": "gpqa_diamond"}
 
 
 def prompt_sets_of(section_key: str) -> list[str]:
@@ -138,6 +142,38 @@ def active_datasets(config: Mapping[str, Any]) -> list[str]:
     return [key for key in TEXT_DATASETS if read[key]] + features
 
 
+def reasoning_eval_subset(eval_cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The ``load_benchmark`` config of the packaged evaluation benchmark ``name``: its window in
+    ``reasoning.eval.subsets`` (none: file order from the start) and ``max_problems`` items."""
+    window = (eval_cfg.get("subsets") or {}).get(name) or {}
+    return {"name": PACKAGED_REASONING_BENCHMARKS[name], "seed": window.get("seed"), "skip": window.get("skip", 0),
+            "max_items": eval_cfg["max_problems"]}
+
+
+def reasoning_subsets(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The packaged benchmark subsets the reasoning stage reads, by the config key named in their errors: the
+    model_cot corpus (``reasoning.corpus.benchmark``) and each packaged evaluation benchmark
+    (``reasoning.eval.subsets.<name>``)."""
+    reasoning = config["reasoning"]
+    subsets = {}
+    if reasoning["corpus"]["path"] == "model_cot":
+        subsets["reasoning.corpus.benchmark"] = dict(reasoning["corpus"]["benchmark"])
+    for name in reasoning["eval"]["benchmarks"]:
+        if name in PACKAGED_REASONING_BENCHMARKS:
+            subsets[f"reasoning.eval.subsets.{name}"] = reasoning_eval_subset(reasoning["eval"], name)
+    return subsets
+
+
+def benchmark_files(subset_cfg: Mapping[str, Any], key: str) -> list[str]:
+    """The installed package files a benchmark subset reads (rule inputs: a package upgrade reruns its jobs)."""
+    return [str(f.path(f"{key}.name")) for f in BENCHMARKS.lookup(subset_cfg["name"]).files]
+
+
+def check_reasoning_subsets(config: Mapping[str, Any]) -> None:
+    """The chain-of-thought corpus never holds a problem the reasoning evaluation scores (by item id)."""
+    check_disjoint({key: load_benchmark(cfg, key=key) for key, cfg in reasoning_subsets(config).items()})
+
+
 def data_sources(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every file outside the results this run reads, by config key: the package files of its prompt sets and
     benchmarks (distribution, version, file inside it, path) and the user's files of its prompt sets and text
@@ -156,14 +192,18 @@ def data_sources(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     if "reasoning" in config["stages"]:
         found += [{"key": "reasoning.eval.data_files", "path": path}
                   for path in data_file_map(config["reasoning"]["eval"]["data_files"], "reasoning.eval.data_files")]
+        for key, cfg in reasoning_subsets(config).items():
+            found += [{"key": key, "distribution": f.distribution, "version": installed_version(f.distribution),
+                       "file": f.file, "path": str(f.path(key))} for f in BENCHMARKS.lookup(cfg["name"]).files]
     return list({(s["key"], s["path"]): s for s in found}.values())
 
 
 # --- checks before any job ------------------------------------------------------------------------------------
 def check_data(config: Mapping[str, Any]) -> None:
     """Before any job: every local file a read text source names exists, every active prompt set can be read for
-    its kind, and no training or direction-building set shares prompts with an evaluation set it must not have
-    seen (:func:`disjoint_pairs`); a ConfigError names the key(s)."""
+    its kind, no training or direction-building set shares prompts with an evaluation set it must not have seen
+    (:func:`disjoint_pairs`), and the reasoning corpus shares no problem with the reasoning evaluation; a
+    ConfigError names the key(s)."""
     try:
         for key in active_datasets(config):
             dataset_files(config, key)
@@ -171,6 +211,7 @@ def check_data(config: Mapping[str, Any]) -> None:
             task_files(config, key)
         if "reasoning" in config["stages"]:
             data_file_map(config["reasoning"]["eval"]["data_files"], "reasoning.eval.data_files")
+            check_reasoning_subsets(config)
         for key in active_prompt_sets(config):
             resolved = prompts.resolve(section(config, key), key, parent(config, key))
             prompts.check_set(resolved, PROMPT_SETS[key][0], key)

@@ -1,6 +1,6 @@
-"""The reasoning stage's rule bodies: ReasonScore + selection + interpretation, the unsteered baseline, steering
-selected and random latents (add / clamp), and the vocabulary ban. Scripts in ``workflow/scripts/reasoning-*.py``
-call these functions only."""
+"""The reasoning stage's rule bodies: the model's own chain-of-thought corpus, ReasonScore + selection +
+interpretation, the unsteered baseline, steering selected and random latents (add / clamp), and the vocabulary ban.
+Scripts in ``workflow/scripts/reasoning-*.py`` call these functions only."""
 
 from __future__ import annotations
 
@@ -17,12 +17,14 @@ import torch
 from tqdm import tqdm
 
 from lmscalpel.checkpoint import files_identity
+from lmscalpel.data.plan import PACKAGED_REASONING_BENCHMARKS, reasoning_eval_subset
 from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl, write_text
 from lmscalpel.models import load_model
 from lmscalpel.models.intervention import special_token_ids
 from lmscalpel.models.loader import ModelRef, model_provenance
+from lmscalpel.models.refusal import wilson_interval
 from lmscalpel.reasoning.activations import FoldedSAE, corpus_rows, residual_stream, sae_layer
-from lmscalpel.reasoning.evaluate import load_problems, run_condition, summarise
+from lmscalpel.reasoning.evaluate import load_problems, packaged_problems, render_prompts, run_condition, summarise
 from lmscalpel.reasoning.interpret import interpretation_markdown, logit_lens, reasoning_share, top_contexts
 from lmscalpel.reasoning.intervene import add_latent, ban_processor_factory, banned_sequences, clamp_latent
 from lmscalpel.reasoning.score import ReasonScoreAccumulator, reason_scores, select_features
@@ -43,9 +45,15 @@ def load_folded_sae(sae_dir: str | Path, device: torch.device) -> FoldedSAE:
     return FoldedSAE(sae)
 
 
-def corpus_texts(corpus_cfg: dict, toyworld_dir: str | Path | None) -> Iterable[str]:
-    """Toy world: the train split of ``reasoning.jsonl`` rendered as the LM saw it; otherwise any
-    ``load_dataset`` source (``lmscalpel.data.text.iter_texts``)."""
+def corpus_texts(corpus_cfg: dict, toyworld_dir: str | Path | None, cot_corpus: str | Path | None = None
+                 ) -> Iterable[str]:
+    """Toy world: the train split of ``reasoning.jsonl`` rendered as the LM saw it; ``model_cot``: the model's own
+    chain-of-thought answers (``cot_corpus``, rule reasoning_cot_corpus), prompt and reply as it saw them; otherwise
+    any ``load_dataset`` source (``lmscalpel.data.text.iter_texts``)."""
+    if corpus_cfg.get("path") == "model_cot":
+        if cot_corpus is None:
+            raise ValueError("config key reasoning.corpus.path 'model_cot' needs the chain-of-thought corpus as input")
+        return (r["text"] for r in read_jsonl(cot_corpus))
     if corpus_cfg.get("path", "toyworld") == "toyworld":
         if toyworld_dir is None:
             raise ValueError("config key reasoning.corpus.path 'toyworld' needs the toy world's files as inputs")
@@ -87,12 +95,13 @@ def compute_reason_scores(model, tokenizer, sae: FoldedSAE, layer: int, rows: to
 
 
 def run_reason_score(*, model_ref: ModelRef, sae_dir: str, sae_id: str, toyworld_dir: str | None, cfg: dict,
-                     seed: int, out_scores: str, out_selected: str, out_interpretation: str) -> dict:
+                     seed: int, out_scores: str, out_selected: str, out_interpretation: str,
+                     cot_corpus: str | None = None) -> dict:
     model, tokenizer = load_model(model_ref)
     device = next(model.parameters()).device
     sae, layer = load_folded_sae(sae_dir, device), sae_layer(sae_dir)
     corpus = cfg["corpus"]
-    rows = corpus_rows(tokenizer, corpus_texts(corpus, toyworld_dir), corpus)
+    rows = corpus_rows(tokenizer, corpus_texts(corpus, toyworld_dir, cot_corpus), corpus)
     vocab = parse_vocabulary(cfg["vocabulary"])
     words = [v.word for v in vocab]
     res = compute_reason_scores(model, tokenizer, sae, layer, rows, vocab, cfg["window"], cfg["alpha"],
@@ -155,26 +164,63 @@ def model_key(model_ref: ModelRef) -> dict:
     return {**model_provenance(model_ref), "files": files_identity(model_ref.name_or_path)}
 
 
-def _problems(eval_cfg: dict, benchmark: str, toyworld_dir: str | None, seed: int) -> list[dict]:
+def _problems(eval_cfg: dict, benchmark: str, toyworld_dir: str | None, seed: int) -> tuple[list[dict], dict]:
+    """The benchmark's problems and, for a packaged one, its provenance as flat ``benchmark_*`` metric keys."""
+    if benchmark in PACKAGED_REASONING_BENCHMARKS:
+        problems, provenance = packaged_problems(reasoning_eval_subset(eval_cfg, benchmark),
+                                                 f"reasoning.eval.subsets.{benchmark}")
+        return problems, _benchmark_keys(provenance)
     return load_problems(benchmark, toyworld_dir=toyworld_dir, data_file=(eval_cfg.get("data_files") or {}).get(
-        benchmark), limit=eval_cfg["max_problems"], seed=seed)
+        benchmark), limit=eval_cfg["max_problems"], seed=seed), {}
+
+
+def _benchmark_keys(provenance: dict) -> dict:
+    return {f"benchmark_{key}": value for key, value in provenance.items() if key != "benchmark"}
 
 
 def _eval_cfg(cfg: dict, seed: int) -> dict:
     return {**cfg["eval"], "seed": seed}
 
 
+def run_cot_corpus(*, model_ref: ModelRef, cfg: dict, seed: int, checkpoint_dir: str, out_corpus: str,
+                   out_summary: str) -> dict:
+    """The ReasonScore corpus ``model_cot``: the model's greedy step-by-step answers to the subset
+    ``reasoning.corpus.benchmark``, with the prompt the evaluation gives that benchmark. Each record holds the prompt
+    as rendered for the model, the reply, and ``text`` = both, the document ReasonScore reads, so that the corpus is
+    what the model saw and wrote (the reference's corpus is also problem + trace + solution); its verdict and
+    thinking length come along, and the summary gives the corpus's accuracy."""
+    model, tokenizer = load_model(model_ref)
+    corpus, vocab = cfg["corpus"], parse_vocabulary(cfg["vocabulary"])
+    problems, provenance = packaged_problems(corpus["benchmark"], "reasoning.corpus.benchmark")
+    gen_cfg = {**cfg["eval"], "max_new_tokens": corpus["max_new_tokens"], "batch_size": corpus["generation_batch_size"],
+               "temperature": 0.0, "top_p": 1.0, "n_samples": 1, "seed": seed}
+    records = run_condition(model, tokenizer, problems, gen_cfg, checkpoint_dir=checkpoint_dir,
+                            key={"model": model_key(model_ref)}, vocabulary=vocab, desc="cot corpus")
+    prompts = render_prompts(tokenizer, problems, gen_cfg["chat_template"], gen_cfg["add_bos"])
+    write_jsonl(out_corpus, [{"id": r["id"], "prompt": prompt, "reply": r["text"], "text": prompt + r["text"],
+                              "answer": problem["answer"], "prediction": r["prediction"], "correct": r["correct"],
+                              "length": r["length"], "reflection_words": r["reflection_words"]}
+                             for problem, prompt, r in zip(problems, prompts, records)])
+    summary = {**model_provenance(model_ref), "seed": seed, **_benchmark_keys(provenance), **summarise(records),
+               "max_new_tokens": corpus["max_new_tokens"], "thinking_end": gen_cfg["thinking_end"],
+               "chat_template": gen_cfg["chat_template"]}
+    write_json(out_summary, summary)
+    log.info("chain-of-thought corpus: %d answers, accuracy %.3f", len(records), summary["maj_accuracy"])
+    return summary
+
+
 def run_baseline(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | None, cfg: dict, seed: int,
                  checkpoint_dir: str, out_generations: str, out_metrics: str) -> dict:
     model, tokenizer = load_model(model_ref)
     eval_cfg = _eval_cfg(cfg, seed)
-    problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
+    problems, provenance = _problems(eval_cfg, benchmark, toyworld_dir, seed)
     records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=checkpoint_dir,
-                            key={"model": model_key(model_ref)}, desc="baseline")
+                            key={"model": model_key(model_ref)}, vocabulary=parse_vocabulary(cfg["vocabulary"]),
+                            desc="baseline")
     write_jsonl(out_generations, records)
-    metrics = {**model_provenance(model_ref), "benchmark": benchmark, "seed": seed, **summarise(records),
-               "max_new_tokens": eval_cfg["max_new_tokens"], "thinking_end": eval_cfg["thinking_end"],
-               "temperature": eval_cfg["temperature"]}
+    metrics = {**model_provenance(model_ref), "benchmark": benchmark, **provenance, "seed": seed,
+               **summarise(records), "max_new_tokens": eval_cfg["max_new_tokens"],
+               "thinking_end": eval_cfg["thinking_end"], "temperature": eval_cfg["temperature"]}
     write_json(out_metrics, metrics)
     return metrics
 
@@ -188,6 +234,8 @@ def compare(records: Sequence[dict], baseline: Sequence[dict]) -> dict:
                                                    if (r["id"], r["sample"]) in base])
     return {**ours, "baseline_pass_at_1": theirs["pass_at_1"], "baseline_maj_accuracy": theirs["maj_accuracy"],
             "baseline_mean_length": theirs["mean_length"],
+            "baseline_mean_reflection_words": theirs["mean_reflection_words"],
+            "reflection_delta": ours["mean_reflection_words"] - theirs["mean_reflection_words"],
             "accuracy_delta_points": 100 * (ours["maj_accuracy"] - theirs["maj_accuracy"]),
             "length_delta": ours["mean_length"] - theirs["mean_length"],
             "length_delta_percent": 100 * (ours["mean_length"] / theirs["mean_length"] - 1)
@@ -205,14 +253,33 @@ def random_latents(table: pd.DataFrame, exclude: Sequence[int], n: int, seed: in
     return sorted(int(i) for i in rng.choice(pool, size=min(n, len(pool)), replace=False))
 
 
+# the unsteered model's metrics that every steering and ban JSON repeats beside the steered ones
+BASELINE_KEYS = ("maj_accuracy", "maj_accuracy_ci_low", "maj_accuracy_ci_high", "pass_at_1", "mean_length",
+                 "length_se", "mean_reflection_words")
+# a condition's metrics averaged over its latents (accuracy also pooled, with its interval, below)
+CONDITION_KEYS = ("length_delta", "length_delta_percent", "accuracy_delta_points", "mean_length",
+                  "mean_reflection_words", "reflection_delta")
+
+
+def condition_summary(rows: Sequence[dict], prefix: str) -> dict:
+    """One steering condition (mode x selected / random) over its latents: the mean of each metric, and the
+    accuracy pooled over every latent's problems with its Wilson 95 % interval (NaN without latents)."""
+    out = {f"{prefix}_{key}": float(np.mean([r[key] for r in rows])) if rows else float("nan")
+           for key in CONDITION_KEYS}
+    correct, n = sum(r["maj_accuracy"] * r["n_problems"] for r in rows), sum(r["n_problems"] for r in rows)
+    low, high = wilson_interval(correct, n)
+    return out | {f"{prefix}_maj_accuracy": correct / n if n else float("nan"), f"{prefix}_maj_accuracy_ci_low": low,
+                  f"{prefix}_maj_accuracy_ci_high": high}
+
+
 def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: str, toyworld_dir: str | None,
                  cfg: dict, seed: int, scores_path: str, selected_path: str, baseline_path: str, checkpoint_dir: str,
                  out_metrics: str) -> dict:
     model, tokenizer = load_model(model_ref)
     device = next(model.parameters()).device
     sae, layer = load_folded_sae(sae_dir, device), sae_layer(sae_dir)
-    steer_cfg, eval_cfg = cfg["steering"], _eval_cfg(cfg, seed)
-    problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
+    steer_cfg, eval_cfg, vocab = cfg["steering"], _eval_cfg(cfg, seed), parse_vocabulary(cfg["vocabulary"])
+    problems, provenance = _problems(eval_cfg, benchmark, toyworld_dir, seed)
     baseline = read_jsonl(baseline_path)
     table = pd.read_parquet(scores_path)
     f_max = dict(zip(table["latent"].astype(int), table["f_max"].astype(float)))
@@ -235,24 +302,22 @@ def run_steering(*, model_ref: ModelRef, sae_dir: str, sae_id: str, benchmark: s
                 key = {**base_key, "mode": mode, "latent": latent, "f_max": f_max[latent], "strength": target}
                 records = run_condition(model, tokenizer, problems, eval_cfg, intervention=factory, key=key,
                                         checkpoint_dir=Path(checkpoint_dir) / f"{mode}-latent{latent}",
-                                        desc=f"{mode} {kind} {latent}")
+                                        vocabulary=vocab, desc=f"{mode} {kind} {latent}")
                 rows.append({"mode": mode, "kind": kind, "latent": latent, "f_max": f_max[latent],
                              "strength": target, **compare(records, baseline)})
     summary = {}
     for mode in steer_cfg["modes"]:
         for kind in ("selected", "random"):
-            part = [r for r in rows if r["mode"] == mode and r["kind"] == kind]
-            for key in ("length_delta", "length_delta_percent", "accuracy_delta_points", "mean_length"):
-                summary[f"{mode}_{kind}_{key}"] = float(np.mean([r[key] for r in part])) if part else float("nan")
+            summary |= condition_summary([r for r in rows if r["mode"] == mode and r["kind"] == kind],
+                                         f"{mode}_{kind}")
         # the must-hold comparison: selected latents vs random latents steered at the same γ
         summary[f"{mode}_selected_minus_random_length"] = (summary[f"{mode}_selected_mean_length"]
                                                            - summary[f"{mode}_random_mean_length"])
     base = summarise(baseline)
     metrics = {**model_provenance(model_ref), "sae_id": sae_id, "sae_path": sae_dir, "layer": layer,
-               "benchmark": benchmark, "seed": seed, "gamma": gamma, "positions": positions,
+               "benchmark": benchmark, **provenance, "seed": seed, "gamma": gamma, "positions": positions,
                "n_problems": base["n_problems"], "n_samples": base["n_samples"],
-               "baseline_maj_accuracy": base["maj_accuracy"], "baseline_pass_at_1": base["pass_at_1"],
-               "baseline_mean_length": base["mean_length"], "selected_latents": features,
+               **{f"baseline_{key}": base[key] for key in BASELINE_KEYS}, "selected_latents": features,
                "random_latents": controls, **summary, "rows": rows}
     write_json(out_metrics, metrics)
     return metrics
@@ -290,13 +355,19 @@ def random_ban_words(pool: Sequence[str], k: int, seed: int) -> list[str]:
     return [str(w) for w in rng.choice(list(pool), size=min(k, len(pool)), replace=False)] if pool else []
 
 
-def ban_pool_texts(cfg: dict, toyworld_dir: str | None, baseline: Sequence[dict]) -> tuple[list[str], list[str]]:
+def ban_pool_texts(cfg: dict, toyworld_dir: str | None, baseline: Sequence[dict], cot_corpus: str | None = None
+                   ) -> tuple[list[str], list[str]]:
     """(reasoning texts, solution texts) the pool is ranked on. ``p_think``: the corpus' traces and solutions
-    (toy world: the train traces and their answers; otherwise columns ``reasoning.ban.think_column`` /
-    ``solution_column`` of ``reasoning.corpus``). ``frequency``: the toy traces, or the baseline's generations."""
+    (toy world: the train traces and their answers; the model's chain of thought: each reply before and from the
+    thinking-end marker; otherwise columns ``reasoning.ban.think_column`` / ``solution_column`` of
+    ``reasoning.corpus``). ``frequency``: the toy traces, or the baseline's generations."""
     ban, corpus = cfg["ban"], cfg["corpus"]
     if ban["random_pool_rank"] == "frequency" and toyworld_dir is None:
         return [r["text"] for r in baseline], []
+    if ban["random_pool_rank"] == "p_think" and corpus["path"] == "model_cot":
+        marker = cfg["eval"]["thinking_end"]
+        parts = [r["reply"].partition(marker) for r in read_jsonl(cot_corpus)]
+        return [before for before, _, _ in parts], [found + after for _, found, after in parts]
     if ban["random_pool_rank"] == "frequency" or corpus["path"] == "toyworld":
         rows = [r for r in read_jsonl(Path(toyworld_dir) / "reasoning.jsonl") if r["split"] == "train"]
         return [r["trace"] for r in rows], [str(r["answer"]) for r in rows]
@@ -315,10 +386,10 @@ def _corpus_column(corpus: dict, ban: dict, key: str) -> list[str]:
 
 
 def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | None, cfg: dict, seed: int,
-                  baseline_path: str, checkpoint_dir: str, out_metrics: str) -> dict:
+                  baseline_path: str, checkpoint_dir: str, out_metrics: str, cot_corpus: str | None = None) -> dict:
     model, tokenizer = load_model(model_ref)
     eval_cfg, ban_cfg = _eval_cfg(cfg, seed), cfg["ban"]
-    problems = _problems(eval_cfg, benchmark, toyworld_dir, seed)
+    problems, provenance = _problems(eval_cfg, benchmark, toyworld_dir, seed)
     baseline = read_jsonl(baseline_path)
     vocab = parse_vocabulary(cfg["vocabulary"])
     marker = eval_cfg["thinking_end"]
@@ -328,11 +399,11 @@ def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | No
         key = {"model": model_key(model_ref), "mode": ban_cfg["mode"], "sequences": [list(q) for q in sequences]}
         records = run_condition(model, tokenizer, problems, eval_cfg, checkpoint_dir=Path(checkpoint_dir) / name,
                                 key=key, logits_processor=ban_processor_factory(sequences, tokenizer, marker),
-                                desc=name)
+                                vocabulary=vocab, desc=name)
         return sequences, compare(records, baseline)
 
     ids, banned = banned_condition(vocab, "ban-reasoning-vocabulary")
-    pool = ban_word_pool(*ban_pool_texts(cfg, toyworld_dir, baseline), [v.word for v in vocab],
+    pool = ban_word_pool(*ban_pool_texts(cfg, toyworld_dir, baseline, cot_corpus), [v.word for v in vocab],
                          ban_cfg["random_pool"], ban_cfg["random_pool_rank"]) if ban_cfg["random_repeats"] else []
     if ban_cfg["random_repeats"] and not pool:
         raise ValueError("config key reasoning.ban.random_pool_rank: no word outside R is commoner in the corpus' "
@@ -345,12 +416,10 @@ def run_vocab_ban(*, model_ref: ModelRef, benchmark: str, toyworld_dir: str | No
         controls.append({"words": words, **result})
     base = summarise(baseline)
     mean = lambda key: float(np.mean([c[key] for c in controls])) if controls else float("nan")  # noqa: E731
-    metrics = {**model_provenance(model_ref), "benchmark": benchmark, "seed": seed, "thinking_end": marker,
-               "n_problems": base["n_problems"], "n_samples": base["n_samples"],
-               "baseline_maj_accuracy": base["maj_accuracy"], "baseline_pass_at_1": base["pass_at_1"],
-               "baseline_mean_length": base["mean_length"],
-               "banned_maj_accuracy": banned["maj_accuracy"], "banned_pass_at_1": banned["pass_at_1"],
-               "banned_mean_length": banned["mean_length"], "banned_marker_rate": banned["marker_rate"],
+    metrics = {**model_provenance(model_ref), "benchmark": benchmark, **provenance, "seed": seed,
+               "thinking_end": marker, "n_problems": base["n_problems"], "n_samples": base["n_samples"],
+               **{f"baseline_{key}": base[key] for key in BASELINE_KEYS},
+               **{f"banned_{key}": banned[key] for key in (*BASELINE_KEYS, "marker_rate")},
                "banned_length_delta_percent": banned["length_delta_percent"],
                "ban_mode": ban_cfg["mode"], "banned_sequences": [tokenizer.decode(list(q)) for q in ids],
                "random_ban_maj_accuracy": mean("maj_accuracy"), "random_ban_pass_at_1": mean("pass_at_1"),

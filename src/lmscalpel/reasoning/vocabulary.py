@@ -8,6 +8,7 @@ released code: 1 before, 2 after) are taken around every matched token and union
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -54,6 +55,17 @@ def parse_vocabulary(entries: Iterable[dict | VocabEntry] | None) -> list[VocabE
     if len(set(words)) != len(words) or len(vocab) < 2:
         raise ValueError(f"config key reasoning.vocabulary: need ≥ 2 distinct words, got {words}")
     return vocab
+
+
+def count_words(text: str, vocab: Sequence[VocabEntry]) -> int:
+    """Occurrences of the words of R in ``text`` as whole words (letters on neither side), in the capitalisations
+    each entry counts: the reflection-word count of a reply, on its text, so that it reads the same for any
+    tokenizer."""
+    forms = sorted({form.strip() for entry in vocab for form in entry.forms}, key=len, reverse=True)
+    if not forms:
+        return 0
+    pattern = r"(?<![A-Za-z])(?:" + "|".join(re.escape(f) for f in forms) + r")(?![A-Za-z])"
+    return len(re.findall(pattern, text))
 
 
 def form_token_ids(tokenizer, vocab: Sequence[VocabEntry]) -> list[list[tuple[int, ...]]]:
