@@ -11,11 +11,11 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from lmscalpel.io import atomic_path, read_json, read_jsonl, write_json
+from lmscalpel.io import atomic_path, read_json, read_jsonl, sha256_file, write_json
 from lmscalpel.models import ModelRef, check_blocks, load_model
 from lmscalpel.models.loader import model_provenance
 from lmscalpel.models.refusal import chat_verdicts
-from lmscalpel.steering import capability as cap, metrics as M
+from lmscalpel.steering import capability as cap, judge_check as JC, metrics as M
 from lmscalpel.data.prompts import PromptSet, load_prompt_set, without
 from lmscalpel.steering.directions import (capture_residual, decoder_directions, mean_activation_norm,
                                            random_directions, refusal_direction, sample_latents)
@@ -292,9 +292,6 @@ def run_judge_check_stage(*, cfg: dict, labels: str, run: str, coherence_json: s
                           reference: ModelRef | None, output_csv: str, output_json: str) -> None:
     """Re-judge run ``run``'s labelled replies with this run's judge (and coherence rule) and score each against the
     labels (:mod:`lmscalpel.steering.judge_check`); metrics.headline is checked against the best-κ judge."""
-    from lmscalpel.io import sha256_file
-    from lmscalpel.steering import judge_check as JC
-
     frame = JC.load_labels(labels, run)
     prompts, replies = frame["prompt"].tolist(), frame["reply"].tolist()
     judge = build_judge(cfg["judge"], toy=False)
