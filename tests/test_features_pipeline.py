@@ -60,6 +60,18 @@ def test_residual_matches_hidden_states_and_reads_the_word_token(tiny):
     assert short.shape == x.shape
 
 
+def test_word_residuals_keep_the_prompts_order_across_length_sorted_batches(tiny):
+    model, tokenizer = tiny
+    words = ["zebra", "ox", "antelope", "yak", "gnu"]
+    # longest first, so that the length sort reorders them
+    prompts = [icl_prompt(w, words[:4 - i], "{word} has the first letter:") for i, w in enumerate(words)]
+    texts, ends = [p.text for p in prompts], [p.word_end for p in prompts]
+    batched = position_activations(model, tokenizer, texts, ends, layer=0, batch_size=2, max_length=128)
+    alone = torch.cat([position_activations(model, tokenizer, [t], [e], layer=0, batch_size=1, max_length=128)
+                       for t, e in zip(texts, ends)])
+    assert torch.allclose(batched, alone, atol=1e-5)
+
+
 def test_text_activations_drop_special_tokens_and_padding(tiny):
     model, tokenizer = tiny
     texts = ["a short one", "a somewhat longer review of a stapler"]

@@ -98,14 +98,19 @@ def position_activations(model, tokenizer, texts: Sequence[str], char_ends: Sequ
     """Residual at the token that ends at character ``char_ends[i]`` of each text (the spelled word's last token).
 
     Found from the offsets instead of a fixed −6 so it holds for any tokenizer (spec §5: recheck per tokenizer).
+    A causal model's residual at that token does not depend on the tokens after it, so each text is run only up to
+    it, in batches of similar length (SAEBench's spelling prompts: ~7 % fewer tokens and little padding).
     """
     encoded = tokenize(tokenizer, texts, max_length, prepend_bos, keep_end=True)
     positions = [_token_ending_at(e["offsets"], end, text) for e, end, text in zip(encoded, char_ends, texts)]
-    rows = []
-    for start, hidden, _ in residual_batches(model, tokenizer, encoded, layer, batch_size):
-        idx = torch.tensor(positions[start:start + hidden.shape[0]])
-        rows.append(hidden[torch.arange(hidden.shape[0]), idx])
-    return torch.cat(rows)
+    order = sorted(range(len(encoded)), key=lambda i: positions[i])
+    cut = [{"ids": encoded[i]["ids"][:positions[i] + 1]} for i in order]
+    picked = {}
+    for start, hidden, _ in residual_batches(model, tokenizer, cut, layer, batch_size):
+        chunk = order[start:start + hidden.shape[0]]
+        idx = torch.tensor([positions[i] for i in chunk])
+        picked.update(zip(chunk, hidden[torch.arange(len(chunk)), idx]))
+    return torch.stack([picked[i] for i in range(len(encoded))])
 
 
 def _token_ending_at(offsets: list[tuple[int, int]], end: int, text: str) -> int:
