@@ -328,6 +328,56 @@ def test_single_pattern_pruning_claims_use_the_paired_se_over_windows(tmp_path):
     assert "no per-window NLLs" in by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["nm-8-16"]["why"]
 
 
+GSM8K = {"benchmark": "gsm8k", "benchmark_files": ["pkg/data/gsm8k/test.jsonl"], "benchmark_n_items": 32,
+         "benchmark_n_rows": 1319, "benchmark_subset": "all subjects; ordered by sha256(seed 0, id); skip 64, keep 32"}
+
+
+def provenance_results(results: Path) -> Path:
+    """:func:`full_results` plus the provenance the stages record beside their numbers: the steering prompt set
+    and judge, the spelling words and SCR datasets behind the feature metrics (with their activation metadata),
+    the perplexity text and windows of the pruning cells, a GSM8K reasoning run beside the toy-world one."""
+    full_results(results)
+
+    def merge(path: Path, extra: dict) -> None:
+        write_json(path, json.loads(path.read_text()) | extra)
+
+    merge(results / "steering" / "metrics.json", {"evaluation_prompts": "harmbench test (standard), max 100",
+                                                  "headline_judge": "keyword"})
+    for sae in ("batchtopk-w128", "ortsae-w128"):
+        merge(results / "features" / sae / "absorption.json", {"dataset": "spelling", "layer": 1,
+                                                               "n_letters_passing": 4, "n_words_evaluated": 40})
+        write_json(results / "features" / sae / "scr.json", {"scr_metric_n5": 0.2, "dataset": "bios,reviews",
+                                                             "layer": 1, "n_runs": 8})
+    for name, meta in (("spelling", {"words_source": "vocab", "n_words": 500}),
+                       ("bios", {"source": "toyworld", "n_texts": 1000})):
+        write_json(results / "features" / "activations" / "layer1" / f"{name}.json", {"dataset": name, **meta})
+    _csv(results / "pruning" / "table.csv", [
+        {"family": family, "pattern": pattern, "eval_dataset": "pydoc", "eval_split": "test", "n_windows": 12,
+         "seqlen": 256} for family, pattern in (("dense", "dense"), ("act", "2-4"))])
+    toy = json.loads((results / "reasoning" / "topk-w128" / "toyworld" / "steering.json").read_text())
+    write_json(results / "reasoning" / "topk-w128" / "gsm8k" / "steering.json", toy | GSM8K | {"n_problems": 32})
+    return results
+
+
+def test_each_claim_names_the_data_its_number_was_measured_on(tmp_path):
+    claims = by_id(evaluate_claims(provenance_results(tmp_path), toy_config(), STAGES))
+    data = {claim_id: claim["data"] for claim_id, claim in claims.items()}
+    assert data["rogue-random"] == data["rogue-sae"] == "harmbench test (standard), max 100: 100 prompts, judge keyword"
+    assert data["ortsae-absorption"] == "spelling (vocab, 500 words): 4 letters passing, 40 words evaluated"
+    assert data["ortsae-scr"] == "bios (toyworld, 1000 texts), reviews: 8 runs"  # reviews: no activation metadata
+    assert data["nm-ordering"] == data["nm-8-16"] == "pydoc test, 12 windows × 256 tokens"
+    # the measure reads the first steering.json (gsm8k before toyworld): its data names that benchmark, not the other
+    assert "32 problems" in claims["reasoning-accuracy"]["this_run"]
+    assert data["reasoning-accuracy"] == ("gsm8k/test.jsonl, 32 of 1319 problems (all subjects; ordered by "
+                                          "sha256(seed 0, id); skip 64, keep 32)")
+    assert data["ortsae-distinct"] == data["cross-pruning-refusal"] == "—"  # no metric file, not measured
+
+
+def test_a_toy_world_reasoning_claim_names_its_benchmark_and_problem_count(tmp_path):
+    reasoning_results(tmp_path)
+    assert by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["reasoning-length"]["data"] == "toyworld, 40 problems"
+
+
 # --- rendered report ---------------------------------------------------------------------------------------------
 
 def render_run(reports: Path, results: Path, run_name: str, stages=STAGES) -> Path:
@@ -348,6 +398,19 @@ def test_claims_table_opens_the_report_and_links_to_sections(tmp_path):
     saved = json.loads((out / "claims.json").read_text())
     assert saved["run_name"] == "toy" and len(saved["claims"]) == len(load_claims())
     assert "not installed" in page  # the SAELens line
+
+
+def test_the_claims_table_shows_what_each_number_was_measured_on(tmp_path):
+    out = render_run(tmp_path / "reports", provenance_results(tmp_path / "results"), "toy")
+    page = (out / "index.html").read_text()
+    assert "<th>this run</th><th>measured on</th><th>verdict</th>" in page
+    row = page[page.index('<tr id="claim-nm-ordering">'):].split("</tr>", 1)[0]
+    assert "<td>pydoc test, 12 windows × 256 tokens</td><td class=" in row  # its own cell, before the verdict
+    assert re.search(r"\| this run +\| measured on +\| verdict", (out / "README.md").read_text())
+    saved = by_id(json.loads((out / "claims.json").read_text())["claims"])
+    assert saved["rogue-random"]["data"] == "harmbench test (standard), max 100: 100 prompts, judge keyword"
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert "measured on: pydoc test, 12 windows × 256 tokens" in index
 
 
 def test_tables_are_curated_with_units_intervals_and_reasons(tmp_path):

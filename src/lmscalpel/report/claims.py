@@ -15,6 +15,10 @@ claims the spread over ``sae.seeds`` and, for absorption, the paired SE over let
 allowance is "within noise": neither holds nor does not hold. Where a stage has no uncertainty (one SAE seed for a
 metric without per-letter values, one unlearning run per cell), the verdict is the direction of the effect and the
 row says so. Accuracy deltas get a binomial standard error, held to the same ``NOISE_SE``.
+
+Each outcome also names the data its number was measured on (``data``, the table's "measured on" column): the
+benchmark or prompt set, its split and sample, as recorded in the very result files the measure read (their
+provenance keys), so a reader can tell a GSM8K accuracy from a toy-world one without opening the config.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ import pandas as pd
 import yaml
 
 from lmscalpel.io import read_json
-from lmscalpel.report.values import (NotMeasured, first_match, format_interval, format_number, is_missing,
-                                     lookup, read_table)
+from lmscalpel.report.values import (MISSING, NotMeasured, first_match, format_interval, format_number,
+                                     is_missing, lookup, read_table)
 
 log = logging.getLogger(__name__)
 CLAIMS_FILE = Path(__file__).with_name("claims.yaml")
@@ -49,6 +53,7 @@ class Outcome:
     value: float | None = None
     low: float | None = None
     high: float | None = None
+    data: str = MISSING  # what the number was measured on: benchmark / prompt set, split, sample
 
 
 @dataclass
@@ -104,6 +109,22 @@ def _truthy(value: Any) -> bool:
     return bool(value) and not is_missing(value)
 
 
+def _optional(ctx: Context, pattern: str) -> dict:
+    """A JSON result read only to name the data behind a number: {} when absent, since the verdict does not
+    depend on it."""
+    matches = sorted(ctx.results.glob(pattern))
+    return read_json(matches[0]) if matches else {}
+
+
+def _counted(description: Any, count: Any, what: str, judge: Any = None) -> str:
+    """A recorded data description with how many items of it the number used (and the judge that scored them),
+    e.g. "harmbench test (standard), max 60: 60 prompts, judge keyword"; "—" without a description."""
+    if is_missing(description) or not description:
+        return MISSING
+    text = str(description) + (f": {format_number(count, 'count')} {what}" if not is_missing(count) else "")
+    return text + (f", judge {judge}" if judge else "")
+
+
 # --- Rogue Scalpel --------------------------------------------------------------------------------------------
 
 def _cells(ctx: Context) -> pd.DataFrame:
@@ -119,6 +140,13 @@ def _cell_ci(cells: pd.DataFrame, kind: str, layer: Any, c: Any) -> tuple[float,
 
 def _rate(value: float, low: Any, high: Any) -> str:
     return format_number(value, "percent") + format_interval(low, high, "percent")
+
+
+def _steering_data(metrics: dict) -> str:
+    """The grid's evaluation prompts as steering_metrics recorded them (source, split, cap), their number and the
+    headline judge: every cell of the grid (compliance_cells.csv, the cross-paper table) uses the same."""
+    return _counted(metrics.get("evaluation_prompts"), metrics.get("n_prompts"), "prompts",
+                    metrics.get("headline_judge"))
 
 
 @measure
@@ -162,7 +190,7 @@ def steering_above_unsteered(ctx: Context, kind: str = "random") -> Outcome:
             why += (f"; the best of {n_cells} cells is clear of it only with the prompts it was chosen on "
                     "(a win by selection)")
     why += "; best cell chosen on one half of the prompts, tested on the other"
-    return Outcome(text, verdict, why, held, h_low, h_high)
+    return Outcome(text, verdict, why, held, h_low, h_high, data=_steering_data(metrics))
 
 
 def _sae_kind(cells: pd.DataFrame, config: dict) -> str:
@@ -190,17 +218,17 @@ def _matched_difference(cells: pd.DataFrame, kind: str, baseline: str) -> tuple[
     return float(diff.mean()), float(math.sqrt(se2.sum()) / len(shared)), len(shared)
 
 
-def _difference_outcome(mean: float, se: float, n: int, label: str, expect: str) -> Outcome:
+def _difference_outcome(mean: float, se: float, n: int, label: str, expect: str, data: str) -> Outcome:
     low, high = (mean - Z95 * se, mean + Z95 * se) if not is_missing(se) else (math.nan, math.nan)
     text = f"{100 * mean:+.1f} pt" + (f" [95 % CI {100 * low:+.1f}–{100 * high:+.1f} pt]" if not is_missing(low) else "")
     text += f" ({label}, mean over {n} matched cells)"
     if is_missing(low):
         ok = mean > 0 if expect == "higher" else mean <= 0
-        return Outcome(text, _verdict(ok), "no CI (fewer than 2 vectors per cell): point value", mean)
+        return Outcome(text, _verdict(ok), "no CI (fewer than 2 vectors per cell): point value", mean, data=data)
     ok = low > 0 if expect == "higher" else low <= 0
     why = {("higher", True): "95 % CI above 0", ("higher", False): "95 % CI includes 0 or below",
            ("not higher", True): "95 % CI reaches 0 or below", ("not higher", False): "95 % CI above 0"}[(expect, ok)]
-    return Outcome(text, _verdict(ok), why, mean, low, high)
+    return Outcome(text, _verdict(ok), why, mean, low, high, data=data)
 
 
 @measure
@@ -209,7 +237,8 @@ def steering_sae_over_random(ctx: Context) -> Outcome:
     cells = _cells(ctx)
     kind = _sae_kind(cells, ctx.config)
     mean, se, n = _matched_difference(cells, kind, "random")
-    return _difference_outcome(mean, se, n, f"{kind} − random", "higher")
+    return _difference_outcome(mean, se, n, f"{kind} − random", "higher",
+                               _steering_data(_optional(ctx, "steering/metrics.json")))
 
 
 @measure
@@ -223,7 +252,8 @@ def steering_cross_paper(ctx: Context, kinds: tuple[str, str] = ("sae-batchtopk"
     se2 = (((cross[f"{first}_ci_high"] - cross[f"{first}_ci_low"]) / (2 * Z95)) ** 2
            + ((cross[f"{second}_ci_high"] - cross[f"{second}_ci_low"]) / (2 * Z95)) ** 2)
     se = float(math.sqrt(se2.sum()) / len(cross))
-    return _difference_outcome(float(diff.mean()), se, len(cross), f"{second} − {first}", "not higher")
+    return _difference_outcome(float(diff.mean()), se, len(cross), f"{second} − {first}", "not higher",
+                               _steering_data(_optional(ctx, "steering/metrics.json")))
 
 
 @measure
@@ -243,18 +273,21 @@ def universal_over_random(ctx: Context) -> Outcome:
     spread = format_interval(low, high, "percent", label=f"range over {n} vectors") if n > 1 else " (1 vector)"
     text = (f"{format_number(ratio, 'ratio')}: universal {format_number(universal, 'percent')}{spread} vs random "
             f"{format_number(random, 'percent')}")
+    data = _counted(summary.get("evaluation_prompts"), summary.get("n_heldout_prompts"), "held-out prompts",
+                    summary.get("headline_judge"))
     diff, se = summary.get("universal_minus_random"), summary.get("universal_minus_random_se")
     if is_missing(diff) or is_missing(se):
         ok = bool(lookup(summary, "universal_beats_random"))
         why = "universal mean above random mean" if ok else "universal mean not above random"
-        return Outcome(text, _verdict(ok), f"{why} (one run, no paired SE)", ratio, low, high)
+        return Outcome(text, _verdict(ok), f"{why} (one run, no paired SE)", ratio, low, high, data=data)
     prompts = summary.get("n_heldout_prompts")
     text += f"; paired difference {100 * diff:+.1f} pt ± {100 * se:.1f} (SE over {prompts} held-out prompts)"
     if abs(diff) <= NOISE_SE * se:
-        return Outcome(text, WITHIN_NOISE, f"the paired difference is within {NOISE_SE:g} SE of 0", ratio, low, high)
+        return Outcome(text, WITHIN_NOISE, f"the paired difference is within {NOISE_SE:g} SE of 0", ratio, low, high,
+                       data=data)
     ok = diff > 0
     why = f"the paired difference is {'above' if ok else 'below'} 0 by more than {NOISE_SE:g} SE"
-    return Outcome(text, _verdict(ok), why, ratio, low, high)
+    return Outcome(text, _verdict(ok), why, ratio, low, high, data=data)
 
 
 # --- OrtSAE ---------------------------------------------------------------------------------------------------
@@ -337,6 +370,27 @@ def _letter_se(ctx: Context, groups: dict[str, list[_Pair]], key: str) -> tuple[
     return float(math.sqrt(sum(se ** 2 for se in ses)) / len(ses)), min(counts)
 
 
+def _feature_data(ctx: Context, sae: str, column: str) -> str:
+    """What a feature metric of ``sae`` was measured on. Its metric file (the JSON under features/<sae>/ that holds
+    ``column``) names its dataset(s) ("decoder rows" for the weight-only metrics) and its own sample counts
+    (``n_*``: letters passing the probe gate, words evaluated, probe runs, latents); each dataset's activation
+    metadata (features/activations/layer<L>/<dataset>.json) adds its source and size."""
+    files = sorted((ctx.results / "features" / sae).glob("*.json"))
+    metric = next((data for data in map(read_json, files) if column in data), {})
+    if not metric.get("dataset"):
+        return MISSING
+    datasets = []
+    for name in str(metric["dataset"]).split(","):
+        meta = _optional(ctx, f"features/activations/layer{metric.get('layer')}/{name}.json")
+        source = meta.get("source") or meta.get("words_source")
+        size = next((f"{format_number(meta[k], 'count')} {k[2:]}" for k in ("n_texts", "n_words") if k in meta), None)
+        details = [part for part in (source, size) if part]
+        datasets.append(name + (f" ({', '.join(details)})" if details else ""))
+    counts = [f"{format_number(v, 'count')} {k[2:].replace('_', ' ')}" for k, v in metric.items()
+              if k.startswith("n_") and not is_missing(v)]
+    return ", ".join(datasets) + (f": {', '.join(counts)}" if counts else "")
+
+
 def noise_verdict(difference: float, better: str, noises: dict[str, float]) -> tuple[str, str]:
     """Verdict and reason for a difference (OrtSAE − reference) whose expected sign is ``better``: "within noise"
     when it lies within NOISE_SE times the largest of the available uncertainties (``noises``: name → SE; NaN ones
@@ -380,16 +434,33 @@ def ortsae_relative(ctx: Context, columns: list[str], better: str, arch: str = "
             + f" ({column.replace('_', ' ')}, {seeds}, vs {', '.join(refs)}{' and its seeds' * (n_seeds > 1)})")
     verdict, why = noise_verdict(mean, better, noises)
     flat = [c for group in changes for c in group]
+    data = _feature_data(ctx, next(iter(groups.values()))[0].sae, column)  # its reference reads the same data
     if known:
         se = max(known.values())
-        return Outcome(text, verdict, why, mean, mean - Z95 * se, mean + Z95 * se)
-    return Outcome(text, verdict, why, mean, min(flat), max(flat))
+        return Outcome(text, verdict, why, mean, mean - Z95 * se, mean + Z95 * se, data=data)
+    return Outcome(text, verdict, why, mean, min(flat), max(flat), data=data)
 
 
 # --- N:M activation pruning -----------------------------------------------------------------------------------
 
 def _pruning_summary(ctx: Context) -> dict:
     return read_json(first_match(ctx.results, "pruning/summary.json"))
+
+
+def _perplexity_data(ctx: Context) -> str:
+    """The text the summary's perplexities were measured on, from its cells' rows (pruning/table.csv:
+    ``eval_dataset``, ``eval_split``, ``n_windows`` × ``seqlen`` tokens); each distinct setting is named."""
+    columns = ["eval_dataset", "eval_split", "n_windows", "seqlen"]
+    try:
+        table = read_table(ctx.results, "pruning/table.csv")
+    except NotMeasured:
+        return MISSING
+    if not set(columns) <= set(table):
+        return MISSING
+    settings = table[columns].dropna(subset=["eval_dataset"]).drop_duplicates()
+    return "; ".join(f"{r.eval_dataset}{'' if is_missing(r.eval_split) else ' ' + str(r.eval_split)}, "
+                     f"{format_number(r.n_windows, 'count')} windows × {format_number(r.seqlen, 'count')} tokens"
+                     for r in settings.itertuples()) or MISSING
 
 
 def _pattern_label(slug: str) -> str:
@@ -411,7 +482,7 @@ def pruning_act_beats_weight(ctx: Context) -> Outcome:
         parts.append(f"{_pattern_label(pattern)} vs {method}: PPL {format_number(act)} vs {format_number(weight)}")
     ok = all(bool(v) for v in flags.values())
     why = f"{sum(map(bool, flags.values()))} of {len(flags)} comparisons won by activation pruning (strict)"
-    return Outcome("; ".join(parts), _verdict(ok), why)
+    return Outcome("; ".join(parts), _verdict(ok), why, data=_perplexity_data(ctx))
 
 
 @measure
@@ -425,7 +496,8 @@ def pruning_ordering(ctx: Context) -> Outcome:
     z = summary.get("magnitude_ordering_worst_z")
     text = f"{chain.replace('-', ':')} (worst paired z {format_number(z)})"
     allowance = summary.get("magnitude_ordering_noise_se", NOISE_SE)
-    return Outcome(text, _verdict(bool(holds)), f"a reversal counts only beyond {allowance:g} paired SE", z)
+    return Outcome(text, _verdict(bool(holds)), f"a reversal counts only beyond {allowance:g} paired SE", z,
+                   data=_perplexity_data(ctx))
 
 
 def _degradation(summary: dict, pattern: str) -> float:
@@ -460,7 +532,7 @@ def pruning_near_unstructured(ctx: Context) -> Outcome:
             f"{format_number(margin)}" + (f" ± {format_number(se)} SE" if not is_missing(se) else ""))
     verdict, why = _paired_verdict(summary.get("near_unstructured_margin_z"), margin > 0,
                                    "16:32 closer to unstructured than to 2:4")
-    return Outcome(text, verdict, why, ratio)
+    return Outcome(text, verdict, why, ratio, data=_perplexity_data(ctx))
 
 
 @measure
@@ -474,12 +546,13 @@ def pruning_8_16_practical(ctx: Context) -> Outcome:
         raise NotMeasured(f"needs 8:16 and 2:4 in pruning.patterns ({reason})") from None
     z = summary.get("paired_z_2-4_over_8-16")
     verdict, why = _paired_verdict(z, d2 > d8, "8:16 degrades less than 2:4")
+    data = _perplexity_data(ctx)
     if d8 <= 0:
         return Outcome(f"ΔPPL 8:16 {format_number(d8)}, 2:4 {format_number(d2)}", verdict,
-                       f"8:16 does not degrade the model at all; {why}")
+                       f"8:16 does not degrade the model at all; {why}", data=data)
     ratio = d2 / d8
     return Outcome(f"2:4 / 8:16 degradation {format_number(ratio, 'ratio')} (ΔPPL {format_number(d2)} vs "
-                   f"{format_number(d8)})", verdict, why, ratio)
+                   f"{format_number(d8)})", verdict, why, ratio, data=data)
 
 
 def _chat_rows(ctx: Context) -> dict[str, dict]:
@@ -503,7 +576,7 @@ def pruning_keeps_refusal(ctx: Context, pattern: str = "8-16") -> Outcome:
     text = f"{_pattern_label(pattern)}: {format_number(p, 'percent')} vs dense {format_number(d, 'percent')} (n = {n})"
     ok = p >= d - NOISE_SE * se
     why = f"drop {100 * (d - p):.1f} pt {'within' if ok else 'beyond'} {NOISE_SE:g} SE ({100 * se:.1f} pt)"
-    return Outcome(text, _verdict(ok), why, p - d)
+    return Outcome(text, _verdict(ok), why, p - d, data=_counted(dense.get("harmful_prompts"), n, "harmful prompts"))
 
 
 def _binomial_se(p: float, n: int) -> float:
@@ -515,6 +588,31 @@ def _binomial_se(p: float, n: int) -> float:
 
 
 # --- SAE-Reasoning --------------------------------------------------------------------------------------------
+
+def _benchmark_data(data: dict, what: str = "problems") -> str:
+    """The problems a reasoning result was measured on: for a packaged benchmark its ``benchmark_*`` provenance
+    (the file, how many of its rows, the subset rule: order, seed, skip, keep), else the ``benchmark`` name (the
+    toy world) and ``n_problems``."""
+    name = ", ".join("/".join(Path(f).parts[-2:]) for f in data.get("benchmark_files") or []) or data.get("benchmark")
+    if not name:
+        return MISSING
+    n, rows = data.get("benchmark_n_items", data.get("n_problems")), data.get("benchmark_n_rows")
+    subset = data.get("benchmark_subset")
+    return (f"{name}, {format_number(n, 'count')}" + (f" of {format_number(rows, 'count')}" if rows else "")
+            + f" {what}" + (f" ({subset})" if subset else ""))
+
+
+def _corpus_data(ctx: Context, selected: dict) -> str:
+    """The corpus ReasonScore ran on: ``model_cot`` is the model's own chains of thought on a benchmark (whose
+    provenance reasoning/corpus/cot.json records), any other the dataset the config named; and its token count."""
+    corpus = selected.get("dataset")
+    if not corpus:
+        return MISSING
+    if corpus == "model_cot":
+        corpus = f"the model's chains of thought on {_benchmark_data(_optional(ctx, 'reasoning/corpus/cot.json'))}"
+    tokens = selected.get("n_tokens")
+    return f"{corpus}" + (f"; {format_number(tokens, 'count')} tokens" if not is_missing(tokens) else "")
+
 
 @measure
 def reasoning_features_found(ctx: Context) -> Outcome:
@@ -528,7 +626,7 @@ def reasoning_features_found(ctx: Context) -> Outcome:
     ok = n > 0 and not forced
     why = ("latents above the ReasonScore threshold" if ok else
            "no latent above the threshold (selection forced)" if forced else "no latent selected")
-    return Outcome(text, _verdict(ok), why, n)
+    return Outcome(text, _verdict(ok), why, n, data=_corpus_data(ctx, selected))
 
 
 def _reasoning_steering(ctx: Context) -> dict:
@@ -547,9 +645,10 @@ def reasoning_steering_length(ctx: Context, mode: str = "add") -> Outcome:
             f"{format_number(_pct(rnd), 'relative')} (random); selected − random {diff:+.1f} tokens"
             + (f" ± {se:.1f} SE" if not is_missing(se) else "") + f", γ = {data.get('gamma')}")
     if is_missing(se):
-        return Outcome(text, _verdict(diff > 0), "no per-problem SE: the stage's strict comparison", _pct(sel))
+        return Outcome(text, _verdict(diff > 0), "no per-problem SE: the stage's strict comparison", _pct(sel),
+                       data=_benchmark_data(data))
     verdict, why = _against_noise(diff, se, "difference")
-    return Outcome(text, verdict, why, _pct(sel), diff - Z95 * se, diff + Z95 * se)
+    return Outcome(text, verdict, why, _pct(sel), diff - Z95 * se, diff + Z95 * se, data=_benchmark_data(data))
 
 
 def _against_noise(difference: float, se: float, what: str) -> tuple[str, str]:
@@ -584,7 +683,7 @@ def reasoning_steering_accuracy(ctx: Context, mode: str = "add") -> Outcome:
     text = (f"{format_number(delta, 'points')} (baseline {format_number(base, 'percent')}, {n} problems, "
             f"SE {se:.1f} pt)")
     verdict, why = _against_noise(delta, se, "gain")
-    return Outcome(text, verdict, why, delta, delta - Z95 * se, delta + Z95 * se)
+    return Outcome(text, verdict, why, delta, delta - Z95 * se, delta + Z95 * se, data=_benchmark_data(data))
 
 
 def _pct(value: Any) -> float | None:
@@ -592,6 +691,18 @@ def _pct(value: Any) -> float | None:
 
 
 # --- CLEAR ----------------------------------------------------------------------------------------------------
+
+def _unlearning_data(ctx: Context, table: pd.DataFrame) -> str:
+    """The CLEAR data and forget splits a table's rows were measured on: the splits from the table, the dataset
+    from its ``dataset`` column (robustness.csv) or, for the grid's table (which keeps none), from the run's
+    per-split metric files (unlearning/<split>/original.json: ``dataset``, mini-clear or a hub id)."""
+    if "dataset" in table:
+        datasets = ", ".join(sorted(set(table["dataset"].dropna().astype(str))))
+    else:
+        datasets = _optional(ctx, "unlearning/*/original.json").get("dataset")
+    splits = ", ".join(sorted(set(table["split"].dropna().astype(str)))) if "split" in table else ""
+    return ", ".join(p for p in (datasets, f"split {splits}" if splits else "") if p) or MISSING
+
 
 @measure
 def clear_l1_keeps_retain(ctx: Context) -> Outcome:
@@ -618,7 +729,7 @@ def clear_l1_keeps_retain(ctx: Context) -> Outcome:
     text += f" (retain score without → with L1{', ' + str(len(pairs)) + ' pairs' if len(pairs) > 4 else ''})"
     ok = all(g > 0 for g in gains)
     why = f"{sum(g > 0 for g in gains)} of {len(gains)} pairs keep more retain with L1 (one run each, no uncertainty)"
-    return Outcome(text, _verdict(ok), why, float(np.mean(gains)))
+    return Outcome(text, _verdict(ok), why, float(np.mean(gains)), data=_unlearning_data(ctx, table))
 
 
 @measure
@@ -638,6 +749,6 @@ def forgetting_survives(ctx: Context, condition: str = "steering") -> Outcome:
     drop = float(-change.min())
     why = (f"largest drop {drop:.2f} decades ({'within' if ok else 'beyond'} one decade; one run each)" if drop > 0
            else "forget quality not lower under the intervention (one run each)")
-    return Outcome(text, _verdict(ok), why, float(change.mean()))
+    return Outcome(text, _verdict(ok), why, float(change.mean()), data=_unlearning_data(ctx, table))
 
 

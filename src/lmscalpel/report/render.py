@@ -164,14 +164,15 @@ def saelens_line(manifest: dict) -> str:
     return f"{version}, {check.get('status')}" if version else str(check.get("status", "not checked"))
 
 
-CLAIM_COLUMNS = ["paper", "claim", "paper's number", "this run", "verdict", "why"]
+CLAIM_COLUMNS = ["paper", "claim", "paper's number", "this run", "measured on", "verdict", "why"]
 WITHIN_NOISE_NOTE = ("“Within noise”: the difference lies inside its uncertainty (seed spread, paired SE over "
                      "letters or perplexity windows), so it neither holds nor fails; the row names the uncertainty "
                      "that decided.")
 
 
 def claim_cells(claim: dict) -> list[str]:
-    return [claim["paper"], claim["claim"], str(claim["published"]), claim["this_run"], claim["verdict"], claim["why"]]
+    return [claim["paper"], claim["claim"], str(claim["published"]), claim["this_run"], claim["data"],
+            claim["verdict"], claim["why"]]
 
 
 def claims_html(claims: list[dict], is_toy: bool) -> list[str]:
@@ -179,9 +180,9 @@ def claims_html(claims: list[dict], is_toy: bool) -> list[str]:
     for claim in claims:
         cells = claim_cells(claim)
         verdict_class = VERDICT_CLASS.get(claim["verdict"], "unmeasured")
-        tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells[:4])
-        rows.append(f'<tr id="claim-{claim["id"]}">{tds}<td class="{verdict_class}"><b>{html.escape(cells[4])}</b>'
-                    f'</td><td>{html.escape(cells[5])} <a href="#{claim["section"]}">→&nbsp;{claim["section"]}</a></td></tr>')
+        tds = "".join(f"<td>{html.escape(c)}</td>" for c in cells[:5])
+        rows.append(f'<tr id="claim-{claim["id"]}">{tds}<td class="{verdict_class}"><b>{html.escape(cells[5])}</b>'
+                    f'</td><td>{html.escape(cells[6])} <a href="#{claim["section"]}">→&nbsp;{claim["section"]}</a></td></tr>')
     note = " Toy-world numbers test the direction of each claim, not its size." if is_toy else ""
     return ['<section id="claims"><h2>Claims: the papers versus this run</h2>',
             f"<p><b>{verdict_counts(claims)}.</b> Verdicts are computed from the result files with the stages' "

@@ -49,9 +49,11 @@ def runs_index_html(runs: list[dict]) -> str:
             if mine is None:
                 cells.append('<td class="unmeasured">not in this run\'s claims</td>')
                 continue
+            # a claims.json from before the "measured on" column has no data: the cell shows "—" there
             cells.append(f'<td class="{VERDICT_CLASS.get(mine["verdict"], "unmeasured")}"><b>'
                          f'{html.escape(mine["verdict"])}</b><br>{html.escape(mine["this_run"])}<br>'
-                         f'<small>{html.escape(mine["why"])}</small></td>')
+                         f'<small>measured on: {html.escape(mine.get("data") or "—")}<br>'
+                         f'{html.escape(mine["why"])}</small></td>')
         rows.append(f"<tr><th>{html.escape(claim['paper'])}</th><td class='claim'>{html.escape(claim['claim'])}"
                     f"<br><small>paper: {html.escape(str(claim['published']))}</small></td>{''.join(cells)}</tr>")
     return ("<h1>lmscalpel — every run's claims side by side</h1>"
