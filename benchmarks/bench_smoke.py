@@ -84,6 +84,7 @@ def run_once(args: argparse.Namespace, run_name: str, limit_s: float, limit_gib:
     print(f"wall time: {wall:.0f} s (goal <= {limit_s} s; ratio {wall / limit_s:.2f})")
     print(f"peak RSS of one process: {peak_gib:.2f} GiB (goal <= {limit_gib} GiB; ratio {peak_gib / limit_gib:.2f})")
     print_rule_times(stderr)
+    print_peak_memory(workdir / "logs")
     server_log = workdir / "logs" / run_name / "jobserver.log"
     if server_log.exists() and (served := re.search(r"served (\d+) jobs", server_log.read_text())):
         print(f"jobs run in the warm worker: {served.group(1)}")
@@ -117,6 +118,17 @@ def print_rule_times(log: str, top: int = 12) -> None:
     print(f"{jobs} jobs, {total:.0f} job-seconds; rules with the most job-seconds:")
     for name, (count, seconds) in sorted(per_rule.items(), key=lambda item: -item[1][1])[:top]:
         print(f"  {name:32s} {count:3d} jobs {seconds:6.0f} s ({seconds / count:5.1f} s each)")
+
+
+def print_peak_memory(logs: Path, top: int = 5) -> None:
+    """The jobs with the largest peak RSS, from the line each rule's log ends with (lmscalpel.workflow)."""
+    peaks = []
+    for log in logs.rglob("*.log"):
+        for match in re.finditer(r"rule (\w+) done in (\d+) s, peak RSS ([\d.]+) GiB", log.read_text(errors="replace")):
+            peaks.append((float(match.group(3)), match.group(1), log.relative_to(logs)))
+    print("jobs with the largest peak RSS:")
+    for gib, rule, path in sorted(peaks, reverse=True)[:top]:
+        print(f"  {gib:5.2f} GiB  {rule:32s} {path}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,16 @@ def test_load_local_directory(tiny_lm_dir):
     assert tokenizer.pad_token == "<|pad|>"
 
 
+def test_the_head_reads_a_contiguous_last_position(tiny_lm_dir):
+    # transformers hands the head a strided [B, 1, d] view; CPU bf16 matmuls on such views allocate gigabytes
+    model, _ = load_model(ModelRef(str(tiny_lm_dir), device="cpu", dtype="bfloat16"))
+    seen = []
+    model.get_output_embeddings().register_forward_hook(lambda _m, args, _out: seen.append(args[0].is_contiguous()))
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 50, (3, 7)), logits_to_keep=1)
+    assert seen == [True]
+
+
 def test_from_config_prefers_local_path_and_requires_id():
     ref = ModelRef.from_config({"source": "toy", "id": None, "dtype": "float32"}, local_path="/x/toy")
     assert ref.name_or_path == "/x/toy" and not ref.trust_remote_code

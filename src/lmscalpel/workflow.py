@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -97,11 +99,15 @@ def script_context(namespace: dict[str, Any], rule: str | tuple[str, ...]) -> It
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         set_threads(smk.threads)
         seed_everything(int(smk.config.get("seed", 0)))
+        started = time.perf_counter()
         try:
             yield smk
         except Exception:
             logging.exception("rule %s failed", rule)
             raise
+        # what a cluster profile's mem_mb / runtime should cover (a warm worker's fork counts its parent's pages)
+        logging.info("rule %s done in %.0f s, peak RSS %.2f GiB", rule, time.perf_counter() - started,
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 
 
 def model_ref(smk: Any) -> "ModelRef":
