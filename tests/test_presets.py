@@ -24,7 +24,7 @@ from lmscalpel.data import packaged
 PRESETS = sorted((REPO_ROOT / "presets").glob("*.yaml"))
 PAPER_PRESETS = {"rogue_scalpel_v1", "rogue_scalpel_v2", "ortsae_gemma2_2b", "nm_llama31_8b", "nm_qwen25_7b",
                  "sae_reasoning_r1_llama8b", "clear_llava15_7b"}
-CPU_PRESETS = {"smollm2_135m_cpu", "qwen25_coder_1p5b_cpu"}
+CPU_PRESETS = {"smollm2_135m_cpu", "qwen25_coder_1p5b_cpu", "qwen25_coder_1p5b_reasoning_cpu"}
 
 # Rules that must be planned when a stage is configured (one per distinct job kind of the stage).
 STAGE_RULES = {
