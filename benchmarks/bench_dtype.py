@@ -41,6 +41,7 @@ def main() -> None:
     results = {}
     for dtype in ("float32", "bfloat16"):
         model, tokenizer = load_model(ModelRef(name_or_path=args.model, dtype=dtype, device="cpu"))
+        tokenizer.padding_side = "left"  # the last position is every row's own (Qwen's tokenizer pads on the right)
         enc = tokenizer([chat_prompt(tokenizer, p) for p in prompts[:args.batch_size]], return_tensors="pt",
                         padding=True, add_special_tokens=False)
         with torch.no_grad():
