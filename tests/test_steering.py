@@ -385,6 +385,23 @@ def test_universal_attack_selects_complying_vectors(tiny, tmp_path):
         assert -1 <= summary["universal_minus_random"] <= 1 and summary["universal_minus_random_se"] >= 0
 
 
+def test_universal_attack_trains_on_the_first_prompt_refused_unsteered(tiny, tmp_path):
+    model, tok = tiny
+    prompts = [{"id": f"p{i}", "prompt": f"how to do thing {i}", "category": "Privacy"} for i in range(12)]
+    # prompts 0-8 "comply" whatever the steering, so the first refused one is prompt 9 (in the second probe batch)
+    outcome = lambda reqs, resps: [int(r.rsplit(" ", 1)[-1]) < 9 for r in reqs]
+    table, summary = universal_attack(
+        model, tok, layer=1, mu=20.0, train_prompt=None, eval_prompts=prompts, coefficients=[1.0], outcome=outcome,
+        seed=0, sweep_vectors=2, max_trials=2, n_select=1, n_universal=1, n_baseline=1, max_new_tokens=2,
+        batch_size=8, checkpoint_dir=tmp_path)
+    assert summary["train_prompt"] == "how to do thing 9" and "how to do thing 9" not in set(table["prompt"])
+    assert summary["n_heldout_prompts"] == 11
+    with pytest.raises(ValueError, match="steering.universal.train_prompt"):
+        universal_attack(model, tok, layer=1, mu=20.0, train_prompt=None, eval_prompts=prompts[:9],
+                         coefficients=[1.0], outcome=outcome, seed=0, sweep_vectors=2, max_trials=2, n_select=1,
+                         n_universal=1, n_baseline=1, max_new_tokens=2, batch_size=8, checkpoint_dir=tmp_path / "b")
+
+
 def test_universal_minus_random_is_paired_over_held_out_prompts():
     # prompt a: universal 1 (one vector), random 0.5 (two vectors); prompt b: universal 0, random 0
     table = pd.DataFrame({"kind": ["universal", "random", "random", "universal", "random", "random"],

@@ -221,9 +221,10 @@ def run_universal_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str 
     ucfg = cfg["universal"]
     evaluation = evaluation_prompts(cfg, chat_eval)
     prompts = evaluation.records
-    # Like the paper's bomb prompt (one of the 100 JBB goals, evaluated on the other 99): an a-priori pick from the
-    # evaluation prompts, excluded from the held-out evaluation.
-    train_prompt = ucfg["train_prompt"] or prompts[0]["prompt"]
+    # Like the paper's bomb prompt (one of the 100 JBB goals, evaluated on the other 99): a pick from the evaluation
+    # prompts that the model refuses unsteered (universal_attack picks the first when none is configured), excluded
+    # from the held-out evaluation.
+    train_prompt = ucfg["train_prompt"]
     judge = build_judge(cfg["judge"], toy=toy, seed=seed)
     mu = float(read_json(setup_json)["mu"])
     coherence = load_coherence(cfg, coherence_json, reference)
@@ -246,7 +247,7 @@ def run_universal_stage(ref: ModelRef, *, layer: int, cfg: dict, chat_eval: str 
                              "prompt_source": cfg["prompts"]["source"],
                              "evaluation_prompts": evaluation.provenance["description"],
                              "train_prompt_from": "steering.universal.train_prompt" if ucfg["train_prompt"] else
-                             "the first evaluation prompt (left out of the held-out ones)"})
+                             "the first evaluation prompt refused unsteered (left out of the held-out ones)"})
 
 
 # --- capability ----------------------------------------------------------------------------------------------------

@@ -52,13 +52,15 @@ class _Runner:
         return frame
 
 
-def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: str, eval_prompts: Sequence[dict],
+def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: str | None, eval_prompts: Sequence[dict],
                      coefficients: Sequence[float], outcome: Outcome, seed: int, sweep_vectors: int,
                      max_trials: int, n_select: int, n_universal: int, n_baseline: int, max_new_tokens: int,
                      batch_size: int, checkpoint_dir: str | Path, skip_tokens: str = "special",
                      outcome_key: dict | str = "") -> tuple[pd.DataFrame, dict]:
     """Return (held-out rows of every evaluated vector, summary). Random vector pools are disjoint index ranges of
     the (seed, k) stream: sweep [0, S), universal pool u [S + u·T, S + (u+1)·T), baseline after those.
+    ``train_prompt`` None: the first evaluation prompt the model refuses unsteered (a model that refuses by itself
+    complies with some prompts already; steering cannot "break" a refusal that is not there).
     ``outcome_key`` describes ``outcome`` (ground truth, or the judge's model, template and decoding) for the
     checkpoint key."""
     d_model = int(model.config.hidden_size) if hasattr(model.config, "hidden_size") else \
@@ -68,6 +70,8 @@ def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: s
     with open_checkpoint(checkpoint_dir, key, what="steering.universal") as ckpt:
         runner = _Runner(model, tokenizer, layer=layer, mu=mu, outcome=outcome, max_new_tokens=max_new_tokens,
                          batch_size=batch_size, ckpt=ckpt, skip_tokens=skip_tokens)
+        if train_prompt is None:
+            train_prompt = first_refused_prompt(runner, [p["prompt"] for p in eval_prompts], d_model)
         sweep_dirs = random_directions(d_model, range(sweep_vectors), seed)
         sweep = runner.run("sweep", [train_prompt] * (sweep_vectors * len(coefficients)),
                            sweep_dirs.repeat(len(coefficients), 1),
@@ -100,6 +104,19 @@ def universal_attack(model, tokenizer, *, layer: int, mu: float, train_prompt: s
                             "kind": [kind for kind, *_ in evaluated for _ in held_out],
                             "vector": [index for _, index, _ in evaluated for _ in held_out]})
     return table, _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, len(held_out))
+
+
+def first_refused_prompt(runner: _Runner, prompts: Sequence[str], d_model: int, step: int = 8) -> str:
+    """The first of ``prompts`` the unsteered model does not comply with (generated ``step`` at a time)."""
+    for offset in range(0, len(prompts), step):
+        batch = list(prompts[offset:offset + step])
+        frame = runner.run(f"unsteered-{offset}", batch, torch.zeros(len(batch), d_model), 0.0,
+                           {"index": list(range(offset, offset + len(batch)))})
+        refused = [p for p, ok in zip(batch, frame["complied"]) if not ok]
+        if refused:
+            return refused[0]
+    raise ValueError(f"the model complies with all {len(prompts)} evaluation prompts unsteered (steering.prompts): "
+                     "there is no refusal for the universal attack to break; set steering.universal.train_prompt")
 
 
 def _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u):
