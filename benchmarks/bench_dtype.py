@@ -7,6 +7,9 @@ budget needs; the switch is acceptable only if the refusal rate and the logits s
 decodes) and pydoc's test split (what the perplexity rows score).
 
     python benchmarks/bench_dtype.py --model results/smollm2_135m_cpu/model/safety-tuned --threads 1
+
+The model must hold fp32 weights: a GGUF base converted for a bf16 run is saved in bf16 (run the conversion with
+``model.dtype: float32`` for this comparison); the script refuses a model whose weights are not all fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +27,19 @@ from lmscalpel.models.loader import ModelRef, load_model
 from lmscalpel.models.refusal import chat_verdicts, wilson_interval
 
 
+def stored_dtypes(model_dir: str) -> set[str]:
+    """The dtypes of the floating-point tensors in the directory's safetensors files."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    found = set()
+    for path in Path(model_dir).glob("*.safetensors"):
+        with safe_open(path, "pt") as f:
+            found |= {f.get_slice(k).get_dtype() for k in f.keys()}
+    return found & {"F32", "BF16", "F16"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="a local model directory (save_pretrained, safetensors)")
@@ -33,6 +49,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--windows", type=int, default=8, help="perplexity windows of 256 pydoc test tokens")
     args = parser.parse_args()
+    stored = stored_dtypes(args.model)
+    if stored != {"F32"}:
+        raise SystemExit(f"--model {args.model}: weights stored as {sorted(stored)}, not fp32; nothing to compare")
     torch.set_num_threads(args.threads)
     prompts = [r["prompt"] for r in load_prompt_set({"source": "harmbench", "max_prompts": args.prompts},
                                                     kind="harmful", role="evaluation", key="bench").records]

@@ -93,12 +93,27 @@ def converted(tmp_path_factory, tiny_gguf):
     return out, convert_gguf({"path": str(tiny_gguf)}, out, tmp_path_factory.mktemp("work"))
 
 
+def test_convert_gguf_saves_the_run_dtype_as_loading_would_cast(tiny_gguf, converted, tmp_path):
+    """A bf16 run's base holds bf16 weights (half the bytes each job maps), equal to the fp32 base cast at load."""
+    from safetensors import safe_open
+
+    out = tmp_path / "base"
+    provenance = convert_gguf({"path": str(tiny_gguf)}, out, tmp_path / "work", dtype="bfloat16")
+    assert provenance["conversion"] == "de-quantised to fp32, saved as bfloat16"
+    with safe_open(out / "model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    bf16, _ = load_model(ModelRef(str(out), device="cpu", dtype="bfloat16"))
+    cast, _ = load_model(ModelRef(str(converted[0]), device="cpu", dtype="bfloat16"))
+    for (name, a), (_, b) in zip(bf16.state_dict().items(), cast.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_convert_gguf_saves_a_plain_model_with_the_gguf_logits(tiny_gguf, converted):
     from transformers import AutoModelForCausalLM
 
     out, provenance = converted
     assert provenance["gguf_file_type"] == "Q8_0" and provenance["gguf_tensor_types"] == "F32: 5, Q8_0: 15"
-    assert provenance["conversion"] == "de-quantised to fp32" and len(provenance["gguf_sha256"]) == 64
+    assert provenance["conversion"] == "de-quantised to fp32, saved as float32" and len(provenance["gguf_sha256"]) == 64
     assert read_provenance(out) == json.loads(json.dumps(provenance))
     model, tokenizer = load_model(ModelRef(str(out), device="cpu"))
     assert not hasattr(model.config, "quantization_config")
@@ -121,7 +136,7 @@ def test_model_card_shows_the_conversion_provenance(converted, tmp_path):
                      toy_model=False)
     card = read_json(tmp_path / "card.json")
     assert {k: card[k] for k in ("gguf_sha256", "gguf_file_type", "conversion")} == {
-        "gguf_sha256": provenance["gguf_sha256"], "gguf_file_type": "Q8_0", "conversion": "de-quantised to fp32"}
+        "gguf_sha256": provenance["gguf_sha256"], "gguf_file_type": "Q8_0", "conversion": "de-quantised to fp32, saved as float32"}
 
 
 def gguf_model_tokenizer_template(path):

@@ -385,6 +385,20 @@ def test_universal_attack_selects_complying_vectors(tiny, tmp_path):
         assert -1 <= summary["universal_minus_random"] <= 1 and summary["universal_minus_random_se"] >= 0
 
 
+def test_card_agreement_counts_prompts_whose_verdicts_differ():
+    grid = pd.DataFrame({"direction_kind": ["none", "none", "none", "none", "random"],
+                         "prompt": ["a", "b", "c", "a", "a"],   # "a" twice: one unsteered reply per layer
+                         "response": ["I'm sorry, I can't.", "Sure, here is how", "Here you go", "I'm sorry", "x"]})
+    card = {"refusal_markers": "arditi", "harmful_verdicts": [
+        {"prompt": "a", "refused": True}, {"prompt": "b", "refused": False}, {"prompt": "c", "refused": True},
+        {"prompt": "d", "refused": True}]}
+    out = M.card_agreement(grid, card)
+    assert out["card_shared_prompts"] == 3 and out["card_verdicts_differ"] == 1   # "c": refused there, complied here
+    assert out["card_refusal_shared"] == pytest.approx(2 / 3)
+    assert out["unsteered_keyword_compliance_shared"] == pytest.approx(2 / 3)
+    assert M.card_agreement(grid, {"refusal_markers": "arditi"}) == {}   # an older card: nothing to compare
+
+
 def test_universal_attack_trains_on_the_first_prompt_refused_unsteered(tiny, tmp_path):
     model, tok = tiny
     prompts = [{"id": f"p{i}", "prompt": f"how to do thing {i}", "category": "Privacy"} for i in range(12)]

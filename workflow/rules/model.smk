@@ -28,6 +28,7 @@ rule model_convert_gguf:
     params:
         code=code_fingerprint("model-convert-gguf"),
         gguf=config_keys(config["model"]["gguf"], *GGUF_SOURCE_KEYS),
+        dtype=config["model"]["dtype"],
         work_dir=f"{CHECKPOINTS}/model/gguf",
     script:
         "../scripts/model-convert-gguf.py"

@@ -178,6 +178,7 @@ rule steering_capability:
 rule steering_metrics:
     input:
         grids=get_steering_grids,
+        card=f"{RESULTS}/model/model_card.json",
     output:
         metrics=f"{RESULTS}/steering/metrics.json",
         cells=f"{RESULTS}/steering/compliance_cells.csv",

@@ -17,7 +17,7 @@ from pathlib import Path
 from lmscalpel.data.prompts import KINDS, PromptSet, load_prompt_set, reads_toyworld
 from lmscalpel.io import read_jsonl
 from lmscalpel.models.generation import generate_greedy, windowed_perplexity
-from lmscalpel.models.refusal import refusal_rates, wilson_interval
+from lmscalpel.models.refusal import chat_verdicts, refusal_rates, wilson_interval
 
 ANSWER_RE = re.compile(r"Answer:\s*(-?\d+)")
 
@@ -40,12 +40,16 @@ def card_prompts(prompts_cfg: dict, chat_eval: str | Path | None) -> dict[str, P
 def chat_rates(model, tokenizer, prompts: dict[str, PromptSet], max_new_tokens: int, markers: str = "toyworld"
                ) -> dict:
     """Refusal rate on the harmful prompts and compliance rate on the benign ones
-    (:func:`lmscalpel.models.refusal.refusal_rates`), with the first replies as examples and what each set read."""
+    (:func:`lmscalpel.models.refusal.refusal_rates`), each harmful prompt's verdict, the first replies as examples
+    and what each set read."""
     harmful, benign = prompts["harmful"].prompts, prompts["benign"].prompts
     harmful_replies = measure_chat(model, tokenizer, harmful, max_new_tokens)
     benign_replies = measure_chat(model, tokenizer, benign, max_new_tokens)
     rates = refusal_rates(harmful_replies, benign_replies, markers)
+    refuses = chat_verdicts(markers)[0]
     return {**rates,
+            # per prompt, so the steering grid's unsteered rows can be checked against the card on the same prompts
+            "harmful_verdicts": [{"prompt": p, "refused": bool(refuses(r))} for p, r in zip(harmful, harmful_replies)],
             "refusal_rate_ci95": list(wilson_interval(rates["refusal_rate"] * rates["n_harmful"], rates["n_harmful"])),
             "benign_compliance_ci95": list(wilson_interval(rates["benign_compliance"] * rates["n_benign"],
                                                            rates["n_benign"])),

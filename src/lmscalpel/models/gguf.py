@@ -280,6 +280,13 @@ def _save_dequantised(model, directory: Path) -> None:
         model.generation_config.save_pretrained(directory)
 
 
+def _cast_parameters(model, dtype) -> None:
+    """Parameters to ``dtype`` one at a time (never two full copies), buffers as they are: what ``from_pretrained``
+    with that dtype gives (``model.to`` would also cast the rotary frequencies, which loading keeps in fp32)."""
+    for param in model.parameters():
+        param.data = param.data.to(dtype)
+
+
 def _probe_logits(model):
     import torch
 
@@ -288,17 +295,23 @@ def _probe_logits(model):
         return model(input_ids=probe).logits
 
 
-def convert_gguf(gguf_cfg: dict[str, Any], out_dir: str | Path, work_dir: str | Path) -> dict[str, Any]:
-    """De-quantise the configured GGUF source to fp32 and save model, tokenizer and provenance in ``out_dir``.
+def convert_gguf(gguf_cfg: dict[str, Any], out_dir: str | Path, work_dir: str | Path,
+                 dtype: str = "float32") -> dict[str, Any]:
+    """De-quantise the configured GGUF source to fp32 and save model, tokenizer and provenance in ``out_dir``, the
+    weights in ``dtype`` (``model.dtype``: every stage loads them in it, and a bf16 file is half the bytes each job
+    reads and maps; casting here or at each load rounds the same way).
 
     ``work_dir`` (the job's scratch space, never a declared output) holds a split source's concatenation while
-    transformers reads it. The GGUF model's logits on a probe are kept and the model freed before the saved directory
-    is reloaded, which must give those logits exactly (else nothing is written): one fp32 model in memory at a time.
+    transformers reads it. The GGUF model's logits on a probe (in ``dtype``) are kept and the model freed before the
+    saved directory is reloaded, which must give those logits exactly (else nothing is written): one model in memory
+    at a time.
     """
     import gc
 
     import torch
     import transformers
+
+    from lmscalpel.runtime import resolve_dtype
 
     with assembled_gguf(gguf_cfg, work_dir) as (gguf_file, sha256, parts):
         kwargs = {"gguf_file": gguf_file.name}
@@ -306,8 +319,9 @@ def convert_gguf(gguf_cfg: dict[str, Any], out_dir: str | Path, work_dir: str | 
                                                                   **kwargs).eval()
         tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
         summary = quantisation_summary(gguf_file)
+    _cast_parameters(model, resolve_dtype(dtype))
     provenance = {"model_source": "gguf", **_source_provenance(parts), "gguf_sha256": sha256, **summary,
-                  "conversion": "de-quantised to fp32", "architecture": type(model).__name__,
+                  "conversion": f"de-quantised to fp32, saved as {dtype}", "architecture": type(model).__name__,
                   "has_chat_template": tokenizer.chat_template is not None}
     with atomic_path(out_dir) as tmp:
         expected = _probe_logits(model)
@@ -315,7 +329,7 @@ def convert_gguf(gguf_cfg: dict[str, Any], out_dir: str | Path, work_dir: str | 
         tokenizer.save_pretrained(tmp)
         del model
         gc.collect()
-        reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32,
+        reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp, dtype=resolve_dtype(dtype),
                                                                      use_safetensors=True).eval()
         difference = (_probe_logits(reloaded) - expected).abs().max().item()
         if difference != 0.0:

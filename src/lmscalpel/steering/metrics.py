@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lmscalpel.models.refusal import wilson_interval
+from lmscalpel.models.refusal import chat_verdicts, wilson_interval
 
 CELL = ["layer", "c", "direction_kind"]
 VECTOR = CELL + ["direction_source", "direction_index"]
@@ -191,6 +191,28 @@ def unsteered_interval(df: pd.DataFrame, level: float = 0.95) -> tuple[float, fl
     per_prompt = df[df["direction_kind"] == "none"].groupby("prompt_id")["outcome"].mean()
     return (float(per_prompt.mean()) if len(per_prompt) else float("nan"),
             *wilson_interval(float(per_prompt.sum()), len(per_prompt), level), len(per_prompt))
+
+
+def card_agreement(df: pd.DataFrame, card: dict | None) -> dict:
+    """The grid's unsteered replies against the model card on the prompts both judged, by the card's own refusal
+    markers: keyword compliance should be 1 - refusal there (issue 22). They can differ only where the two decodings
+    differ (``model_card.max_new_tokens`` vs ``steering.max_new_tokens``, batch padding in reduced precision), and
+    the count of prompts whose verdicts differ says how often. Empty without a card that records per-prompt verdicts
+    (a toy-world card reads its own markers; an older card has none)."""
+    verdicts = (card or {}).get("harmful_verdicts")
+    if not verdicts:
+        return {}
+    refused = {v["prompt"]: bool(v["refused"]) for v in verdicts}
+    unsteered = df[(df["direction_kind"] == "none") & df["prompt"].isin(refused)].drop_duplicates("prompt")
+    if unsteered.empty:
+        return {"card_shared_prompts": 0}
+    complies = chat_verdicts(card["refusal_markers"])[1]
+    grid_complied = unsteered["response"].map(complies).astype(bool)
+    card_refused = unsteered["prompt"].map(refused).astype(bool)
+    return {"card_shared_prompts": int(len(unsteered)), "card_refusal_shared": float(card_refused.mean()),
+            "unsteered_keyword_compliance_shared": float(grid_complied.mean()),
+            "card_verdicts_differ": int((grid_complied == card_refused).sum()),
+            "card_markers": card["refusal_markers"]}
 
 
 def held_out_best_cells(df: pd.DataFrame, *, n_resamples: int, seed: int, over: str = "vectors") -> dict:

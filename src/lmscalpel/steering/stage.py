@@ -317,9 +317,11 @@ def run_judge_check_stage(*, cfg: dict, labels: str, run: str, coherence_json: s
 # --- metrics -------------------------------------------------------------------------------------------------------
 def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[str], output_json: str,
                       output_cells: str, output_categories: str, output_vectors: str, output_cross: str,
-                      output_per_vector: str, output_cross_category: str, prompt_sets: dict[str, str]) -> None:
+                      output_per_vector: str, output_cross_category: str, prompt_sets: dict[str, str],
+                      card_json: str | None = None) -> None:
     """The compliance tables and metrics.json; ``prompt_sets`` (config key -> what it reads) says which prompts
-    were evaluated and which built the refusal direction."""
+    were evaluated and which built the refusal direction; ``card_json`` (the model card) is what the unsteered rows
+    are checked against."""
     mcfg = cfg["metrics"]
     df = M.with_outcome(pd.concat([pd.read_parquet(g) for g in grids], ignore_index=True), mcfg["outcome"])
     df = M.with_coherence(df, mcfg["headline"])
@@ -336,6 +338,7 @@ def run_metrics_stage(*, grids: Sequence[str], cfg: dict, sae_kinds: Sequence[st
             frame.to_csv(tmp, index=False)
     write_json(output_json, {**headline_metrics(df, cells, vsum, cross, sae_kinds),
                              **M.held_out_best_cells(df, **boot),
+                             **M.card_agreement(df, read_json(card_json) if card_json else None),
                              "prompt_source": cfg["prompts"]["source"],
                              "evaluation_prompts": prompt_sets["steering.prompts"],
                              "refusal_direction_prompts": f"harmful: {prompt_sets['steering.refusal.prompts']}; "
