@@ -264,8 +264,11 @@ def universal_over_random(ctx: Context) -> Outcome:
     the stage's ``universal_beats_random``, one run)."""
     summary = read_json(first_match(ctx.results, "steering/universal/summary.json"))
     if summary.get("universal_n_vectors") == 0:
-        raise NotMeasured("no universal vector: no random vector complied on the training prompt within "
-                          "steering.universal.max_trials")
+        found = ", ".join(f"{n} of {t}" for n, t in zip(summary.get("pool_selected", []),
+                                                         summary.get("pool_trials", [])))
+        raise NotMeasured("no universal vector: fewer random vectors complied on the training prompt than "
+                          f"steering.universal.n_select needs ({found or 'none'} trials at c* = "
+                          f"{summary.get('c_star')}) within steering.universal.max_trials")
     universal, random = _number(summary, "universal_cr_mean"), _number(summary, "random_cr_mean")
     low, high = summary.get("universal_cr_min"), summary.get("universal_cr_max")
     n = int(summary.get("universal_n_vectors") or 0)
