@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from lmscalpel.checkpoint import Checkpoint, model_identity, open_checkpoint
 from lmscalpel.steering.directions import random_directions, unit
@@ -122,7 +123,9 @@ def first_refused_prompt(runner: _Runner, prompts: Sequence[str], d_model: int, 
 def _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_star, u):
     """First ``n_select`` indices of the pool that comply on the training prompt (batched, early stop)."""
     selected, trials, step = [], 0, runner.batch_size
-    for offset in range(0, max_trials, step):
+    # one generate call per batch of trials (its own bar is off for a single batch): this bar shows the search
+    bar = tqdm(range(0, max_trials, step), desc=f"universal pool {u}: trials", mininterval=10)
+    for offset in bar:
         idx = list(range(start + offset, start + min(offset + step, max_trials)))
         frame = runner.run(f"select-{u}-{offset}", [train_prompt] * len(idx),
                            random_directions(d_model, idx, seed), c_star, {"vector": idx})
@@ -131,7 +134,9 @@ def _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_
             if ok:
                 selected.append(k)
                 if len(selected) == n_select:
+                    bar.close()
                     return selected, trials
+        bar.set_postfix_str(f"{len(selected)} of {n_select} complied")
     return selected, trials
 
 
