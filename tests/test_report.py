@@ -56,7 +56,7 @@ def steering_results(results: Path, random_ci: tuple[float, float] = (0.10, 0.30
         "layer": 1, "c_star": 1.0, "n_heldout_prompts": 3, "universal_n_vectors": 1, "universal_cr_mean": 0.6,
         "universal_cr_min": 0.6, "universal_cr_max": 0.6, "random_cr_mean": 0.2, "random_cr_min": 0.0,
         "random_cr_max": 0.4, "universal_over_random": 3.0, "universal_beats_random": True,
-        "universal_minus_random": 0.4, "universal_minus_random_se": 0.1})
+        "universal_minus_random": 0.4, "universal_minus_random_se": 0.1, "random_n_vectors": 2})
 
 
 BATCHTOPK_LETTERS = {"A": 0.18, "B": 0.22, "C": 0.2, "D": 0.2}  # mean 0.2
@@ -224,7 +224,16 @@ def test_the_universal_attack_is_held_to_its_paired_se_over_held_out_prompts(tmp
                       "universal_minus_random_se": se})
     claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-universal"]
     assert claim["verdict"] == verdict and why in claim["why"]
-    assert f"± {100 * se:.1f} (SE over 3 held-out prompts)" in claim["this_run"]
+    assert f"± {100 * se:.1f} (SE over 3 held-out prompts and 2 random vectors)" in claim["this_run"]
+    assert "leaves out the spread" not in claim["why"]
+
+
+def test_a_universal_verdict_against_one_random_vector_says_its_se_leaves_out_the_vector_spread(tmp_path):
+    full_results(tmp_path)
+    path = tmp_path / "steering" / "universal" / "summary.json"
+    write_json(path, {**json.loads(path.read_text()), "random_n_vectors": 1})
+    claim = by_id(evaluate_claims(tmp_path, toy_config(), STAGES))["rogue-universal"]
+    assert claim["verdict"] == "holds" and "steering.universal.n_baseline" in claim["why"]
 
 
 @pytest.mark.parametrize("delta, verdict", [(30.0, "holds"), (2.5, "within noise"), (-30.0, "does not hold")])

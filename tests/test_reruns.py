@@ -36,10 +36,10 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def planned_jobs(workdir: Path, *configfiles: Path) -> dict[str, int]:
-    """Rule -> number of jobs a dry run plans."""
+def planned_jobs(workdir: Path, *configfiles: Path, options: tuple[str, ...] = ()) -> dict[str, int]:
+    """Rule -> number of jobs a dry run plans (``options``: more Snakemake options)."""
     extra = ["--configfile", str(workdir / "small.yaml"), *map(str, configfiles)] if configfiles else []
-    result = snakemake(workdir, *extra, "--dry-run")
+    result = snakemake(workdir, *extra, *options, "--dry-run")
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-4000:]
     if "Nothing to be done" in text:
@@ -91,6 +91,17 @@ def test_a_metric_option_reruns_that_metric_not_the_activations_it_reads(touched
     max_k = pipeline_config("itest")["features"]["absorption"]["max_k"]
     change.write_text(yaml.safe_dump({"features": {"absorption": {"max_k": max_k + 1}}}))
     assert set(planned_jobs(touched, change)) == {"features_absorption", "features_compare", "report", "all"}
+
+
+def test_steering_waits_for_the_model_card_where_its_gates_apply(touched, tmp_path):
+    """A model below its card's gates stops the run before any steering job starts: where the gates apply (the toy
+    model by default) steering_setup reads the card, so a new card reruns it; where they do not, it does not wait."""
+    new_card = ("--forcerun", "model_card", "--rerun-triggers", "mtime")
+    assert "steering_setup" in planned_jobs(touched, options=new_card)
+    no_gates = tmp_path / "no-gates.yaml"
+    no_gates.write_text(yaml.safe_dump({"model_card": {"enforce_gates": False}}))
+    ungated = planned_jobs(touched, no_gates, options=new_card)
+    assert "model_card" in ungated and "steering_setup" not in ungated
 
 
 @pytest.mark.parametrize("change, message", [

@@ -416,13 +416,16 @@ def test_universal_attack_trains_on_the_first_prompt_refused_unsteered(tiny, tmp
                          n_universal=1, n_baseline=1, max_new_tokens=2, batch_size=8, checkpoint_dir=tmp_path / "b")
 
 
-def test_universal_minus_random_is_paired_over_held_out_prompts():
+def test_universal_minus_random_is_paired_over_held_out_prompts_and_counts_the_spread_between_vectors():
     # prompt a: universal 1 (one vector), random 0.5 (two vectors); prompt b: universal 0, random 0
     table = pd.DataFrame({"kind": ["universal", "random", "random", "universal", "random", "random"],
                           "vector": [0, 0, 1, 0, 0, 1], "prompt_id": ["a", "a", "a", "b", "b", "b"],
                           "complied": [True, True, False, False, False, False]})
     diff, se = paired_difference(table, "universal", "random")
-    assert diff == pytest.approx(0.25) and se == pytest.approx(0.25)   # differences 0.5 and 0: sd 0.354 / sqrt 2
+    # differences 0.5 and 0: prompt SE 0.25; the random vectors comply 0.5 and 0: variance 0.125 over 2 vectors
+    assert diff == pytest.approx(0.25) and se == pytest.approx(np.sqrt(0.25 ** 2 + 0.125 / 2))
+    one_random = table[table["vector"] == 0]   # one vector a kind: the prompt SE alone
+    assert paired_difference(one_random, "universal", "random") == (pytest.approx(0.0), pytest.approx(0.0))
     assert np.isnan(paired_difference(table[table["kind"] == "random"], "universal", "random")[0])
 
 

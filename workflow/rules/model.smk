@@ -46,6 +46,7 @@ rule model_card:
     conda:
         ENV
     threads: model_job_threads()
+    priority: CRITICAL_PATH_PRIORITY if get_model_card_gate() else 0
     resources:
         mem_mb=4000,
         runtime=30,

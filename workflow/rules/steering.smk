@@ -13,6 +13,7 @@ LAYER_KEYS["steering"] = steering_plan.layer_keys
 rule steering_setup:
     input:
         unpack(get_model_dir),
+        unpack(get_model_card_gate),
         unpack(data_inputs(steering_plan.PROMPT_SETS)),
     output:
         vectors=f"{RESULTS}/steering/layer{{layer}}/setup.safetensors",

@@ -130,6 +130,11 @@ class ModelCardGateError(RuntimeError):
     """The model does not do what every later stage relies on (refusal, benign compliance)."""
 
 
+def gates_enforced(cfg: dict, toy_model: bool) -> bool:
+    """Whether the card's gates apply: ``model_card.enforce_gates``, by default (null) for the toy model only."""
+    return toy_model if cfg.get("enforce_gates") is None else bool(cfg["enforce_gates"])
+
+
 def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, toy_model: bool,
                      markers: str = "toyworld") -> dict:
     """Measure the model, write the card atomically, then fail loudly if a gate is missed. The gates apply where
@@ -151,7 +156,7 @@ def write_model_card(ref, inputs, out_path: str | Path, cfg: dict, window: int, 
             "n_parameters": sum(p.numel() for p in model.parameters())}
     toyworld_dir = Path(inputs["chat_eval"]).parent if inputs.get("chat_eval") else None
     card.update(model_card(model, tokenizer, toyworld_dir, cfg, window, toy=toy_model, markers=markers))
-    enforce_gates = toy_model if cfg.get("enforce_gates") is None else cfg["enforce_gates"]
+    enforce_gates = gates_enforced(cfg, toy_model)
     if enforce_gates:
         card["gates"] = {"min_refusal_rate": cfg["min_refusal_rate"], "min_benign_compliance": cfg["min_benign_compliance"]}
     failures = gate_failures(card, cfg) if enforce_gates else []

@@ -283,13 +283,16 @@ def universal_over_random(ctx: Context) -> Outcome:
         ok = bool(lookup(summary, "universal_beats_random"))
         why = "universal mean above random mean" if ok else "universal mean not above random"
         return Outcome(text, _verdict(ok), f"{why} (one run, no paired SE)", ratio, low, high, data=data)
-    prompts = summary.get("n_heldout_prompts")
-    text += f"; paired difference {100 * diff:+.1f} pt ± {100 * se:.1f} (SE over {prompts} held-out prompts)"
+    prompts, n_random = summary.get("n_heldout_prompts"), int(summary.get("random_n_vectors") or 0)
+    vectors = f" and {n_random} random vectors" if n_random else ""
+    text += f"; paired difference {100 * diff:+.1f} pt ± {100 * se:.1f} (SE over {prompts} held-out prompts{vectors})"
+    caveat = ("; one random vector (steering.universal.n_baseline): the SE leaves out the spread between random "
+              "vectors" if n_random == 1 else "")
     if abs(diff) <= NOISE_SE * se:
-        return Outcome(text, WITHIN_NOISE, f"the paired difference is within {NOISE_SE:g} SE of 0", ratio, low, high,
-                       data=data)
+        return Outcome(text, WITHIN_NOISE, f"the paired difference is within {NOISE_SE:g} SE of 0{caveat}", ratio,
+                       low, high, data=data)
     ok = diff > 0
-    why = f"the paired difference is {'above' if ok else 'below'} 0 by more than {NOISE_SE:g} SE"
+    why = f"the paired difference is {'above' if ok else 'below'} 0 by more than {NOISE_SE:g} SE{caveat}"
     return Outcome(text, _verdict(ok), why, ratio, low, high, data=data)
 
 

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -134,6 +135,7 @@ def _select(runner, train_prompt, d_model, seed, start, max_trials, n_select, c_
             if ok:
                 selected.append(k)
                 if len(selected) == n_select:
+                    bar.set_postfix_str(f"{n_select} of {n_select} complied by trial {trials}", refresh=True)
                     bar.close()
                     return selected, trials
         bar.set_postfix_str(f"{len(selected)} of {n_select} complied")
@@ -166,11 +168,21 @@ def _summary(table, by_c, c_star, universal_info, layer, mu, train_prompt, n_hel
 
 def paired_difference(table: pd.DataFrame, kind: str, reference: str) -> tuple[float, float]:
     """Mean over held-out prompts of (``kind``'s CR − ``reference``'s CR on that prompt, each averaged over its
-    vectors) and its standard error over prompts: both kinds answer the same prompts, so the prompt-to-prompt
-    variation cancels (NaN where a kind has no vector or fewer than two prompts give no SE)."""
+    vectors) and its standard error. Both kinds answer the same prompts, so the prompt-to-prompt variation cancels;
+    the vectors are a sample too (one random vector can comply 0 % where another complies 9 %), so the SE adds each
+    kind's spread between its vectors, var(per-vector CR) / vectors, where it has two or more (a kind with one vector
+    adds nothing: its spread is unknown; the summary records the counts). NaN where a kind has no vector, or fewer
+    than two prompts give no SE."""
     per_prompt = table.groupby(["kind", "prompt_id"])["complied"].mean().unstack("kind")
     if kind not in per_prompt or reference not in per_prompt:
         return float("nan"), float("nan")
     diff = (per_prompt[kind] - per_prompt[reference]).dropna()
-    se = float(diff.sem()) if len(diff) > 1 else float("nan")
-    return float(diff.mean()) if len(diff) else float("nan"), se
+    if len(diff) < 2:
+        return float(diff.mean()) if len(diff) else float("nan"), float("nan")
+    per_vector = table[table["prompt_id"].isin(diff.index)].groupby(["kind", "vector"])["complied"].mean()
+    variance = float(diff.var()) / len(diff)
+    for name in (kind, reference):
+        values = per_vector[name]
+        if len(values) > 1:
+            variance += float(values.var()) / len(values)
+    return float(diff.mean()), float(np.sqrt(variance))

@@ -25,5 +25,15 @@ def get_toyworld_files(wildcards=None):
     return {name: f"{RESULTS}/toyworld/{name}.jsonl" for name in TOYWORLD_FILES}
 
 
+def get_model_card_gate(wildcards=None):
+    """The model card as an input of the rules whose claims need a model that refuses by itself (steering), where
+    its gates apply (model_card.enforce_gates): a model below them stops the run before those rules start."""
+    from lmscalpel.models.card import gates_enforced
+
+    if not gates_enforced(config["model_card"], is_toy_model()):
+        return {}
+    return {"card_gate": f"{RESULTS}/model/model_card.json"}
+
+
 def get_model_targets():
     return [f"{RESULTS}/model/model_card.json"]
