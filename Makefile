@@ -46,8 +46,8 @@ smoke: install
 real: install
 	$(BIN)/snakemake --cores $(CORES) --workflow-profile workflow/profiles/default --configfile presets/smollm2_135m_cpu.yaml
 
-# Qwen2.5-Coder-1.5B-Instruct as shipped (issue 22): the model card alone, or the whole preset (52 min and 9.3 GiB
-# measured on 2 cores; see the preset's header).
+# Qwen2.5-Coder-1.5B-Instruct as shipped (issue 22): the model card alone, or the whole preset (55 min and 10.1 GiB
+# measured from scratch on 2 cores, ~62 min with the two later additions; see the preset's header).
 real-qwen-card: install-qwen
 	$(BIN)/snakemake results/qwen25_coder_1p5b_cpu/model/model_card.json --cores $(CORES) \
 		--workflow-profile workflow/profiles/default --configfile presets/qwen25_coder_1p5b_cpu.yaml
